@@ -1,0 +1,80 @@
+"""weft: durable, observable, resource-aware process execution.
+
+The public surface is loaded lazily so that ``weft --help`` and short CLI
+commands do not pay for pydantic and the broker until they need them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AmbiguousTid",
+    "BrokerError",
+    "ContextError",
+    "InvalidSpec",
+    "Limits",
+    "ManagerUnavailable",
+    "NotFound",
+    "Resources",
+    "Result",
+    "RetryPolicy",
+    "Task",
+    "TaskFailed",
+    "TaskRejected",
+    "TaskSpec",
+    "UsageError",
+    "WaitTimeout",
+    "WeftClient",
+    "WeftError",
+    "__version__",
+    "current_task",
+]
+
+_LAZY = {
+    "WeftClient": "weft.client.client",
+    "Task": "weft.client.task",
+    "Result": "weft.client.result",
+    "current_task": "weft.client.current",
+    "TaskSpec": "weft.models.taskspec",
+    "Resources": "weft.models.taskspec",
+    "Limits": "weft.models.taskspec",
+    "RetryPolicy": "weft.models.taskspec",
+}
+_ERRORS = {
+    "AmbiguousTid", "BrokerError", "ContextError", "InvalidSpec", "ManagerUnavailable",
+    "NotFound", "TaskFailed", "TaskRejected", "UsageError", "WaitTimeout", "WeftError",
+}
+
+if TYPE_CHECKING:
+    from weft.client.client import WeftClient
+    from weft.client.current import current_task
+    from weft.client.result import Result
+    from weft.client.task import Task
+    from weft.errors import (
+        AmbiguousTid,
+        BrokerError,
+        ContextError,
+        InvalidSpec,
+        ManagerUnavailable,
+        NotFound,
+        TaskFailed,
+        TaskRejected,
+        UsageError,
+        WaitTimeout,
+        WeftError,
+    )
+    from weft.models.taskspec import Limits, Resources, RetryPolicy, TaskSpec
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _ERRORS:
+        return getattr(importlib.import_module("weft.errors"), name)
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'weft' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

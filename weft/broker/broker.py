@@ -1,0 +1,259 @@
+"""The one place weft talks to simplebroker.
+
+A :class:`Broker` holds one process-shared session and one long-lived core
+handle, because simplebroker's per-call ``Queue`` wrappers cost two to three
+times the SQL they run (see docs/performance.md). Every hand-off weft makes
+is a ``move`` that keeps the message id; nothing is read and re-written.
+
+Broker objects refuse to work after ``fork()``: each process opens its own.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sqlite3
+import stat
+import threading
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from simplebroker import BrokerSession, resolve_config, target_for_directory
+from simplebroker._constants import BrokerError as _SBError
+
+from weft.errors import BrokerError
+from weft.settings import Settings
+
+T = TypeVar("T")
+Message = tuple[str, int]
+
+PAGE = 500
+_OPEN: weakref.WeakSet[Broker] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    """Close brokers nobody closed: otherwise interpreter exit stalls on the busy timeout."""
+    for broker in list(_OPEN):
+        try:
+            broker.close()
+        except Exception:  # noqa: BLE001 - exiting anyway
+            pass
+
+
+def _friendly(exc: BaseException, where: str) -> BrokerError:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    low = text.lower()
+    if "locked" in low or "busy" in low:
+        hint = "the broker file is locked by another process; try again"
+    elif "not a database" in low or "malformed" in low or "corrupt" in low:
+        hint = "the broker file is corrupt (restore .weft/broker.db from a backup or remove it)"
+    elif "unable to open" in low or "readonly" in low or "permission" in low:
+        hint = "the broker file cannot be opened (check permissions)"
+    else:
+        hint = text
+    return BrokerError(f"broker error at {where}: {hint}")
+
+
+class Broker:
+    """A connection to one weft broker (a SQLite file or a Postgres schema)."""
+
+    def __init__(self, target: Any, *, config: Any, description: str) -> None:
+        self.description = description
+        self._pid = os.getpid()
+        self._lock = threading.RLock()
+        try:
+            self._session = BrokerSession.connect(target, config=config)
+            self._conn_cm = self._session.connection()
+            self._core = self._conn_cm.__enter__()
+        except (sqlite3.Error, _SBError, OSError, RuntimeError, ValueError) as exc:
+            raise _friendly(exc, description) from None
+        self.backend = self._session.backend_name
+        self._closed = False
+        _OPEN.add(self)
+
+    # -- construction -----------------------------------------------------
+    @classmethod
+    def open(cls, root: Path, settings: Settings) -> Broker:
+        if settings.broker_backend == "postgres":
+            if not settings.broker_target:
+                raise BrokerError("WEFT_BROKER_TARGET must hold a Postgres DSN for the postgres backend")
+            config = resolve_config(
+                "WEFT",
+                env={},
+                override={
+                    "WEFT_BACKEND": "postgres",
+                    "WEFT_BACKEND_TARGET": settings.broker_target,
+                    "WEFT_BACKEND_SCHEMA": settings.broker_schema,
+                },
+            )
+            target = target_for_directory(root, config=config)
+            return cls(target, config=config, description=f"postgres/{settings.broker_schema}")
+        path = root / ".weft" / "broker.db"
+        config = resolve_config(
+            "WEFT",
+            env={},
+            override={
+                "WEFT_SYNC_MODE": settings.sync_mode,
+                "WEFT_BUSY_TIMEOUT": settings.busy_timeout_ms,
+            },
+        )
+        fresh = not path.exists()
+        old_umask = os.umask(0o077) if fresh else None
+        try:
+            broker = cls(str(path), config=config, description=str(path))
+        finally:
+            if old_umask is not None:
+                os.umask(old_umask)
+        if fresh:
+            for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+                if candidate.exists():
+                    os.chmod(candidate, stat.S_IRUSR | stat.S_IWUSR)
+        return broker
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        if os.getpid() != self._pid:
+            raise BrokerError("a broker connection was carried across fork; open a new one")
+        try:
+            with self._lock:
+                return fn()
+        except (sqlite3.Error, _SBError, OSError) as exc:
+            raise _friendly(exc, self.description) from None
+
+    # -- identity ---------------------------------------------------------
+    def generate_id(self) -> int:
+        return self._call(self._core.generate_timestamp)
+
+    # -- writing ----------------------------------------------------------
+    def write(self, queue: str, body: str) -> int:
+        return self._call(lambda: self._core.write(queue, body))
+
+    def write_many(self, records: list[tuple[str, str]]) -> list[int]:
+        """Write several messages (any queues) in one transaction, in order."""
+        if not records:
+            return []
+        if len(records) == 1:
+            return [self.write(*records[0])]
+
+        def run() -> list[int]:
+            ids = [self._core.generate_timestamp() for _ in records]
+            self._core.insert_messages([(q, b, i) for (q, b), i in zip(records, ids, strict=True)])
+            return ids
+
+        return self._call(run)
+
+    def insert(self, queue: str, body: str, message_id: int) -> None:
+        self._call(lambda: self._core.insert_messages([(queue, body, message_id)]))
+
+    # -- moving and deleting ---------------------------------------------
+    def move_one(
+        self,
+        src: str,
+        dst: str,
+        *,
+        message_id: int | None = None,
+        require_unclaimed: bool = True,
+    ) -> Message | None:
+        return self._call(
+            lambda: self._core.move_one(
+                src,
+                dst,
+                exact_timestamp=message_id,
+                require_unclaimed=require_unclaimed,
+                with_timestamps=True,
+            )
+        )
+
+    def move_all(self, src: str, dst: str) -> int:
+        moved = 0
+        while self.move_one(src, dst) is not None:
+            moved += 1
+        return moved
+
+    def delete(self, queue: str, ids: list[int]) -> int:
+        if not ids:
+            return 0
+        return self._call(lambda: self._core.delete_message_ids(queue, ids))
+
+    def delete_queue(self, queue: str) -> int:
+        return self._call(lambda: self._core.delete(queue))
+
+    def read_one(self, queue: str, *, message_id: int | None = None) -> Message | None:
+        """Remove and return one message: for queues nobody must lose (replies)."""
+        return self._call(
+            lambda: self._core.claim_one(queue, exact_timestamp=message_id, with_timestamps=True)
+        )
+
+    # -- looking ----------------------------------------------------------
+    def peek_one(self, queue: str, *, message_id: int | None = None) -> Message | None:
+        return self._call(
+            lambda: self._core.peek_one(queue, exact_timestamp=message_id, with_timestamps=True)
+        )
+
+    def peek_many(self, queue: str, limit: int, *, after: int | None = None) -> list[Message]:
+        return self._call(
+            lambda: list(
+                self._core.peek_many(queue, limit, with_timestamps=True, after_timestamp=after)
+            )
+        )
+
+    def peek_all(self, queue: str, *, after: int | None = None) -> Iterator[Message]:
+        """Every pending message, oldest first, paged by id (safe to act between pages)."""
+        cursor = after
+        while True:
+            page = self.peek_many(queue, PAGE, after=cursor)
+            yield from page
+            if len(page) < PAGE:
+                return
+            cursor = page[-1][1]
+
+    def find_ids(self, queue: str, contains: str, *, limit: int = 1000) -> list[int]:
+        return self._call(
+            lambda: list(self._core.find_message_ids(queue, body_contains=contains, limit=limit))
+        )
+
+    def has_pending(self, queue: str) -> bool:
+        return self._call(lambda: bool(self._core.has_pending_messages(queue)))
+
+    def queue_stats(self) -> list[tuple[str, int, int]]:
+        """(name, pending, total) for every queue that holds rows."""
+        return self._call(lambda: [tuple(r) for r in self._core.get_queue_stats()])  # type: ignore[misc]
+
+    def count(self, queue: str) -> int:
+        return self._call(lambda: int(self._core.get_queue_stat(queue).pending))
+
+    def data_version(self) -> int | None:
+        """Changes whenever any other connection commits (SQLite); None elsewhere."""
+        return self._call(self._core.get_data_version)
+
+    def vacuum(self) -> None:
+        self._call(lambda: self._core.vacuum(compact=True))
+
+    # -- lifetime ---------------------------------------------------------
+    def close(self) -> None:
+        if os.getpid() != self._pid or self._closed:
+            return
+        self._closed = True
+        _OPEN.discard(self)
+        try:
+            self._conn_cm.__exit__(None, None, None)
+        finally:
+            self._session.close()
+
+    def __enter__(self) -> Broker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@contextmanager
+def opened(root: Path, settings: Settings) -> Iterator[Broker]:
+    broker = Broker.open(root, settings)
+    try:
+        yield broker
+    finally:
+        broker.close()

@@ -1,0 +1,1 @@
+"""The ``weft`` command line (click); the only package that renders with rich."""

@@ -1,0 +1,92 @@
+"""``weft``: the command line, a thin layer over :class:`weft.WeftClient`.
+
+Commands import the client lazily so ``weft --help`` stays fast. Every
+:class:`weft.errors.WeftError` and every usage error ends here as one line on
+stderr and the error's exit code; a traceback means a bug.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from weft.cli.ops import queue_group, tidy_cmd
+from weft.cli.run import run_cmd
+from weft.cli.tasks import result_cmd, status_cmd, task_group
+from weft.cli.workers import worker_group
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.version_option(package_name="weft", prog_name="weft")
+def cli() -> None:
+    """weft: run commands and Python functions as durable tasks, each in its own process.
+
+    Tasks are queued in a SQLite broker under .weft/ in your project (found
+    like git finds .git, or set WEFT_CONTEXT). A background manager runs them
+    as soon as there is room; 'weft run' starts one when none is running.
+
+    \b
+    Quick start:
+      weft run echo hello               run a command, stream its output
+      weft run --function mod:fn --arg 3
+      weft run --no-wait -- sleep 60    queue it, print the TID
+      weft status                       managers and task counts
+      weft worker list                  live managers
+    """
+
+
+@cli.command("init")
+@click.argument("path", required=False, type=click.Path(file_okay=False))
+def init_cmd(path: str | None) -> None:
+    """Create a weft project (.weft/ with its broker) in PATH or here."""
+    from weft import context
+    from weft.broker import Broker
+
+    ctx, created = context.init(path)
+    Broker.open(ctx.root, ctx.settings).close()
+    verb = "created" if created else "already exists:"
+    click.echo(f"weft: {verb} {ctx.weft_dir}")
+
+
+cli.add_command(run_cmd)
+cli.add_command(result_cmd)
+cli.add_command(status_cmd)
+cli.add_command(task_group)
+cli.add_command(worker_group)
+cli.add_command(queue_group)
+cli.add_command(tidy_cmd)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from weft.errors import WeftError
+
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        code = cli.main(args=args, prog_name="weft", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("weft: aborted", err=True)
+        sys.exit(130)
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx else "weft"
+        click.echo(f"{where}: error: {exc.format_message()} (see '{where} --help')", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        click.echo(f"weft: error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except WeftError as exc:
+        click.echo(f"weft: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Operator tools: ``weft queue ...`` and ``weft tidy``.
+
+For inspection and repair by hand. Moves keep message ids, so a request
+moved back from ``weft.spawn.rejected`` keeps its TID.
+"""
+
+from __future__ import annotations
+
+import click
+
+from weft.cli.common import client, echo_json, json_option, table
+
+
+@click.group("queue")
+def queue_group() -> None:
+    """Look inside the broker's queues and repair them by hand."""
+
+
+@queue_group.command("list")
+@json_option
+def queue_list(as_json: bool) -> None:
+    """Every queue that holds messages, with pending and total counts."""
+    stats = client().broker.queue_stats()
+    if as_json:
+        echo_json([{"queue": q, "pending": p, "total": t} for q, p, t in stats])
+        return
+    table(None, ["QUEUE", "PENDING", "TOTAL"], [[q, p, t] for q, p, t in stats])
+
+
+def _emit(messages: list[tuple[str, int]], as_json: bool) -> None:
+    for body, mid in messages:
+        if as_json:
+            echo_json({"id": str(mid), "body": body})
+        else:
+            click.echo(body)
+
+
+@queue_group.command("peek")
+@click.argument("queue")
+@click.option("--all", "peek_all", is_flag=True, help="Every pending message, not just the oldest.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most N messages.")
+@json_option
+def queue_peek(queue: str, peek_all: bool, limit: int | None, as_json: bool) -> None:
+    """Show messages without removing them (oldest first)."""
+    broker = client().broker
+    if peek_all or limit:
+        messages = []
+        for msg in broker.peek_all(queue):
+            messages.append(msg)
+            if limit and len(messages) >= limit:
+                break
+    else:
+        one = broker.peek_one(queue)
+        messages = [one] if one else []
+    if not messages:
+        raise SystemExit(_empty(queue))
+    _emit(messages, as_json)
+
+
+def _empty(queue: str) -> int:
+    click.echo(f"weft: queue {queue} is empty", err=True)
+    return 4
+
+
+@queue_group.command("read")
+@click.argument("queue")
+@click.option("--id", "message_id", type=int, help="Read this message id only.")
+@json_option
+def queue_read(queue: str, message_id: int | None, as_json: bool) -> None:
+    """Remove and print the oldest message (or --id)."""
+    msg = client().broker.read_one(queue, message_id=message_id)
+    if msg is None:
+        raise SystemExit(_empty(queue))
+    _emit([msg], as_json)
+
+
+@queue_group.command("write")
+@click.argument("queue")
+@click.argument("body")
+def queue_write(queue: str, body: str) -> None:
+    """Append BODY to QUEUE and print its message id."""
+    click.echo(client().broker.write(queue, body))
+
+
+@queue_group.command("move")
+@click.argument("source")
+@click.argument("dest")
+@click.option("--id", "message_id", type=int, help="Move only this message id.")
+@click.option("--all", "move_all", is_flag=True, help="Move every pending message.")
+def queue_move(source: str, dest: str, message_id: int | None, move_all: bool) -> None:
+    """Move messages atomically (keeping their ids) from SOURCE to DEST."""
+    broker = client().broker
+    if move_all:
+        click.echo(f"moved {broker.move_all(source, dest)}")
+        return
+    moved = broker.move_one(source, dest, message_id=message_id)
+    if moved is None:
+        raise SystemExit(_empty(source))
+    click.echo(f"moved {moved[1]}")
+
+
+@queue_group.command("delete")
+@click.argument("queue")
+@click.option("--id", "message_id", type=int, help="Delete only this message id.")
+@click.option("--yes", is_flag=True, help="Do not ask before deleting a whole queue.")
+def queue_delete(queue: str, message_id: int | None, yes: bool) -> None:
+    """Delete one message (--id) or, with confirmation, a whole queue."""
+    broker = client().broker
+    if message_id is not None:
+        n = broker.delete(queue, [message_id])
+    else:
+        if not yes:
+            click.confirm(f"delete every message in {queue}?", abort=True)
+        n = broker.delete_queue(queue)
+    click.echo(f"deleted {n}")
+
+
+@click.command("tidy")
+@click.option("--retention", type=click.FloatRange(min=0), default=7 * 24 * 3600.0,
+              show_default=True, help="Keep finished tasks' queues and events this many seconds.")
+@click.option("--dry-run", is_flag=True, help="Say what would go, change nothing.")
+@json_option
+def tidy_cmd(retention: float, dry_run: bool, as_json: bool) -> None:
+    """Drop old finished tasks' queues and events, then vacuum the broker."""
+    from weft.client.maintenance import tidy
+
+    report = tidy(client().broker, retention=retention, dry_run=dry_run)
+    if as_json:
+        echo_json(report)
+    else:
+        click.echo(", ".join(f"{k} {v}" for k, v in report.items()))

@@ -1,0 +1,142 @@
+"""``weft result``, ``weft status`` and ``weft task ...``."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+
+from weft.cli.common import ago, client, echo_json, json_option, table, timeout_option
+
+
+@click.command("result")
+@click.argument("tid")
+@timeout_option
+@json_option
+@click.pass_context
+def result_cmd(ctx: click.Context, tid: str, timeout: float | None, as_json: bool) -> None:
+    """Wait for task TID and print its output (or value), exiting with its exit code."""
+    from weft.cli.run import render_result
+
+    task = client().task(tid)
+    result = task.wait(timeout=timeout)
+    ctx.exit(render_result(result, as_json=as_json, replay_output=not as_json))
+
+
+@click.command("status")
+@click.argument("tid", required=False)
+@click.option("--request-id", help="Only tasks with this request id.")
+@json_option
+def status_cmd(tid: str | None, request_id: str | None, as_json: bool) -> None:
+    """Managers and task counts; or one task's state and timeline of events."""
+    c = client()
+    if tid is not None:
+        info = c.task(tid).status()
+        if as_json:
+            echo_json(info)
+            return
+        _print_task(info)
+        return
+    workers = c.workers.list()
+    overview = c.overview()
+    if request_id is not None:
+        tasks = c.tasks(request_id=request_id)
+        counts: dict[str, int] = {}
+        for t in tasks:
+            counts[t["status"]] = counts.get(t["status"], 0) + 1
+        overview["tasks"] = counts
+        overview["request_id"] = request_id
+    if as_json:
+        echo_json({"context": str(c.context.root), "managers": [w.to_dict() for w in workers],
+                   **overview})
+        return
+    click.echo(f"project   {c.context.root}")
+    click.echo(f"managers  {len(workers)} live" + "".join(
+        f"\n  {w.tid}  pid {w.pid}  running {w.record.get('load', {}).get('running', 0)}"
+        for w in workers))
+    counts_text = ", ".join(f"{n} {s}" for s, n in sorted(overview["tasks"].items())) or "none"
+    click.echo(f"tasks     {counts_text}")
+    click.echo(f"queued    {overview['queued_requests']} request(s) waiting")
+    click.echo(f"rejected  {overview['dead_letters']} dead letter(s) in weft.spawn.rejected")
+
+
+def _print_task(info: dict[str, Any]) -> None:
+    click.echo(f"task      {info['tid']}  {info.get('name') or ''}".rstrip())
+    click.echo(f"status    {info['status']}")
+    for key in ("pid", "exit_code", "attempt", "request_id", "parent_tid", "manager_tid", "error"):
+        if info.get(key) is not None:
+            click.echo(f"{key:<9} {info[key]}")
+    if info.get("events"):
+        click.echo("timeline")
+        t0 = info["events"][0].get("ts", 0)
+        for event in info["events"]:
+            extra = event.get("reason") or ""
+            click.echo(f"  +{event.get('ts', 0) - t0:8.3f}s  {event.get('event'):<16} "
+                       f"{event.get('status'):<10} {extra}".rstrip())
+
+
+@click.group("task")
+def task_group() -> None:
+    """Inspect and control single tasks (TIDs may be short: their last 10 digits)."""
+
+
+@task_group.command("list")
+@click.option("--request-id", help="Only tasks with this request id.")
+@click.option("--status", "only_status", help="Only tasks in this state.")
+@json_option
+def task_list(request_id: str | None, only_status: str | None, as_json: bool) -> None:
+    """List tasks, oldest first, each TID once."""
+    tasks = client().tasks(request_id=request_id)
+    if only_status:
+        tasks = [t for t in tasks if t["status"] == only_status]
+    if as_json:
+        echo_json(tasks)
+        return
+    table(None, ["TID", "STATUS", "NAME", "EXIT", "UPDATED"],
+          [[t["tid"][-10:], t["status"], t.get("name") or t.get("target") or "",
+            t.get("exit_code"), ago(t.get("updated_at"))] for t in tasks])
+
+
+def _control(command: str, tid: str, timeout: float | None, as_json: bool) -> None:
+    reply = client().task(tid).control(command, timeout=timeout or 10.0)
+    if as_json:
+        echo_json(reply)
+    elif not reply.get("ok"):
+        raise click.ClickException(reply.get("error") or "command failed")
+    elif command == "STATUS":
+        details = reply.get("details") or {}
+        click.echo(f"{reply['tid']}  {reply['status']}  pid {reply.get('pid')}")
+        for key, value in details.items():
+            click.echo(f"  {key}: {value}")
+    else:
+        click.echo(reply.get("reply") or reply.get("status"))
+    if not reply.get("ok"):
+        raise SystemExit(1)
+
+
+def _make_control(command: str, help_text: str) -> click.Command:
+    @task_group.command(command.lower(), help=help_text)
+    @click.argument("tid")
+    @timeout_option
+    @json_option
+    def cmd(tid: str, timeout: float | None, as_json: bool) -> None:
+        _control(command, tid, timeout, as_json)
+
+    return cmd
+
+
+_make_control("PING", "Check a task or manager answers: prints PONG and the round trip.")
+_make_control("STATUS", "Ask a running task (or manager) for its live status; --json includes its pid.")
+_make_control("STOP", "Stop a task gracefully (SIGTERM to its process group, then SIGKILL).")
+_make_control("KILL", "Kill a task's whole process tree at once.")
+_make_control("PAUSE", "Pause a task (SIGSTOP its tree) or a manager (stop claiming).")
+_make_control("RESUME", "Resume a paused task or manager.")
+
+
+def wait_tids(tids: list[str], timeout: float | None) -> None:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    c = client()
+    for tid in tids:
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        c.task(tid).wait(timeout=remaining)

@@ -1,0 +1,1 @@
+"""The Python API: everything the CLI does, as functions that return data."""

@@ -1,0 +1,29 @@
+"""Who am I? For code running inside a weft task."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CurrentTask:
+    tid: str
+    parent_tid: str | None
+    request_id: str | None
+    manager_tid: str | None
+    attempt: int
+
+
+def current_task() -> CurrentTask | None:
+    """The task this process runs as, or None outside weft."""
+    tid = os.environ.get("WEFT_TASK_TID")
+    if not tid:
+        return None
+    return CurrentTask(
+        tid=tid,
+        parent_tid=os.environ.get("WEFT_PARENT_TID") or None,
+        request_id=os.environ.get("WEFT_REQUEST_ID") or None,
+        manager_tid=os.environ.get("WEFT_MANAGER_TID") or None,
+        attempt=int(os.environ.get("WEFT_ATTEMPT") or 1),
+    )

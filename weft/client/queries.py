@@ -1,0 +1,181 @@
+"""Rebuilding task state from queues and events: there is no side database.
+
+A task's state is the status of its newest event, overridden by a result on
+its outbox (terminal); a request still on ``weft.spawn.requests`` with no
+events is ``queued``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from weft.broker import Broker
+from weft.errors import AmbiguousTid, NotFound, UsageError
+from weft.names import SPAWN_REJECTED, SPAWN_REQUESTS, TASKS_LOG, WORKERS_REGISTRY, task_queue
+from weft.runtime.registry import read_all
+
+
+def _load(body: str) -> dict[str, Any] | None:
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def all_events(broker: Broker) -> list[dict[str, Any]]:
+    events = []
+    for body, mid in broker.peek_all(TASKS_LOG):
+        event = _load(body)
+        if event is not None:
+            event["_id"] = mid
+            events.append(event)
+    return events
+
+
+def task_events(broker: Broker, tid: str) -> list[dict[str, Any]]:
+    ids = broker.find_ids(TASKS_LOG, f'"tid":"{tid}"')
+    events = []
+    for mid in sorted(ids):
+        msg = broker.peek_one(TASKS_LOG, message_id=mid)
+        if msg is None:
+            continue
+        event = _load(msg[0])
+        if event is not None and event.get("tid") == tid:
+            events.append(event)
+    return events
+
+
+def queued_request(broker: Broker, tid: str) -> dict[str, Any] | None:
+    """The spawn request of a task still waiting to be claimed."""
+    if tid.isdigit():
+        msg = broker.peek_one(SPAWN_REQUESTS, message_id=int(tid))
+        if msg is not None:
+            return _load(msg[0])
+    return None
+
+
+def final_result(broker: Broker, tid: str) -> dict[str, Any] | None:
+    queue = task_queue(tid, "outbox")
+    last = None
+    for body, _ in broker.peek_all(queue):
+        last = body
+    message = _load(last) if last else None
+    return message if message and message.get("type") == "result" else None
+
+
+def task_status(broker: Broker, tid: str) -> dict[str, Any]:
+    events = task_events(broker, tid)
+    result = final_result(broker, tid)
+    request = queued_request(broker, tid) if not events else None
+    if not events and result is None and request is None:
+        raise NotFound(f"no task {tid}")
+    state = "queued"
+    info: dict[str, Any] = {"tid": tid}
+    for event in events:
+        state = event.get("status", state)
+        for key in ("name", "request_id", "parent_tid", "manager_tid", "attempt", "target"):
+            if event.get(key) is not None:
+                info[key] = event[key]
+        if event.get("event") == "task_started":
+            info["pid"] = event.get("pid")
+            info["started_at"] = event.get("ts")
+    if request is not None:
+        spec = request.get("taskspec", {})
+        info.setdefault("name", spec.get("name"))
+        info.setdefault("request_id", request.get("request_id"))
+        info.setdefault("parent_tid", spec.get("parent_tid"))
+    if result is not None:
+        state = result["status"]
+        info["exit_code"] = result.get("exit_code")
+        info["finished_at"] = result.get("finished_at")
+        info["error"] = result.get("error")
+    if state not in ("running", "paused"):
+        info.pop("pid", None)
+    info["status"] = state
+    info["events"] = events
+    return info
+
+
+def list_tasks(broker: Broker, *, request_id: str | None = None) -> list[dict[str, Any]]:
+    """One row per task (TIDs once each), oldest first."""
+    rows: dict[str, dict[str, Any]] = {}
+    for event in all_events(broker):
+        tid = event.get("tid")
+        if not tid or str(event.get("event", "")).startswith("manager_") or \
+                event.get("event") in ("launcher_restarted", "manager_lost"):
+            continue
+        row = rows.setdefault(tid, {"tid": tid, "status": "queued"})
+        row["status"] = event.get("status", row["status"])
+        for key in ("name", "request_id", "parent_tid", "manager_tid", "attempt", "target"):
+            if event.get(key) is not None:
+                row[key] = event[key]
+        if event.get("event") == "task_started":
+            row["pid"] = event.get("pid")
+            row["started_at"] = event.get("ts")
+        if event.get("exit_code") is not None:
+            row["exit_code"] = event["exit_code"]
+        row["updated_at"] = event.get("ts")
+    for body, mid in broker.peek_all(SPAWN_REQUESTS):
+        request = _load(body) or {}
+        spec = request.get("taskspec") or {}
+        tid = spec.get("tid") or str(mid)
+        row = rows.setdefault(tid, {"tid": tid, "status": "queued"})
+        row.setdefault("name", spec.get("name"))
+        row.setdefault("request_id", request.get("request_id") or spec.get("request_id"))
+        if request.get("not_before"):
+            row["not_before"] = request["not_before"]
+    tasks = sorted(rows.values(), key=lambda r: r["tid"])
+    if request_id is not None:
+        tasks = [t for t in tasks if t.get("request_id") == request_id]
+    return tasks
+
+
+def resolve_tid(broker: Broker, given: str) -> str:
+    """Accept a full 19-digit TID or its last 10+ digits when unambiguous."""
+    text = given.strip()
+    if text.startswith("T") and text[1:].isdigit():
+        text = text[1:]
+    if not text.isdigit():
+        raise UsageError(f"not a task id: {given!r} (expected digits)")
+    if len(text) == 19:
+        return text
+    if len(text) < 6:
+        raise UsageError(f"task id {given!r} is too short (give at least 6 digits)")
+    matches: set[str] = set()
+    for queue, _pending, _total in broker.queue_stats():
+        if queue.startswith("T") and "." in queue:
+            candidate = queue[1:].split(".", 1)[0]
+            if candidate.endswith(text):
+                matches.add(candidate)
+    for event in all_events(broker):
+        tid = str(event.get("tid", ""))
+        if tid.endswith(text):
+            matches.add(tid)
+    for _body, mid in broker.peek_all(SPAWN_REQUESTS):
+        if str(mid).endswith(text):
+            matches.add(str(mid))
+    for entry in read_all(broker).values():
+        if entry.tid.endswith(text):
+            matches.add(entry.tid)
+    if not matches:
+        raise NotFound(f"no task or manager matches {given!r}")
+    if len(matches) > 1:
+        raise AmbiguousTid(f"{given!r} matches {len(matches)} tasks: {', '.join(sorted(matches)[:5])}")
+    return matches.pop()
+
+
+def overview(broker: Broker) -> dict[str, Any]:
+    """Counts for ``weft status``."""
+    counts: dict[str, int] = {}
+    for task in list_tasks(broker):
+        counts[task["status"]] = counts.get(task["status"], 0) + 1
+    stats = {name: pending for name, pending, _total in broker.queue_stats()}
+    return {
+        "tasks": counts,
+        "queued_requests": stats.get(SPAWN_REQUESTS, 0),
+        "dead_letters": stats.get(SPAWN_REJECTED, 0),
+        "log_events": stats.get(TASKS_LOG, 0),
+        "registry_rows": stats.get(WORKERS_REGISTRY, 0),
+    }

@@ -1,0 +1,166 @@
+"""Task: a handle on one task, by TID. Holds no state the broker does not."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from weft.client.polling import poll_until
+from weft.client.result import Result
+from weft.errors import TaskFailed, WaitTimeout
+from weft.names import task_queue
+
+if TYPE_CHECKING:
+    from weft.client.client import WeftClient
+
+
+class Task:
+    def __init__(self, client: WeftClient, tid: str) -> None:
+        self.client = client
+        self.tid = tid
+        self._result: Result | None = None
+
+    def __repr__(self) -> str:
+        return f"Task({self.tid!r})"
+
+    @property
+    def short_tid(self) -> str:
+        return self.tid[-10:]
+
+    # -- outcome ----------------------------------------------------------
+    def _outbox(self) -> list[dict[str, Any]]:
+        broker = self.client.broker
+        return [json.loads(body) for body, _ in broker.peek_all(task_queue(self.tid, "outbox"))]
+
+    def _final(self) -> Result | None:
+        broker = self.client.broker
+        messages = [json.loads(b) for b, _ in broker.peek_all(task_queue(self.tid, "outbox"))]
+        if not messages or messages[-1].get("type") != "result":
+            return None
+        final = messages[-1]
+        attempt = final.get("attempt", 1)
+        out = "".join(m["data"] for m in messages
+                      if m.get("type") == "stream" and m.get("stream") == "stdout"
+                      and m.get("attempt", 1) == attempt)
+        err = "".join(m["data"] for m in messages
+                      if m.get("type") == "stream" and m.get("stream") == "stderr"
+                      and m.get("attempt", 1) == attempt)
+        return Result.from_message(final, stdout=out, stderr=err)
+
+    def wait(self, timeout: float | None = None) -> Result:
+        """Block until the task ends; return its Result whatever the status."""
+        if self._result is None:
+            self._result = poll_until(self.client.broker, self._final, timeout=timeout,
+                                      what=f"task {self.tid}")
+        return self._result
+
+    def result(self, timeout: float | None = None) -> Result:
+        """Wait and return the Result; raise TaskFailed unless it completed."""
+        res = self.wait(timeout)
+        if not res.ok:
+            detail = res.error or res.reason or f"exit code {res.exit_code}"
+            raise TaskFailed(f"task {self.tid} {res.status}: {detail}", result=res)
+        return res
+
+    def done(self) -> bool:
+        return self._result is not None or self._final() is not None
+
+    def output(self, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+        """Yield output chunks (dicts with stream/seq/data) as they arrive, then stop."""
+        broker = self.client.broker
+        queue = task_queue(self.tid, "outbox")
+        cursor: int | None = None
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def fresh() -> list[tuple[str, int]] | None:
+            page = broker.peek_many(queue, 500, after=cursor)
+            return page or None
+
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                page = poll_until(broker, fresh, timeout=remaining, what=f"output of {self.tid}")
+            except WaitTimeout:
+                return
+            for body, mid in page:
+                cursor = mid
+                message = json.loads(body)
+                if message.get("type") == "result":
+                    return
+                yield message
+
+    def status(self) -> dict[str, Any]:
+        """The task's current state, rebuilt from its queues and events."""
+        from weft.client.queries import task_status
+
+        return task_status(self.client.broker, self.tid)
+
+    def events(self) -> list[dict[str, Any]]:
+        from weft.client.queries import task_events
+
+        return task_events(self.client.broker, self.tid)
+
+    # -- control ----------------------------------------------------------
+    def control(self, command: str, *, timeout: float = 10.0, reason: str | None = None) -> dict[str, Any]:
+        """Send one control command and wait for the matching reply."""
+        broker = self.client.broker
+        request_id = uuid.uuid4().hex
+        body: dict[str, Any] = {"v": 1, "command": command.upper(), "request_id": request_id}
+        if reason:
+            body["reason"] = reason
+        sent_at = time.monotonic()
+        broker.write(task_queue(self.tid, "ctrl_in"), json.dumps(body))
+        out_queue = task_queue(self.tid, "ctrl_out")
+
+        def matching() -> dict[str, Any] | None:
+            for raw, mid in broker.peek_all(out_queue):
+                try:
+                    reply = json.loads(raw)
+                except ValueError:
+                    continue
+                if reply.get("request_id") == request_id:
+                    broker.delete(out_queue, [mid])
+                    return reply
+            final = self._final()
+            if final is not None:
+                return self._answer_for_finished(command, request_id, final)
+            return None
+
+        try:
+            reply = poll_until(broker, matching, timeout=timeout,
+                               what=f"a reply from {self.tid} to {command.upper()}")
+        except WaitTimeout:
+            raise WaitTimeout(f"no reply from task {self.tid} to {command.upper()} within "
+                              f"{timeout:g}s (is it running, and is its manager alive?)") from None
+        reply["rtt_ms"] = round((time.monotonic() - sent_at) * 1000, 2)
+        return reply
+
+    def _answer_for_finished(self, command: str, request_id: str, final: Result) -> dict[str, Any]:
+        # A finished task answers nothing; its queue holds the answer. Drop our request.
+        broker = self.client.broker
+        for raw, mid in broker.peek_all(task_queue(self.tid, "ctrl_in")):
+            if request_id in raw:
+                broker.delete(task_queue(self.tid, "ctrl_in"), [mid])
+        upper = command.upper()
+        return {"v": 1, "request_id": request_id, "tid": self.tid, "command": upper, "ok": True,
+                "status": final.status, "pid": None,
+                "reply": "PONG" if upper == "PING" else f"already {final.status}",
+                "error": None, "details": {"finished": True}}
+
+    def ping(self, timeout: float = 10.0) -> dict[str, Any]:
+        return self.control("PING", timeout=timeout)
+
+    def stop(self, timeout: float = 10.0) -> dict[str, Any]:
+        return self.control("STOP", timeout=timeout)
+
+    def kill(self, timeout: float = 10.0) -> dict[str, Any]:
+        return self.control("KILL", timeout=timeout)
+
+    def pause(self, timeout: float = 10.0) -> dict[str, Any]:
+        return self.control("PAUSE", timeout=timeout)
+
+    def resume(self, timeout: float = 10.0) -> dict[str, Any]:
+        return self.control("RESUME", timeout=timeout)

@@ -1,0 +1,203 @@
+"""Starting, stopping and listing managers (``client.workers``)."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from weft.errors import ManagerUnavailable, NotFound, WaitTimeout
+from weft.names import WORKERS_REGISTRY
+from weft.runtime import registry
+from weft.runtime.batch import dumps
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from weft.client.client import WeftClient
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A registry record plus what a reader concluded about it."""
+
+    tid: str
+    status: str  # active | stopped | dead
+    pid: int
+    host: str
+    record: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.record, "status": self.status, "recorded_status": self.record.get("status")}
+
+
+class Workers:
+    def __init__(self, client: WeftClient) -> None:
+        self.client = client
+        self._live_until = 0.0
+
+    # -- reading ------------------------------------------------------------
+    def list(self, *, all: bool = False) -> list[WorkerInfo]:  # noqa: A002 - mirrors --all
+        now = time.time()
+        infos = []
+        for entry in registry.read_all(self.client.broker).values():
+            rec = entry.record
+            state = registry.liveness(rec, now)
+            if all or state == "active":
+                infos.append(WorkerInfo(entry.tid, state, int(rec.get("pid") or 0),
+                                        str(rec.get("host")), rec))
+        return sorted(infos, key=lambda w: w.tid)
+
+    def status(self, tid: str | None = None) -> WorkerInfo:
+        workers = self.list(all=True)
+        if tid is None:
+            live = [w for w in workers if w.status == "active"]
+            if not live:
+                raise NotFound("no live manager (start one with 'weft worker start')")
+            return live[0]
+        full = self.client.resolve_tid(tid)
+        for worker in workers:
+            if worker.tid == full:
+                return worker
+        raise NotFound(f"no manager {tid}")
+
+    # -- starting -----------------------------------------------------------
+    def start(self, *, foreground: bool = False, wait: bool = True, **options: Any) -> WorkerInfo:
+        """Start a manager; return its registry record once it is up."""
+        ctx = self.client.context
+        tid = str(self.client.broker.generate_id())
+        opts = {k: v for k, v in options.items() if v is not None}
+        argv = [sys.executable, "-m", "weft.runtime.manager_main", "--root", str(ctx.root),
+                "--tid", tid, "--options", json.dumps(opts)]
+        if foreground:
+            from weft.runtime.manager_main import main
+
+            main(argv[3:])
+            return self.status(tid)
+        logs = ctx.weft_dir / "logs"
+        logs.mkdir(mode=0o700, exist_ok=True)
+        log_path = logs / f"manager-{tid}.log"
+        pid = _spawn_detached(argv, str(log_path))
+        if not wait:
+            return WorkerInfo(tid, "starting", pid, registry.HOST, {"tid": tid})
+        return self._await_record(tid, pid, log_path)
+
+    def _await_record(self, tid: str, pid: int, log_path: Any) -> WorkerInfo:
+        timeout = self.client.context.settings.manager_start_timeout
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for entry in registry.read_all(self.client.broker).values():
+                if entry.tid == tid and entry.record.get("status") == "active":
+                    rec = entry.record
+                    return WorkerInfo(tid, "active", int(rec["pid"]), str(rec["host"]), rec)
+            code = _exit_status(pid)
+            if code is not None:
+                tail = _tail(log_path)
+                raise ManagerUnavailable(f"manager exited at start (code {code}): {tail}")
+            time.sleep(0.005)
+        raise ManagerUnavailable(f"manager {tid} did not register within {timeout:g}s; see {log_path}")
+
+    def ensure_running(self) -> WorkerInfo | None:
+        """Start a manager unless a live one exists; None when one already runs."""
+        if time.monotonic() < self._live_until:
+            return None
+        with self._start_lock():
+            if self.list():
+                self._live_until = time.monotonic() + 2.0
+                return None
+            info = self.start()
+            self._live_until = time.monotonic() + 2.0
+            return info
+
+    @contextmanager
+    def _start_lock(self) -> Iterator[None]:
+        """One starter per project at a time, so two clients do not both start one."""
+        path = self.client.context.weft_dir / "manager-start.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    # -- stopping -----------------------------------------------------------
+    def stop(self, tid: str | None = None, *, all: bool = False, timeout: float = 30.0,  # noqa: A002
+             force: bool = False) -> list[WorkerInfo]:
+        if all:
+            targets = self.list()
+        elif tid is not None:
+            targets = [self.status(tid)]
+        else:
+            targets = self.list()[:1]
+            if not targets:
+                raise NotFound("no live manager to stop")
+        for worker in targets:
+            if force:
+                self._force(worker)
+            else:
+                self.client.task(worker.tid).control("STOP", timeout=min(timeout, 10.0))
+        return [self._await_stopped(w, timeout) for w in targets]
+
+    def _force(self, worker: WorkerInfo) -> None:
+        for pid in (worker.pid, worker.record.get("launcher_pid")):
+            if pid and worker.host == registry.HOST:
+                try:
+                    os.killpg(int(pid), signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    try:
+                        os.kill(int(pid), signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+
+    def _await_stopped(self, worker: WorkerInfo, timeout: float) -> WorkerInfo:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            entry = registry.read_all(self.client.broker).get(worker.tid)
+            if entry is not None and registry.liveness(entry.record, time.time()) != "active":
+                if entry.record.get("status") == "active":
+                    self._write_stopped(entry, "killed (--force)")
+                    entry = registry.read_all(self.client.broker)[worker.tid]
+                return WorkerInfo(worker.tid, "stopped", worker.pid, worker.host, entry.record)
+            time.sleep(0.02)
+        raise WaitTimeout(f"manager {worker.tid} did not stop within {timeout:g}s "
+                          "(try --force)")
+
+    def _write_stopped(self, entry: registry.Entry, reason: str) -> None:
+        broker = self.client.broker
+        record = dict(entry.record, status="stopped", stop_reason=reason, heartbeat_at=time.time())
+        broker.write(WORKERS_REGISTRY, dumps(record))
+        broker.delete(WORKERS_REGISTRY, [entry.message_id])
+
+
+def _spawn_detached(argv: list[str], log_path: str) -> int:
+    """Start a manager in its own session, output to its log; no Popen to outlive."""
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
+        (os.POSIX_SPAWN_DUP2, 1, 2),
+    ]
+    return os.posix_spawn(argv[0], argv, dict(os.environ), file_actions=actions, setsid=True)
+
+
+def _exit_status(pid: int) -> int | None:
+    """The exit code of our child ``pid`` if it has ended (reaping it), else None."""
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return None
+    return os.waitstatus_to_exitcode(status) if done else None
+
+
+def _tail(path: Any, lines: int = 3) -> str:
+    try:
+        text = open(path, encoding="utf-8", errors="replace").read().strip().splitlines()
+    except OSError:
+        return "(no log)"
+    return " | ".join(text[-lines:]) or "(empty log)"

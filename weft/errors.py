@@ -1,0 +1,115 @@
+"""The one home of weft's errors.
+
+Every error a user can meet is a :class:`WeftError`; each class carries the
+exit code the CLI uses for it, so the CLI needs exactly one handler::
+
+    WeftError                    exit 1
+    ├── UsageError               exit 2   bad arguments, bad TaskSpec, bad knob
+    │   └── InvalidSpec          exit 2   a TaskSpec or message failed validation
+    ├── ContextError             exit 2   no project context / cannot create one
+    ├── BrokerError              exit 3   broker file locked, corrupt or unreachable
+    ├── NotFound                 exit 4   no such task / manager / queue
+    │   └── AmbiguousTid         exit 2   short TID matches several tasks
+    ├── WaitTimeout              exit 5   a deadline passed while waiting
+    ├── TaskRejected             exit 2   no live manager can ever run the task
+    ├── ManagerUnavailable       exit 6   no manager could be started or reached
+    └── TaskFailed               exit 1   a task ended failed; carries its Result
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AmbiguousTid",
+    "BrokerError",
+    "ContextError",
+    "InvalidSpec",
+    "ManagerUnavailable",
+    "NotFound",
+    "TaskFailed",
+    "TaskRejected",
+    "UsageError",
+    "WaitTimeout",
+    "WeftError",
+]
+
+
+class WeftError(Exception):
+    """Base of every error weft raises on purpose."""
+
+    exit_code = 1
+
+    def __init__(self, message: str = "", *, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(WeftError):
+    exit_code = 2
+
+
+class InvalidSpec(UsageError):
+    """A TaskSpec, message or settings value failed validation."""
+
+
+class ContextError(WeftError):
+    exit_code = 2
+
+
+class BrokerError(WeftError):
+    exit_code = 3
+
+
+class NotFound(WeftError):
+    exit_code = 4
+
+
+class AmbiguousTid(NotFound):
+    exit_code = 2
+
+
+class WaitTimeout(WeftError):
+    exit_code = 5
+
+
+class TaskRejected(WeftError):
+    exit_code = 2
+
+
+class ManagerUnavailable(WeftError):
+    exit_code = 6
+
+
+class TaskFailed(WeftError):
+    """Raised by ``Task.result()`` when the task did not complete.
+
+    The remote error text and traceback travel with it so a caller can log
+    them without another round trip.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, result: Any = None) -> None:
+        super().__init__(message)
+        self.result = result
+        self.error = getattr(result, "error", None)
+        self.traceback = getattr(result, "traceback", None)
+        self.status = getattr(result, "status", None)
+
+
+def describe_validation_error(exc: Any, *, what: str) -> str:
+    """One line naming each failing field of a pydantic ValidationError."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "(root)"
+        msg = err.get("msg", "invalid")
+        if err.get("type") == "extra_forbidden":
+            msg = "unknown field"
+        parts.append(f"{loc}: {msg}")
+    return f"invalid {what}: " + "; ".join(parts)

@@ -1,0 +1,155 @@
+"""TaskSpec: what to run, where, with which resources and limits.
+
+The spec is immutable once submitted; everything that changes while a task
+lives (state, attempts, pids) is recorded in log events, never in the spec.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SCHEMA_VERSION = 1
+
+TID_RE = re.compile(r"^\d{19}$")
+FUNCTION_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
+RETRYABLE = ("failed", "timeout", "consumer_lost", "killed")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Resources(_Frozen):
+    """What a task reserves on a manager while it runs.
+
+    A task that asks for nothing still takes one of the manager's
+    concurrency slots.
+    """
+
+    cpus: float = Field(default=0.0, ge=0)
+    memory_mb: int = Field(default=0, ge=0)
+    gpus: int = Field(default=0, ge=0)
+    vram_mb: int = Field(default=0, ge=0, description="per assigned GPU")
+
+    @model_validator(mode="after")
+    def _vram_needs_gpu(self) -> Resources:
+        if self.vram_mb and not self.gpus:
+            raise ValueError("vram_mb needs gpus >= 1")
+        return self
+
+
+class Limits(_Frozen):
+    """Enforced while the task runs; a violation kills the task's tree.
+
+    ``memory_mb`` defaults to the memory the task reserved (see
+    :meth:`TaskSpec.effective_memory_limit`).
+    """
+
+    memory_mb: int | None = Field(default=None, ge=1)
+    cpu_seconds: float | None = Field(default=None, gt=0)
+
+
+class RetryPolicy(_Frozen):
+    retries: int = Field(default=0, ge=0, le=100)
+    delay: float = Field(default=0.0, ge=0)
+    backoff: float = Field(default=1.0, ge=1.0)
+    retry_on: tuple[str, ...] = ("failed", "timeout", "consumer_lost")
+
+    @field_validator("retry_on")
+    @classmethod
+    def _known_reasons(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [v for v in value if v not in RETRYABLE]
+        if unknown:
+            raise ValueError(f"unknown retry reason(s) {unknown}; choose from {list(RETRYABLE)}")
+        return value
+
+    def delay_before(self, attempt: int) -> float:
+        """Seconds to wait before ``attempt`` (2 = first retry)."""
+        return self.delay * (self.backoff ** max(0, attempt - 2))
+
+
+class TaskSpec(_Frozen):
+    """A unit of work. Exactly one of ``command`` or ``function`` is set."""
+
+    v: Literal[1] = SCHEMA_VERSION
+    tid: str | None = None
+    name: str | None = Field(default=None, max_length=200)
+    labels: dict[str, str] = Field(default_factory=dict)
+    parent_tid: str | None = None
+    request_id: str | None = Field(default=None, max_length=200)
+
+    command: tuple[str, ...] | None = None
+    shell: bool = False
+    function: str | None = None
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+    timeout: float | None = Field(default=None, gt=0)
+    resources: Resources = Field(default_factory=Resources)
+    limits: Limits = Field(default_factory=Limits)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    priority: int = Field(default=0, ge=-1000, le=1000)
+    stream_output: bool = True
+
+    @field_validator("tid", "parent_tid")
+    @classmethod
+    def _tid_shape(cls, value: str | None) -> str | None:
+        if value is not None and not TID_RE.match(value):
+            raise ValueError("must be a 19-digit task id")
+        return value
+
+    @field_validator("command")
+    @classmethod
+    def _command_shape(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("must not be empty")
+            if any("\x00" in part for part in value):
+                raise ValueError("must not contain NUL bytes")
+        return value
+
+    @field_validator("function")
+    @classmethod
+    def _function_shape(cls, value: str | None) -> str | None:
+        if value is not None and not FUNCTION_RE.match(value):
+            raise ValueError("must look like 'package.module:callable'")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_shape(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not key or "=" in key or "\x00" in key:
+                raise ValueError(f"invalid environment variable name {key!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_target(self) -> TaskSpec:
+        if (self.command is None) == (self.function is None):
+            raise ValueError("give exactly one of 'command' or 'function'")
+        if self.shell and (self.command is None or len(self.command) != 1):
+            raise ValueError("shell=True needs a command of exactly one string")
+        if self.function is None and (self.args or self.kwargs):
+            raise ValueError("args/kwargs are only for function targets")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "command" if self.command is not None else "function"
+
+    @property
+    def effective_memory_limit(self) -> int | None:
+        return self.limits.memory_mb or (self.resources.memory_mb or None)
+
+    def summary(self) -> str:
+        """A short human label: the name, else the target."""
+        if self.name:
+            return self.name
+        if self.command is not None:
+            return " ".join(self.command)[:80]
+        return str(self.function)

@@ -1,0 +1,22 @@
+"""Queue names: the fixed vocabulary of ARCHITECTURE.md §2."""
+
+from __future__ import annotations
+
+SPAWN_REQUESTS = "weft.spawn.requests"
+SPAWN_REJECTED = "weft.spawn.rejected"
+TASKS_LOG = "weft.tasks.log"
+WORKERS_REGISTRY = "weft.workers.registry"
+
+TASK_QUEUE_SUFFIXES = ("inbox", "reserved", "outbox", "ctrl_in", "ctrl_out")
+
+
+def task_queue(tid: str, suffix: str) -> str:
+    return f"T{tid}.{suffix}"
+
+
+def task_queues(tid: str) -> dict[str, str]:
+    return {suffix: task_queue(tid, suffix) for suffix in TASK_QUEUE_SUFFIXES}
+
+
+def short_tid(tid: str) -> str:
+    return tid[-10:]

@@ -1,0 +1,135 @@
+"""What runs inside a task's own process (the Consumer process).
+
+The launcher forks this process from a pre-loaded interpreter that never
+opened a broker connection. It becomes the leader of a new process group
+(so a signal to the group reaches the whole task tree), runs the target and
+writes exactly one JSON line, its outcome, to the result pipe. Output goes
+to stdout/stderr pipes that the launcher streams. Everything else (queues,
+events, control) is done for it by the process that hosts its Consumer
+object; this module imports nothing heavy so the fork stays cheap.
+
+Outcome lines::
+
+    {"exit_code": N}                      command exited
+    {"signal": N}                         command killed by signal N
+    {"value": <json>}                     function returned
+    {"error": "...", "traceback": "..."}  function raised (or bad target)
+    {"spawn_error": "...", "exit_code": 126|127}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import traceback
+from typing import Any, NoReturn
+
+_DEFAULT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGPIPE, signal.SIGHUP)
+
+
+def run(launch: dict[str, Any], result_fd: int) -> NoReturn:
+    """Run the target described by ``launch`` and ``os._exit``. Never returns."""
+    outcome: dict[str, Any]
+    try:
+        outcome = _prepare_and_run(launch)
+    except BaseException as exc:  # noqa: BLE001 - the child must always report
+        outcome = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+    _report(result_fd, outcome)
+    code = outcome.get("exit_code")
+    os._exit(code if isinstance(code, int) and 0 <= code < 256 else 0)
+
+
+def _report(result_fd: int, outcome: dict[str, Any]) -> None:
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    try:
+        line = json.dumps(outcome, default=str)
+    except (TypeError, ValueError) as exc:
+        line = json.dumps({"error": f"cannot encode outcome: {exc}"})
+    data = (line + "\n").encode()
+    while data:
+        try:
+            written = os.write(result_fd, data)
+        except InterruptedError:
+            continue
+        except OSError:
+            return
+        data = data[written:]
+
+
+def _prepare_and_run(launch: dict[str, Any]) -> dict[str, Any]:
+    cwd = launch.get("cwd")
+    if cwd:
+        try:
+            os.chdir(cwd)
+        except OSError as exc:
+            return {"spawn_error": f"cannot enter working directory {cwd!r}: {exc.strerror}",
+                    "exit_code": 126}
+    env = launch["env"]
+    if launch.get("argv") is not None:
+        return _run_command(launch["argv"], env)
+    return _run_function(launch, env, cwd or os.getcwd())
+
+
+def _run_command(argv: list[str], env: dict[str, str]) -> dict[str, Any]:
+    # A handler (not SIG_IGN) so the command gets default dispositions after
+    # exec while this process survives a group SIGTERM long enough to report.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    signal.signal(signal.SIGINT, lambda *_: None)
+    try:
+        pid = os.posix_spawnp(argv[0], argv, env, setsigdef=_DEFAULT_SIGNALS)
+    except FileNotFoundError:
+        return {"spawn_error": f"command not found: {argv[0]}", "exit_code": 127}
+    except PermissionError:
+        return {"spawn_error": f"permission denied: {argv[0]}", "exit_code": 126}
+    except OSError as exc:
+        return {"spawn_error": f"cannot run {argv[0]}: {exc.strerror}", "exit_code": 126}
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            return {"error": "lost track of the command process"}
+    if os.WIFSIGNALED(status):
+        return {"signal": os.WTERMSIG(status)}
+    return {"exit_code": os.waitstatus_to_exitcode(status)}
+
+
+def _run_function(launch: dict[str, Any], env: dict[str, str], cwd: str) -> dict[str, Any]:
+    import importlib
+
+    os.environ.clear()
+    os.environ.update(env)
+    # Import the target the way ``python -c`` would from the submit directory.
+    if sys.path[:1] != [cwd]:
+        sys.path.insert(0, cwd)
+    importlib.invalidate_caches()
+    module_name, _, attr = launch["function"].partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            target = getattr(target, part)
+    except Exception as exc:  # noqa: BLE001
+        return {"error": f"cannot load {launch['function']}: {type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc()}
+    try:
+        value = target(*launch.get("args", ()), **launch.get("kwargs", {}))
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if code == 0:
+            return {"value": None}
+        return {"error": f"SystemExit: {exc.code}", "exit_code": code}
+    except BaseException as exc:  # noqa: BLE001
+        return {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        return {"error": f"return value is not JSON-serialisable: {exc}"}
+    return {"value": value}

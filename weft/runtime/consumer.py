@@ -1,0 +1,209 @@
+"""Consumer: the runtime of one task, from launch to its final result.
+
+A Consumer is a BaseTask whose process is forked by the launcher (see
+:mod:`weft.runtime.supervisor` and :mod:`weft.runtime.child`). The object
+itself lives in the process that hosts the task's broker work: normally its
+manager, which writes the task's chunks, events and result in batches (a
+fresh process opening its own broker connection would cost several times
+the fork, docs/performance.md); or, when the manager has died, the orphaned
+launcher (:mod:`weft.runtime.orphan`). Either way the protocol is the same:
+the work item sits in ``T{tid}.reserved`` until the result is on
+``T{tid}.outbox``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Protocol
+
+from weft.models import SpawnRequest, TaskSpec, TaskState
+from weft.names import SPAWN_REQUESTS
+from weft.runtime.basetask import BaseTask
+from weft.runtime.batch import Batch, dumps
+from weft.runtime.outcome import Outcome, classify
+
+STOP_GRACE = 5.0
+FINAL_EVENTS = {
+    TaskState.COMPLETED: "task_completed",
+    TaskState.FAILED: "task_failed",
+    TaskState.TIMEOUT: "task_timeout",
+    TaskState.KILLED: "task_killed",
+    TaskState.CANCELLED: "task_cancelled",
+}
+
+
+class ConsumerHost(Protocol):
+    manager_tid: str
+
+    def signal(self, tid: str, sig: str, reason: str | None, grace: float | None = None) -> None: ...
+
+
+class Consumer(BaseTask):
+    role = "task"
+
+    def __init__(self, spec: TaskSpec, *, request: SpawnRequest, batch: Batch, host: ConsumerHost,
+                 work_id: int | None = None, gpu_ids: tuple[int, ...] = ()) -> None:
+        assert spec.tid is not None
+        super().__init__(spec.tid, name=spec.name, batch=batch)
+        self.spec = spec
+        self.request = request
+        self.host = host
+        self.work_id = work_id
+        self.gpu_ids = gpu_ids
+        self.attempt = request.attempt
+        self.request_id = request.request_id or spec.request_id
+        self.state = TaskState.SPAWNING
+        self.started_at: float | None = None
+        self.seq = 0
+        self.paused = False
+
+    def event_fields(self) -> dict[str, Any]:
+        return {"pid": self.pid, "name": self.name, "request_id": self.request_id,
+                "parent_tid": self.spec.parent_tid, "manager_tid": self.host.manager_tid,
+                "attempt": self.attempt}
+
+    # -- launch -----------------------------------------------------------
+    def child_env(self, base: dict[str, str], context_root: str) -> dict[str, str]:
+        env = dict(base)
+        env.update(self.spec.env)
+        env["WEFT_TASK_TID"] = self.tid
+        env["WEFT_CONTEXT"] = context_root
+        env["WEFT_MANAGER_TID"] = self.host.manager_tid
+        env["WEFT_ATTEMPT"] = str(self.attempt)
+        if self.request_id:
+            env["WEFT_REQUEST_ID"] = self.request_id
+        if self.spec.parent_tid:
+            env["WEFT_PARENT_TID"] = self.spec.parent_tid
+        else:
+            env.pop("WEFT_PARENT_TID", None)
+        if self.gpu_ids or self.spec.resources.gpus:
+            visible = ",".join(str(i) for i in self.gpu_ids)
+            env["CUDA_VISIBLE_DEVICES"] = visible
+            env["NVIDIA_VISIBLE_DEVICES"] = visible
+        return env
+
+    def launch_op(self, env: dict[str, str], *, stdin: Any) -> dict[str, Any]:
+        spec = self.spec
+        argv: list[str] | None = None
+        if spec.command is not None:
+            argv = ["/bin/sh", "-c", spec.command[0]] if spec.shell else list(spec.command)
+        limits: dict[str, Any] = {}
+        if spec.effective_memory_limit:
+            limits["memory_mb"] = spec.effective_memory_limit
+        if spec.limits.cpu_seconds:
+            limits["cpu_seconds"] = spec.limits.cpu_seconds
+        op: dict[str, Any] = {
+            "op": "launch", "tid": self.tid, "name": spec.name, "argv": argv,
+            "function": spec.function, "args": list(spec.args), "kwargs": spec.kwargs,
+            "env": env, "cwd": spec.cwd, "timeout": spec.timeout, "limits": limits,
+            "capture": spec.stream_output,
+            # What an orphaned launcher needs to finish the task on its own:
+            "task": {"spec": spec.model_dump(mode="json"),
+                     "request": self.request.model_dump(mode="json", exclude={"taskspec"}),
+                     "work_id": self.work_id, "gpu_ids": list(self.gpu_ids)},
+        }
+        if stdin is not None:
+            op["stdin"] = stdin if isinstance(stdin, str) else dumps(stdin)
+        return op
+
+    def spawning(self) -> None:
+        self.batch.event("task_spawning", self.tid, TaskState.SPAWNING.value,
+                         target=self.spec.summary() if not self.spec.name else None,
+                         resources=self.spec.resources.model_dump(),
+                         gpus=list(self.gpu_ids) or None, **self.event_fields())
+
+    def started(self, pid: int, at: float) -> None:
+        self.pid = pid
+        self.started_at = at
+        self.transition(TaskState.RUNNING, "task_started")
+
+    def output(self, stream: str, data: str) -> None:
+        self.seq += 1
+        self.batch.write(self.queues["outbox"], {"v": 1, "type": "stream", "stream": stream,
+                                                 "seq": self.seq, "data": data,
+                                                 "attempt": self.attempt})
+
+    # -- ending -----------------------------------------------------------
+    def exited(self, frame: dict[str, Any]) -> Outcome:
+        outcome = classify(frame)
+        self.finish(outcome, peak_rss_mb=frame.get("peak_rss_mb"), cpu_time_s=frame.get("cpu_s"),
+                    finished_at=frame.get("t"))
+        return outcome
+
+    def finish(self, outcome: Outcome, *, peak_rss_mb: float | None = None,
+               cpu_time_s: float | None = None, finished_at: float | None = None) -> None:
+        if self.state.terminal:
+            return
+        if self._maybe_retry(outcome):
+            return
+        result = {
+            "v": 1, "type": "result", "tid": self.tid, "status": outcome.state.value,
+            "exit_code": outcome.exit_code, "value": outcome.value, "error": outcome.error,
+            "traceback": outcome.traceback, "reason": outcome.reason, "signal": outcome.signal,
+            "started_at": self.started_at, "finished_at": finished_at or time.time(),
+            "peak_rss_mb": peak_rss_mb, "cpu_time_s": cpu_time_s, "attempt": self.attempt,
+            "request_id": self.request_id, "name": self.name,
+        }
+        self.batch.write(self.queues["outbox"], result)
+        self.transition(outcome.state, FINAL_EVENTS[outcome.state], exit_code=outcome.exit_code,
+                        reason=outcome.reason, error=_short(outcome.error))
+        if self.work_id is not None:
+            self.batch.delete(self.queues["reserved"], self.work_id)
+
+    def _maybe_retry(self, outcome: Outcome) -> bool:
+        policy = self.spec.retry
+        key = outcome.retry_key
+        if key is None or key not in policy.retry_on or self.attempt > policy.retries:
+            return False
+        delay = policy.delay_before(self.attempt + 1)
+        retry = self.request.model_copy(update={
+            "attempt": self.attempt + 1,
+            "not_before": time.time() + delay if delay > 0 else None,
+        })
+        self.batch.write(SPAWN_REQUESTS, retry.model_dump_json(exclude_none=True))
+        self.transition(TaskState.QUEUED, "task_retrying", exit_code=outcome.exit_code,
+                        reason=outcome.reason or key, error=_short(outcome.error),
+                        details={"next_attempt": self.attempt + 1, "delay": delay})
+        if self.work_id is not None:
+            self.batch.delete(self.queues["reserved"], self.work_id)
+        return True
+
+    # -- control ----------------------------------------------------------
+    def on_stop(self, reason: str | None) -> str:
+        self.host.signal(self.tid, "TERM", "stop", STOP_GRACE)
+        return "stopping"
+
+    def on_kill(self, reason: str | None) -> str:
+        self.host.signal(self.tid, "KILL", "kill")
+        return "killing"
+
+    def on_pause(self, reason: str | None) -> str:
+        if self.state == TaskState.PAUSED:
+            return "already paused"
+        self.host.signal(self.tid, "STOP", None)
+        self.transition(TaskState.PAUSED, "task_paused")
+        return "paused"
+
+    def on_resume(self, reason: str | None) -> str:
+        if self.state != TaskState.PAUSED:
+            return "not paused"
+        self.host.signal(self.tid, "CONT", None)
+        self.transition(TaskState.RUNNING, "task_resumed")
+        return "resumed"
+
+    def status_details(self) -> dict[str, Any]:
+        now = time.time()
+        return {
+            "role": self.role, "name": self.name, "target": self.spec.summary(),
+            "attempt": self.attempt, "started_at": self.started_at,
+            "elapsed": round(now - self.started_at, 3) if self.started_at else None,
+            "manager_tid": self.host.manager_tid, "request_id": self.request_id,
+            "gpus": list(self.gpu_ids), "host_pid": os.getpid(),
+        }
+
+
+def _short(text: str | None, limit: int = 500) -> str | None:
+    if text is None:
+        return None
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,119 @@
+"""Reading the spawn queue: parse, dead-letter, and pick what is runnable.
+
+Parsing is cached by message id, so a deep queue is parsed once, not once
+per dispatch step. A request that cannot be parsed or validated is moved
+(atomically, keeping its id) to ``weft.spawn.rejected`` with an event that
+names the problem; it never blocks the queue and never crashes the reader.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from weft.broker import Broker
+from weft.errors import describe_validation_error
+from weft.models import SpawnRequest, TaskSpec
+from weft.names import SPAWN_REJECTED, SPAWN_REQUESTS
+from weft.runtime.batch import Batch
+
+WINDOW = 64
+CACHE_LIMIT = 4096
+
+
+@dataclass(frozen=True)
+class Candidate:
+    message_id: int
+    request: SpawnRequest
+    spec: TaskSpec
+
+    @property
+    def tid(self) -> str:
+        assert self.spec.tid is not None
+        return self.spec.tid
+
+    @property
+    def priority(self) -> int:
+        return self.spec.priority
+
+
+def parse(body: str, message_id: int) -> Candidate:
+    """Validate one spawn request; raise ValueError naming the problem."""
+    try:
+        raw = json.loads(body)
+    except ValueError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ValueError("a spawn request must be a JSON object")
+    try:
+        request = SpawnRequest.model_validate(raw)
+    except ValidationError as exc:
+        raise ValueError(describe_validation_error(exc, what="spawn request")) from None
+    spec = request.taskspec
+    updates: dict[str, Any] = {}
+    if spec.tid is None:
+        updates["tid"] = str(message_id).zfill(19)
+    if spec.request_id is None and request.request_id:
+        updates["request_id"] = request.request_id
+    if updates:
+        spec = spec.model_copy(update=updates)
+    return Candidate(message_id, request, spec)
+
+
+class Intake:
+    def __init__(self, broker: Broker, batch: Batch, *, manager_tid: str) -> None:
+        self.broker = broker
+        self.batch = batch
+        self.manager_tid = manager_tid
+        self._cache: dict[int, Candidate] = {}
+        self.next_due: float | None = None
+
+    def runnable(self, now: float) -> list[Candidate]:
+        """Requests at the head of the queue whose time has come, best first."""
+        rows = self.broker.peek_many(SPAWN_REQUESTS, WINDOW)
+        seen = set()
+        ready: list[Candidate] = []
+        self.next_due = None
+        for body, mid in rows:
+            seen.add(mid)
+            cand = self._cache.get(mid)
+            if cand is None:
+                try:
+                    cand = parse(body, mid)
+                except ValueError as exc:
+                    self.dead_letter(mid, str(exc))
+                    continue
+                self._cache[mid] = cand
+            not_before = cand.request.not_before
+            if not_before is not None and not_before > now:
+                self.next_due = not_before if self.next_due is None else min(self.next_due, not_before)
+                continue
+            ready.append(cand)
+        if len(self._cache) > CACHE_LIMIT:
+            self._cache = {k: v for k, v in self._cache.items() if k in seen}
+        ready.sort(key=lambda c: (-c.priority, c.message_id))
+        return ready
+
+    def forget(self, message_id: int) -> None:
+        self._cache.pop(message_id, None)
+
+    def dead_letter(self, message_id: int, problem: str) -> None:
+        moved = self.broker.move_one(SPAWN_REQUESTS, SPAWN_REJECTED, message_id=message_id)
+        if moved is None:
+            return
+        tid = str(message_id).zfill(19)
+        # Release anyone waiting on this TID: the request will never run.
+        self.batch.write(f"T{tid}.outbox", {"v": 1, "type": "result", "tid": tid,
+                                            "status": "rejected", "reason": "invalid_request",
+                                            "error": problem[:500], "attempt": 1})
+        self.batch.event("task_rejected", tid, "rejected", manager_tid=self.manager_tid,
+                         reason="invalid_request", error=problem[:500],
+                         details={"queue": SPAWN_REJECTED})
+
+
+def seconds_until(when: float | None) -> float | None:
+    return None if when is None else max(0.0, when - time.time())

@@ -1,0 +1,330 @@
+"""Manager: a task whose work is reading spawn requests and running them.
+
+One loop, read top to bottom in :meth:`Manager.step`:
+
+1. collect what the launcher reports (task started, output, exit);
+2. if the broker changed, answer control messages (its own and, on behalf
+   of its children, theirs) and dispatch: admit and claim what fits now;
+3. write everything the step produced in one batch;
+4. heartbeat, recover dead peers' claims, honour the idle timeout.
+
+A claimed request stays in ``T{mgr}.reserved`` until its task has started,
+so a manager that dies mid-launch loses nothing (see :mod:`recovery`).
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import time
+from typing import Any
+
+from weft.broker import Broker
+from weft.context import Context
+from weft.models import TaskState
+from weft.names import SPAWN_REQUESTS
+from weft.runtime.admission_hook import Policy, make_policy
+from weft.runtime.basetask import BaseTask
+from weft.runtime.batch import Batch, dumps
+from weft.runtime.consumer import Consumer
+from weft.runtime.heartbeat import Heartbeat
+from weft.runtime.intake import Candidate, Intake
+from weft.runtime.launcher import Launcher, LauncherLost
+from weft.runtime.outcome import lost
+from weft.runtime.recovery import recover_dead_managers
+from weft.runtime.wakeup import Backoff
+
+CHILD_CONTROL_EVERY = 0.05
+
+
+class Manager(BaseTask):
+    role = "manager"
+
+    def __init__(self, ctx: Context, *, tid: str, options: dict[str, Any]) -> None:
+        self.ctx = ctx
+        self.broker = Broker.open(ctx.root, ctx.settings)
+        super().__init__(tid, name=options.get("name") or "manager", batch=Batch(self.broker))
+        self.options = options
+        self.pid = os.getpid()
+        self.idle_timeout = float(options.get("idle_timeout", ctx.settings.manager_idle_timeout))
+        self.grace = float(options.get("grace", 30.0))
+        self.consumers: dict[str, Consumer] = {}
+        self.claims: dict[str, int] = {}
+        self.intake = Intake(self.broker, self.batch, manager_tid=tid)
+        self.policy: Policy = make_policy(ctx.settings, options)
+        self.launcher = Launcher(root=str(ctx.root), manager_tid=tid)
+        self.heartbeat = Heartbeat(self, interval=ctx.settings.heartbeat_interval)
+        self.backoff = Backoff()
+        self.stop_reason: str | None = None
+        self.kill_now = False
+        self.draining_since: float | None = None
+        self.last_activity = time.monotonic()
+        self._data_version: int | None = None
+        self._next_child_control = 0.0
+        self._base_env = {k: v for k, v in os.environ.items() if not k.startswith("WEFT_TASK")}
+
+    # -- lifecycle --------------------------------------------------------
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        self.launcher.start()
+        self.state = TaskState.RUNNING
+        self.update_title()
+        self.heartbeat.beat(status="active")
+        self.batch.event("manager_started", self.tid, "running", pid=self.pid,
+                         details={"launcher_pid": self.launcher.pid,
+                                  "capacity": self.policy.capacity_record()})
+        recover_dead_managers(self.broker, self.batch, self.tid)
+        self.batch.flush()
+        try:
+            while not self._finished():
+                self.step()
+        finally:
+            self._shutdown()
+        return 0
+
+    def step(self) -> None:
+        self._wait(self.backoff.timeout())
+        active = self._collect_launcher()
+        now = time.monotonic()
+        version = self.broker.data_version()
+        changed = version != self._data_version or version is None
+        self._data_version = version
+        due = self.intake.next_due is not None and self.intake.next_due <= time.time()
+        if changed or due or active:
+            active |= self._serve_control()
+            if now >= self._next_child_control and self.consumers:
+                self._next_child_control = now + CHILD_CONTROL_EVERY
+                active |= self._serve_child_control()
+            if self.stop_reason is None and self.state == TaskState.RUNNING:
+                active |= self._dispatch()
+        if self.batch:
+            self.batch.flush()
+            active = True
+        if active:
+            self.last_activity = now
+            self.backoff.reset()
+        if self.heartbeat.due(now):
+            self.heartbeat.beat(status="active")
+            recover_dead_managers(self.broker, self.batch, self.tid)
+            self.batch.flush()
+        self._enforce_stop(now)
+
+    def _wait(self, timeout: float) -> None:
+        if self.launcher.link is None:
+            time.sleep(timeout)
+            return
+        events = selectors.EVENT_READ
+        if self.launcher.wants_write:
+            events |= selectors.EVENT_WRITE
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.launcher.fileno(), events)
+            sel.select(timeout)
+
+    def _finished(self) -> bool:
+        if self.kill_now and not self.consumers:
+            return True
+        if self.stop_reason is not None:
+            return not self.consumers
+        if self.idle_timeout > 0 and not self.consumers:
+            if time.monotonic() - self.last_activity >= self.idle_timeout:
+                self.stop_reason = "idle_timeout"
+                return True
+        return False
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = f"signal {signal.Signals(signum).name}"
+            self.draining_since = time.monotonic()
+        elif signum == signal.SIGINT:
+            self.kill_now = True
+
+    def _enforce_stop(self, now: float) -> None:
+        """Draining: let children finish within the grace, then STOP, then KILL."""
+        if self.stop_reason is None or not self.consumers:
+            return
+        if self.draining_since is None:
+            self.draining_since = now
+        waited = now - self.draining_since
+        if self.kill_now or waited >= self.grace + 5.0:
+            for tid in list(self.consumers):
+                self._signal_quietly(tid, "KILL", "kill")
+        elif waited >= self.grace:
+            for tid in list(self.consumers):
+                self._signal_quietly(tid, "TERM", "stop", 5.0)
+
+    def _shutdown(self) -> None:
+        reason = self.stop_reason or "exit"
+        try:
+            self.launcher.shutdown()
+        except Exception:  # noqa: BLE001 - keep going: we must still write 'stopped'
+            self.launcher.reap()
+        for tid in list(self.consumers):
+            self._finish_lost(tid, "manager exited before the task reported")
+        self.state = TaskState.COMPLETED
+        self.batch.event("manager_stopped", self.tid, "stopped", pid=self.pid, reason=reason)
+        self.heartbeat.beat(status="stopped", stop_reason=reason)
+        self.batch.flush()
+        self.broker.close()
+
+    # -- launcher frames ----------------------------------------------------
+    def _collect_launcher(self) -> bool:
+        try:
+            frames = self.launcher.receive()
+        except LauncherLost:
+            self._launcher_lost()
+            return True
+        for frame in frames:
+            self._on_frame(frame)
+        return bool(frames)
+
+    def _on_frame(self, frame: dict[str, Any]) -> None:
+        consumer = self.consumers.get(frame.get("tid", ""))
+        if consumer is None:
+            return
+        kind = frame["ev"]
+        if kind == "out":
+            consumer.output(frame["s"], frame["d"])
+        elif kind == "started":
+            consumer.started(frame["pid"], frame["t"])
+            claim = self.claims.pop(consumer.tid, None)
+            if claim is not None:
+                self.batch.delete(self.queues["reserved"], claim)
+        elif kind == "exit":
+            outcome = consumer.exited(frame)
+            self.policy.release(consumer.tid)
+            del self.consumers[consumer.tid]
+            self.policy.observe(consumer, outcome)
+        elif kind == "spawn_failed":
+            self._finish_lost(consumer.tid, frame.get("error"), reason="spawn_error")
+
+    def _launcher_lost(self) -> None:
+        pids = [c.pid for c in self.consumers.values() if c.pid]
+        for tid in list(self.consumers):
+            self._finish_lost(tid, "the task's launcher process died")
+        self.launcher.reap()
+        Launcher.kill_groups(pids)
+        self.batch.event("launcher_restarted", self.tid, "running", pid=self.pid)
+        self.launcher = Launcher(root=str(self.ctx.root), manager_tid=self.tid)
+        self.launcher.start()
+
+    def _finish_lost(self, tid: str, error: str | None, reason: str = "consumer_lost") -> None:
+        consumer = self.consumers.pop(tid, None)
+        if consumer is None:
+            return
+        claim = self.claims.pop(tid, None)
+        if claim is not None:
+            self.batch.delete(self.queues["reserved"], claim)
+        consumer.finish(lost(reason, error))
+        self.policy.release(tid)
+
+    def signal(self, tid: str, sig: str, reason: str | None, grace: float | None = None) -> None:
+        """ConsumerHost: how a child's STOP/KILL/PAUSE reach its process group."""
+        self.launcher.signal(tid, sig, reason, grace)
+
+    def _signal_quietly(self, tid: str, sig: str, reason: str, grace: float | None = None) -> None:
+        try:
+            self.launcher.signal(tid, sig, reason, grace)
+        except LauncherLost:
+            pass
+
+    @property
+    def manager_tid(self) -> str:
+        return self.tid
+
+    # -- control ----------------------------------------------------------
+    def _serve_control(self) -> bool:
+        served = False
+        while (msg := self.broker.read_one(self.queues["ctrl_in"])) is not None:
+            self.send_reply(self.handle_control(msg[0]))
+            served = True
+        return served
+
+    def _serve_child_control(self) -> bool:
+        served = False
+        for consumer in list(self.consumers.values()):
+            msg = self.broker.read_one(consumer.queues["ctrl_in"])
+            if msg is not None:
+                consumer.send_reply(consumer.handle_control(msg[0]))
+                served = True
+        return served
+
+    def on_stop(self, reason: str | None) -> str:
+        self.stop_reason = reason or "stop requested"
+        self.draining_since = time.monotonic()
+        return f"draining {len(self.consumers)} running task(s)"
+
+    def on_kill(self, reason: str | None) -> str:
+        self.stop_reason = reason or "kill requested"
+        self.kill_now = True
+        return f"killing {len(self.consumers)} running task(s)"
+
+    def on_pause(self, reason: str | None) -> str:
+        if self.state == TaskState.PAUSED:
+            return "already paused"
+        self.transition(TaskState.PAUSED, "manager_paused")
+        return "paused: not claiming new tasks"
+
+    def on_resume(self, reason: str | None) -> str:
+        if self.state != TaskState.PAUSED:
+            return "not paused"
+        self.transition(TaskState.RUNNING, "manager_resumed")
+        return "resumed"
+
+    def status_details(self) -> dict[str, Any]:
+        return {
+            "role": self.role, "name": self.name, "host": self.heartbeat.host,
+            "started_at": self.heartbeat.started_at,
+            "running": sorted(self.consumers), "launcher_pid": self.launcher.pid,
+            "draining": self.stop_reason is not None, "queues": self.queues,
+            "load": self.policy.load_record(),
+        }
+
+    def update_title(self) -> None:
+        try:
+            import setproctitle
+
+            setproctitle.setproctitle(self.title())
+        except Exception:  # noqa: BLE001 - cosmetic
+            pass
+
+    # -- dispatch -----------------------------------------------------------
+    def _dispatch(self) -> bool:
+        if not self.policy.has_room(len(self.consumers)):
+            return False
+        launched = False
+        for cand in self.intake.runnable(time.time()):
+            if not self.policy.has_room(len(self.consumers)):
+                break
+            decision = self.policy.decide(cand, time.time())
+            if decision.kind == "admit":
+                launched |= self._claim_and_launch(cand, tuple(decision.gpu_ids))
+            elif decision.kind == "reject":
+                self.policy.reject(self, cand, decision.reason)
+            else:
+                self.policy.defer(self, cand, decision.reason)
+        return launched
+
+    def _claim_and_launch(self, cand: Candidate, gpu_ids: tuple[int, ...]) -> bool:
+        moved = self.broker.move_one(SPAWN_REQUESTS, self.queues["reserved"],
+                                     message_id=cand.message_id)
+        self.intake.forget(cand.message_id)
+        if moved is None:
+            return False  # another manager won the race
+        consumer = Consumer(cand.spec, request=cand.request, batch=self.batch, host=self,
+                            gpu_ids=gpu_ids)
+        queues = consumer.queues
+        work_id = self.broker.write(queues["inbox"], dumps(cand.request.inbox_message))
+        self.broker.move_one(queues["inbox"], queues["reserved"], message_id=work_id)
+        consumer.work_id = work_id
+        consumer.spawning()
+        self.policy.reserve(cand, gpu_ids)
+        self.consumers[consumer.tid] = consumer
+        self.claims[consumer.tid] = cand.message_id
+        env = consumer.child_env(self._base_env, str(self.ctx.root))
+        try:
+            self.launcher.launch(consumer.launch_op(env, stdin=cand.request.inbox_message))
+        except LauncherLost:
+            self._launcher_lost()
+        return True

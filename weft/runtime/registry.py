@@ -1,0 +1,75 @@
+"""Reading ``weft.workers.registry``: who is alive, who is dead.
+
+Managers rewrite their record on every heartbeat and delete the previous
+row. Readers keep the newest row per tid. A record says ``active`` until the
+manager writes ``stopped``; a manager killed with SIGKILL never does, so a
+reader also checks the heartbeat lease and, on the same host, whether the
+PID is still the same process (PIDs are reused: the create time must match).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from weft.broker import Broker
+from weft.names import WORKERS_REGISTRY
+
+HOST = socket.gethostname()
+LEASE_FACTOR = 3.0
+LEASE_SLACK = 2.0
+
+
+@dataclass(frozen=True)
+class Entry:
+    record: dict[str, Any]
+    message_id: int
+
+    @property
+    def tid(self) -> str:
+        return str(self.record["tid"])
+
+
+def read_all(broker: Broker) -> dict[str, Entry]:
+    """Newest registry row per manager tid."""
+    newest: dict[str, Entry] = {}
+    for body, mid in broker.peek_all(WORKERS_REGISTRY):
+        try:
+            record = json.loads(body)
+            tid = str(record["tid"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        current = newest.get(tid)
+        if current is None or mid > current.message_id:
+            newest[tid] = Entry(record, mid)
+    return newest
+
+
+def liveness(record: dict[str, Any], now: float) -> str:
+    """``active``, ``stopped`` or ``dead`` (active on paper, gone in fact)."""
+    if record.get("status") != "active":
+        return "stopped"
+    interval = float(record.get("heartbeat_interval") or 5.0)
+    if now - float(record.get("heartbeat_at") or 0) > interval * LEASE_FACTOR + LEASE_SLACK:
+        return "dead"
+    if record.get("host") == HOST:
+        from weft.resources.telemetry import pid_alive
+
+        if not pid_alive(int(record.get("pid") or 0), record.get("pid_create_time")):
+            return "dead"
+    return "active"
+
+
+def dead_on_this_host(record: dict[str, Any]) -> bool:
+    """True when we can prove at once that this host's manager is gone."""
+    if record.get("status") != "active" or record.get("host") != HOST:
+        return False
+    from weft.resources.telemetry import pid_alive
+
+    return not pid_alive(int(record.get("pid") or 0), record.get("pid_create_time"))
+
+
+def live_managers(broker: Broker, now: float) -> list[dict[str, Any]]:
+    return [e.record for e in read_all(broker).values() if liveness(e.record, now) == "active"]

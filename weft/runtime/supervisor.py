@@ -1,0 +1,438 @@
+"""The launcher process: fork, watch, kill and reap task processes.
+
+One supervisor runs beside each manager. It is started as a fresh
+interpreter that imports only what a task process needs and never opens a
+broker connection, so every ``fork()`` it makes is cheap and carries no
+broker state (ARCHITECTURE.md §7). For each launch it:
+
+1. forks a Consumer process in its own process group (``child.run``);
+2. streams the process's stdout/stderr back to the manager as frames;
+3. enforces the deadline and the sampled memory/CPU limits by signalling
+   the whole group (TERM, then KILL after a grace period);
+4. reaps it and reports its outcome, rusage and why weft killed it, if it did.
+
+If the manager dies, the supervisor does not abandon its tasks: it opens its
+own broker connection (after its last fork) and finishes them itself
+through :mod:`weft.runtime.orphan`, then exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from weft.runtime import child
+from weft.runtime.frames import FrameSocket, PeerClosed
+
+KILL_GRACE = 2.0
+DRAIN_GRACE = 1.0
+SAMPLE_EVERY = 0.25
+READ_SIZE = 1 << 16
+
+
+@dataclass
+class Proc:
+    tid: str
+    pid: int
+    launch: dict[str, Any]
+    started_at: float
+    deadline: float | None
+    fds: dict[int, str] = field(default_factory=dict)
+    decoders: dict[str, Any] = field(default_factory=dict)
+    result_buf: bytearray = field(default_factory=bytearray)
+    stdin_fd: int | None = None
+    stdin_buf: bytes = b""
+    status: int | None = None
+    rusage: Any = None
+    killed_for: str | None = None
+    kill_at: float | None = None
+    reaped_at: float | None = None
+    peak_rss_mb: float = 0.0
+    cpu_s: float = 0.0
+    next_sample: float = 0.0
+
+    @property
+    def done(self) -> bool:
+        return self.status is not None and not self.fds
+
+
+class Supervisor:
+    def __init__(self, sock: socket.socket, *, root: str, manager_tid: str) -> None:
+        self.link: FrameSocket | None = FrameSocket(sock)
+        self.root = root
+        self.manager_tid = manager_tid
+        self.sel = selectors.DefaultSelector()
+        self.procs: dict[str, Proc] = {}
+        self.by_fd: dict[int, Proc] = {}
+        self.by_pid: dict[int, Proc] = {}
+        self.orphan: Any = None
+        self.stopping = False
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        signal.set_wakeup_fd(self._wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        # The manager decides when the supervisor ends; ignore terminal signals.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, lambda *_: None)
+        self.sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self.sel.register(sock, selectors.EVENT_READ, "link")
+        self._telemetry: Any = None
+
+    # -- main loop --------------------------------------------------------
+    def serve(self) -> None:
+        while True:
+            for key, _ in self.sel.select(self._next_timeout()):
+                self._on_ready(key.data, key.fd)
+            self._reap()
+            self._tick(time.monotonic())
+            if self.link is not None:
+                try:
+                    self.link.flush()
+                except PeerClosed:
+                    self._lose_manager()
+            if self.orphan is not None:
+                self.orphan.poll()
+            if (self.orphan is not None or self.stopping) and not self.procs:
+                break
+        if self.link is not None:
+            self.link.flush_blocking()
+        if self.orphan is not None:
+            self.orphan.close()
+
+    def _next_timeout(self) -> float:
+        if self.orphan is not None:
+            return 0.05
+        return 0.05 if self.procs else 1.0
+
+    def _on_ready(self, tag: Any, fd: int) -> None:
+        if tag == "wake":
+            try:
+                while os.read(self._wake_r, 512):
+                    pass
+            except BlockingIOError:
+                pass
+        elif tag == "link":
+            self._read_link()
+        elif tag == "stdin":
+            self._feed_stdin(fd)
+        else:
+            self._read_child(fd)
+
+    # -- manager link -----------------------------------------------------
+    def _read_link(self) -> None:
+        assert self.link is not None
+        try:
+            frames = self.link.receive()
+        except PeerClosed:
+            frames = []
+            self._lose_manager()
+        for frame in frames:
+            self.handle_op(frame)
+
+    def handle_op(self, op: dict[str, Any]) -> None:
+        kind = op.get("op")
+        if kind == "launch":
+            self._launch(op)
+        elif kind == "signal":
+            self.signal_task(op["tid"], op["sig"], op.get("reason"), op.get("grace"))
+        elif kind == "shutdown":
+            self.stopping = True
+        elif kind == "ping":
+            self.emit({"ev": "pong", "t": time.time()})
+
+    def emit(self, frame: dict[str, Any]) -> None:
+        if self.orphan is not None:
+            self.orphan.handle(frame)
+            return
+        if self.link is None:
+            return
+        try:
+            self.link.send(frame)
+        except PeerClosed:
+            self._lose_manager()
+            self.orphan.handle(frame)  # type: ignore[union-attr]
+
+    def _lose_manager(self) -> None:
+        """The manager died: finish the running tasks ourselves."""
+        if self.link is None:
+            return
+        self.sel.unregister(self.link.sock)
+        self.link.close()
+        self.link = None
+        from weft.runtime.orphan import OrphanHost
+
+        self.orphan = OrphanHost(self, root=self.root, manager_tid=self.manager_tid)
+        for proc in self.procs.values():
+            self.orphan.adopt(proc.launch, proc.pid, proc.started_at)
+
+    # -- launching --------------------------------------------------------
+    def _launch(self, op: dict[str, Any]) -> None:
+        tid = op["tid"]
+        capture = op.get("capture", True)
+        out_r, out_w = os.pipe() if capture else (None, None)
+        err_r, err_w = os.pipe() if capture else (None, None)
+        res_r, res_w = os.pipe()
+        stdin_data = op.get("stdin")
+        in_r, in_w = os.pipe() if stdin_data is not None else (None, None)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            for fd in (out_r, out_w, err_r, err_w, res_r, res_w, in_r, in_w):
+                if fd is not None:
+                    os.close(fd)
+            self.emit({"ev": "spawn_failed", "tid": tid, "error": f"fork failed: {exc.strerror}"})
+            return
+        if pid == 0:
+            self._become_child(op, out_w, err_w, res_w, in_r)
+        started = time.time()
+        for fd in (out_w, err_w, res_w, in_r):
+            if fd is not None:
+                os.close(fd)
+        timeout = op.get("timeout")
+        proc = Proc(
+            tid=tid,
+            pid=pid,
+            launch=op,
+            started_at=started,
+            deadline=time.monotonic() + timeout if timeout else None,
+        )
+        for fd, name in ((out_r, "stdout"), (err_r, "stderr"), (res_r, "result")):
+            if fd is None:
+                continue
+            os.set_blocking(fd, False)
+            proc.fds[fd] = name
+            self.by_fd[fd] = proc
+            self.sel.register(fd, selectors.EVENT_READ, "child")
+            if name != "result":
+                proc.decoders[name] = codecs.getincrementaldecoder("utf-8")("replace")
+        if in_w is not None:
+            proc.stdin_fd = in_w
+            proc.stdin_buf = stdin_data.encode() if isinstance(stdin_data, str) else b""
+            os.set_blocking(in_w, False)
+            self.sel.register(in_w, selectors.EVENT_WRITE, "stdin")
+            self.by_fd[in_w] = proc
+        self.procs[tid] = proc
+        self.by_pid[pid] = proc
+        self.emit({"ev": "started", "tid": tid, "pid": pid, "t": started})
+
+    def _become_child(self, op: dict[str, Any], out_w: int | None, err_w: int | None,
+                      res_w: int, in_r: int | None) -> None:
+        try:
+            os.setsid()
+            signal.set_wakeup_fd(-1)
+            for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
+                signal.signal(sig, signal.SIG_DFL)
+            devnull = os.open(os.devnull, os.O_RDWR)
+            os.dup2(in_r if in_r is not None else devnull, 0)
+            os.dup2(out_w if out_w is not None else devnull, 1)
+            os.dup2(err_w if err_w is not None else devnull, 2)
+            os.dup2(res_w, 3, inheritable=False)
+            os.closerange(4, 1 << 16)
+            _set_title(f"weft:{op['tid'][-10:]}:{op.get('name') or 'task'}:running")
+            child.run(op, 3)
+        except BaseException:  # noqa: BLE001
+            os._exit(70)
+
+    def _feed_stdin(self, fd: int) -> None:
+        proc = self.by_fd.get(fd)
+        if proc is None:
+            return
+        try:
+            written = os.write(fd, proc.stdin_buf[:READ_SIZE]) if proc.stdin_buf else 0
+            proc.stdin_buf = proc.stdin_buf[written:]
+        except BlockingIOError:
+            return
+        except OSError:
+            proc.stdin_buf = b""
+        if not proc.stdin_buf:
+            self.sel.unregister(fd)
+            del self.by_fd[fd]
+            os.close(fd)
+            proc.stdin_fd = None
+
+    def _read_child(self, fd: int) -> None:
+        proc = self.by_fd.get(fd)
+        if proc is None:
+            return
+        name = proc.fds[fd]
+        try:
+            data = os.read(fd, READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close_fd(proc, fd)
+            if name != "result":
+                tail = proc.decoders[name].decode(b"", final=True)
+                if tail:
+                    self.emit({"ev": "out", "tid": proc.tid, "s": name, "d": tail})
+            return
+        if name == "result":
+            proc.result_buf += data
+        else:
+            text = proc.decoders[name].decode(data)
+            if text:
+                self.emit({"ev": "out", "tid": proc.tid, "s": name, "d": text})
+
+    def _close_fd(self, proc: Proc, fd: int) -> None:
+        self.sel.unregister(fd)
+        self.by_fd.pop(fd, None)
+        proc.fds.pop(fd, None)
+        os.close(fd)
+
+    # -- signals, deadlines, limits --------------------------------------
+    def signal_task(self, tid: str, sig: str, reason: str | None, grace: float | None) -> None:
+        proc = self.procs.get(tid)
+        if proc is None or proc.status is not None:
+            return
+        if reason and proc.killed_for is None and sig in ("TERM", "KILL"):
+            proc.killed_for = reason
+        _killpg(proc.pid, getattr(signal, "SIG" + sig))
+        if sig == "TERM":
+            proc.kill_at = time.monotonic() + (KILL_GRACE if grace is None else grace)
+
+    def _tick(self, now: float) -> None:
+        for proc in list(self.procs.values()):
+            if proc.status is None:
+                if proc.deadline is not None and now >= proc.deadline and proc.killed_for is None:
+                    self.signal_task(proc.tid, "TERM", "timeout", KILL_GRACE)
+                if proc.kill_at is not None and now >= proc.kill_at:
+                    _killpg(proc.pid, signal.SIGKILL)
+                    proc.kill_at = None
+                if now >= proc.next_sample:
+                    proc.next_sample = now + SAMPLE_EVERY
+                    self._sample(proc)
+            elif proc.reaped_at is not None and now - proc.reaped_at > DRAIN_GRACE:
+                for fd in list(proc.fds):
+                    self._read_child(fd) if proc.fds.get(fd) == "result" else None
+                    if fd in proc.fds:
+                        self._close_fd(proc, fd)
+            if proc.done:
+                self._finish(proc)
+
+    def _sample(self, proc: Proc) -> None:
+        limits = proc.launch.get("limits") or {}
+        if not limits and now_or_never(proc):
+            return
+        if self._telemetry is None:
+            from weft.resources import telemetry
+
+            self._telemetry = telemetry
+        usage = self._telemetry.process_tree_usage(proc.pid)
+        if usage is None:
+            return
+        rss, cpu = usage
+        proc.peak_rss_mb = max(proc.peak_rss_mb, rss)
+        proc.cpu_s = max(proc.cpu_s, cpu)
+        mem = limits.get("memory_mb")
+        if mem and rss > mem and proc.killed_for is None:
+            proc.killed_for = "memory_limit"
+            _killpg(proc.pid, signal.SIGKILL)
+        cpu_limit = limits.get("cpu_seconds")
+        if cpu_limit and cpu > cpu_limit and proc.killed_for is None:
+            proc.killed_for = "cpu_limit"
+            _killpg(proc.pid, signal.SIGKILL)
+
+    def _reap(self) -> None:
+        while self.by_pid:
+            try:
+                pid, status, rusage = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            except InterruptedError:
+                continue
+            if pid == 0:
+                return
+            proc = self.by_pid.pop(pid, None)
+            if proc is None:
+                continue
+            proc.status = status
+            proc.rusage = rusage
+            proc.reaped_at = time.monotonic()
+            # Anything the task left behind in its group goes with it.
+            _killpg(pid, signal.SIGKILL)
+            if proc.stdin_fd is not None:
+                self.sel.unregister(proc.stdin_fd)
+                self.by_fd.pop(proc.stdin_fd, None)
+                os.close(proc.stdin_fd)
+                proc.stdin_fd = None
+
+    def _finish(self, proc: Proc) -> None:
+        import json
+
+        del self.procs[proc.tid]
+        outcome = None
+        text = proc.result_buf.decode(errors="replace").strip()
+        if text:
+            try:
+                outcome = json.loads(text.splitlines()[-1])
+            except ValueError:
+                outcome = None
+        status = proc.status or 0
+        wait = (
+            {"signal": os.WTERMSIG(status)}
+            if os.WIFSIGNALED(status)
+            else {"code": os.waitstatus_to_exitcode(status)}
+        )
+        maxrss_mb = (proc.rusage.ru_maxrss / 1024.0) if proc.rusage else 0.0
+        cpu_s = (proc.rusage.ru_utime + proc.rusage.ru_stime) if proc.rusage else 0.0
+        self.emit({
+            "ev": "exit",
+            "tid": proc.tid,
+            "pid": proc.pid,
+            "outcome": outcome,
+            "wait": wait,
+            "killed_for": proc.killed_for,
+            "peak_rss_mb": round(max(maxrss_mb, proc.peak_rss_mb), 2),
+            "cpu_s": round(max(cpu_s, proc.cpu_s), 4),
+            "started_at": proc.started_at,
+            "t": time.time(),
+        })
+
+
+def now_or_never(proc: Proc) -> bool:
+    """Sample tasks without limits only when they run long enough to matter."""
+    return time.time() - proc.started_at < 1.0
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _set_title(title: str) -> None:
+    try:
+        import setproctitle
+
+        setproctitle.setproctitle(title)
+    except Exception:  # noqa: BLE001 - a title is cosmetic
+        pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="weft-supervisor")
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--root", required=True)
+    parser.add_argument("--manager-tid", required=True)
+    args = parser.parse_args(argv)
+    sock = socket.socket(fileno=args.fd)
+    _set_title(f"weft:{args.manager_tid[-10:]}:launcher")
+    Supervisor(sock, root=args.root, manager_tid=args.manager_tid).serve()
+
+
+if __name__ == "__main__":
+    main()

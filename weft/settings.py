@@ -1,0 +1,57 @@
+"""Every ``WEFT_*`` knob in one typed table.
+
+A bad value is a usage error naming the variable, never a traceback deep in
+the code that first used it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from weft.errors import InvalidSpec
+
+ENV_PREFIX = "WEFT_"
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    context: str | None = Field(default=None, description="project directory to use")
+    manager_idle_timeout: float = Field(
+        default=600.0, ge=0, description="seconds a manager idles before exiting; 0 = never"
+    )
+    heartbeat_interval: float = Field(default=5.0, gt=0, le=3600)
+    sync_mode: Literal["FULL", "NORMAL", "OFF"] = Field(
+        default="NORMAL", description="SQLite synchronous mode (see docs/performance.md)"
+    )
+    busy_timeout_ms: int = Field(default=5000, ge=0)
+    broker_backend: Literal["sqlite", "postgres"] = "sqlite"
+    broker_target: str | None = Field(default=None, description="Postgres DSN")
+    broker_schema: str = "weft"
+    gpu_simulate: str | None = Field(default=None, description="JSON list of fake GPUs")
+    max_concurrency: int | None = Field(default=None, ge=1)
+    log_level: str = "WARNING"
+    manager_start_timeout: float = Field(default=10.0, gt=0)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        raw: dict[str, str] = {}
+        for name in cls.model_fields:
+            value = env.get(ENV_PREFIX + name.upper())
+            if value is not None and value != "":
+                raw[name] = value
+        if "sync_mode" in raw:
+            raw["sync_mode"] = raw["sync_mode"].upper()
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            problems = []
+            for err in exc.errors():
+                field = str(err["loc"][0]) if err.get("loc") else "?"
+                problems.append(f"{ENV_PREFIX}{field.upper()}={raw.get(field)!r}: {err['msg']}")
+            raise InvalidSpec("bad environment setting: " + "; ".join(problems)) from None
