@@ -58,7 +58,8 @@ class Policy:
         self._deferred[cand.tid] = reason
         manager.batch.event("task_deferred", cand.tid, "deferred", manager_tid=manager.tid,
                             reason=reason, request_id=cand.spec.request_id,
-                            name=cand.spec.name)
+                            name=cand.spec.name, parent_tid=cand.spec.parent_tid,
+                            attempt=cand.request.attempt)
 
     def reject(self, manager: Any, cand: Any, reason: str) -> None:
         self.defer(manager, cand, reason)

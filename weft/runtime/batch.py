@@ -12,6 +12,7 @@ import os
 import socket
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from weft.broker import Broker
@@ -29,6 +30,9 @@ class Batch:
         self.broker = broker
         self.writes: list[tuple[str, str]] = []
         self.deletes: dict[str, list[int]] = defaultdict(list)
+        # Observers of every event this process writes (metrics, log lines):
+        # called inline, so they must be cheap and must not raise.
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
 
     def write(self, queue: str, body: Any) -> None:
         self.writes.append((queue, body if isinstance(body, str) else dumps(body)))
@@ -44,6 +48,8 @@ class Batch:
             if value is not None:
                 record[key] = value
         self.writes.append((TASKS_LOG, dumps(record)))
+        for listener in self.listeners:
+            listener(record)
 
     def __bool__(self) -> bool:
         return bool(self.writes or self.deletes)

@@ -33,6 +33,7 @@ from weft.runtime.intake import Candidate, Intake
 from weft.runtime.launcher import Launcher, LauncherLost
 from weft.runtime.outcome import lost
 from weft.runtime.recovery import recover_dead_managers
+from weft.runtime.tasklog import log_task_event
 from weft.runtime.wakeup import Backoff
 
 CHILD_CONTROL_EVERY = 0.05
@@ -63,6 +64,8 @@ class Manager(BaseTask):
         self._data_version: int | None = None
         self._next_child_control = 0.0
         self._base_env = {k: v for k, v in os.environ.items() if not k.startswith("WEFT_TASK")}
+        self.batch.listeners.append(log_task_event)
+        self.metrics = _start_metrics(self)  # None unless started with --metrics-addr
 
     # -- lifecycle --------------------------------------------------------
     def run(self) -> int:
@@ -109,6 +112,8 @@ class Manager(BaseTask):
             self.heartbeat.beat(status="active")
             recover_dead_managers(self.broker, self.batch, self.tid)
             self.batch.flush()
+            if self.metrics is not None:
+                self.metrics.sample()
         self._enforce_stop(now)
 
     def _wait(self, timeout: float) -> None:
@@ -166,6 +171,8 @@ class Manager(BaseTask):
         self.batch.event("manager_stopped", self.tid, "stopped", pid=self.pid, reason=reason)
         self.heartbeat.beat(status="stopped", stop_reason=reason)
         self.batch.flush()
+        if self.metrics is not None:
+            self.metrics.close()
         self.broker.close()
 
     # -- launcher frames ----------------------------------------------------
@@ -328,3 +335,11 @@ class Manager(BaseTask):
         except LauncherLost:
             self._launcher_lost()
         return True
+
+
+def _start_metrics(manager: Manager) -> Any:
+    if not manager.options.get("metrics_addr"):
+        return None
+    from weft.metrics.server import start
+
+    return start(manager)

@@ -18,6 +18,7 @@ from weft.broker import Broker
 from weft.models import SpawnRequest, TaskSpec, TaskState
 from weft.runtime.batch import Batch
 from weft.runtime.consumer import Consumer
+from weft.runtime.tasklog import log_task_event
 from weft.settings import Settings
 
 CONTROL_EVERY = 0.1
@@ -29,6 +30,7 @@ class OrphanHost:
         self.manager_tid = manager_tid
         self.broker = Broker.open(Path(root), Settings.from_env())
         self.batch = Batch(self.broker)
+        self.batch.listeners.append(log_task_event)
         self.consumers: dict[str, Consumer] = {}
         self._next_control = 0.0
 

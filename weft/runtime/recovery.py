@@ -55,7 +55,7 @@ def _requeue_claims(broker: Broker, batch: Batch, dead_tid: str) -> int:
         if broker.move_one(reserved, SPAWN_REQUESTS, message_id=mid) is not None:
             moved += 1
             batch.event("task_requeued", tid, "queued", reason="manager_lost",
-                        details={"from_manager": dead_tid})
+                        details={"from_manager": dead_tid}, **_ids_of(body))
     return moved
 
 
@@ -65,6 +65,18 @@ def _tid_of(body: str, mid: int) -> str:
     except (ValueError, KeyError, TypeError, AttributeError):
         tid = None
     return tid or str(mid).zfill(19)
+
+
+def _ids_of(body: str) -> dict[str, str]:
+    """Request id and parent of a requeued request, so its events stay correlated."""
+    try:
+        raw = json.loads(body)
+        spec = raw.get("taskspec") or {}
+        ids = {"request_id": raw.get("request_id") or spec.get("request_id"),
+               "parent_tid": spec.get("parent_tid"), "name": spec.get("name")}
+    except (ValueError, AttributeError):
+        return {}
+    return {k: v for k, v in ids.items() if isinstance(v, str)}
 
 
 def _already_started(broker: Broker, tid: str) -> bool:
