@@ -61,9 +61,8 @@ def test_a_task_submitted_by_a_task_inherits_request_id_and_parent(project, mana
     assert run.returncode == 0, run.stderr
     listing = json.loads(project.cli("task", "list", "--request-id", "req-tree", "--json").stdout)
     root = [t for t in listing if t.get("name") == "root"][0]["tid"]
-    wait_for(lambda: len(project.cli("task", "list", "--request-id", "req-tree", "--status",
-                                     "failed", "--json").stdout.split('"tid"')) == 2,
-             what="the grandchild to fail")
+    wait_for(lambda: [e for e in project.events() if e["event"] == "task_failed"
+                      and e.get("request_id") == "req-tree"], what="the grandchild to fail")
 
     tree = json.loads(project.cli("status", root, "--tree", "--json").stdout)
     assert tree["tid"] == root and tree["request_id"] == "req-tree"
@@ -107,3 +106,15 @@ def test_manager_log_lines_name_the_request(project, manager):
                     what="a manager log line with the request id")
     [line] = [ln for ln in text.splitlines() if "req-logline" in ln]
     assert "task_failed" in line and "WARNING" in line and "exit_code=7" in line
+
+
+def test_client_request_id_reaches_a_function_task(client, manager):
+    task = client.submit(function="os:getenv", args=["WEFT_REQUEST_ID"], request_id="req-fn")
+    assert task.result(timeout=30).value == "req-fn"
+    assert client.submit(function="os:getenv", args=["WEFT_PARENT_TID"]).result(
+        timeout=30).value is None
+    generated = client.submit(function="os:getenv", args=["WEFT_REQUEST_ID"])
+    value = generated.result(timeout=30).value
+    assert len(value) == 36 and value == generated.status()["request_id"]  # a fresh UUID4
+    node = client.tree(task.tid)
+    assert node["children"] == [] and node["rollup"]["done"] == 0

@@ -57,10 +57,10 @@ def compute(broker: Broker) -> TaskMetrics:
         tid = str((spec or {}).get("tid") or str(mid).zfill(19))
         if (request.get("attempt") or 1) == 1 and tid not in metrics.seen:
             metrics.seen.add(tid)
-            metrics.counters["submitted"].inc()
+            metrics.counts["submitted"] += 1
     depths = {name: pending for name, pending, _total in broker.queue_stats()}
     for queue in EXPOSED_QUEUES:
-        metrics.queue_depth.labels(queue).set(depths.get(queue, 0))
+        metrics.queue_depth[queue] = depths.get(queue, 0)
     metrics.registry.register(_Families(_managers(broker)))
     return metrics
 

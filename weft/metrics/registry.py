@@ -7,9 +7,9 @@ it writes them (a listener on its :class:`~weft.runtime.batch.Batch`);
 expose the same families with the same meaning, and the mapping from event
 to metric is written once, here.
 
-The per-event work is a few dictionary lookups and counter increments: no
-broker access, no label look-ups on the hot path (label children are
-resolved once), nothing that can raise on a malformed event.
+The per-event work is a few dictionary lookups and integer increments (the
+families are built only when scraped): no broker access, no locks, nothing
+that can raise on a malformed event.
 
 Families (see docs/observability.md)::
 
@@ -28,10 +28,16 @@ Families (see docs/observability.md)::
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
 
 MIB = 1024 * 1024
 OUTCOMES = ("completed", "failed", "timeout", "killed", "cancelled")
@@ -40,10 +46,10 @@ QUEUE_WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 3
                       900, 3600)
 RUN_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400)
 SEEN_LIMIT = 100_000
-
-# ``*_created`` samples would say when this process built its counters, which
-# for ``weft metrics`` is every run: noise at best, misleading at worst.
-disable_created_metrics()
+RESERVED = (("cpus", "weft_reserved_cpus", "CPUs reserved by running tasks."),
+            ("memory", "weft_reserved_memory_bytes", "Memory reserved by running tasks."),
+            ("gpus", "weft_reserved_gpus", "GPUs assigned to running tasks."),
+            ("vram", "weft_reserved_vram_bytes", "VRAM reserved by running tasks."))
 
 _COUNTER_HELP = {
     "submitted": "Tasks first seen by an admission decision (attempt 1).",
@@ -88,36 +94,47 @@ def tid_time(tid: Any) -> float | None:
     return int(text) / 1e9
 
 
+class Hist:
+    """A histogram as plain numbers: one list increment and one add per observation."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def buckets(self) -> list[tuple[str, float]]:
+        counts = list(self.counts)  # one atomic copy: a scrape runs in another thread
+        out, running = [], 0
+        for bound, n in zip((*self.bounds, float("inf")), counts, strict=True):
+            running += n
+            out.append(("+Inf" if bound == float("inf") else repr(float(bound)), running))
+        return out
+
+
 class TaskMetrics:
-    """The families of one exposition, and the event → metric mapping."""
+    """The task families of one exposition, and the event → metric mapping.
+
+    State is plain Python numbers, turned into metric families only when
+    scraped (:meth:`collect`): an update is an integer increment, not a
+    locked prometheus_client call. Updates happen on one thread (the
+    manager's loop); a scrape reads atomic copies.
+    """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry(auto_describe=True)
-        reg = self.registry
-        self.counters = {name: Counter(f"weft_tasks_{name}", help_text, registry=reg)
-                         for name, help_text in _COUNTER_HELP.items()}
-        self.decisions = Counter("weft_admission_decisions_total",
-                                 "Admission decisions logged, by decision and reason kind.",
-                                 ["decision", "reason"], registry=reg)
-        self.queue_wait = Histogram("weft_task_queue_wait_seconds",
-                                    "From submission (or retry) to the task's process start.",
-                                    buckets=QUEUE_WAIT_BUCKETS, registry=reg)
-        run_time = Histogram("weft_task_run_seconds", "From process start to the task's end.",
-                             ["outcome"], buckets=RUN_BUCKETS, registry=reg)
-        self.run_time = {outcome: run_time.labels(outcome) for outcome in OUTCOMES}
-        self.running = Gauge("weft_tasks_running", "Tasks launched and not yet ended.",
-                             registry=reg)
-        self.reserved = {
-            "cpus": Gauge("weft_reserved_cpus", "CPUs reserved by running tasks.", registry=reg),
-            "memory": Gauge("weft_reserved_memory_bytes", "Memory reserved by running tasks.",
-                            registry=reg),
-            "gpus": Gauge("weft_reserved_gpus", "GPUs assigned to running tasks.", registry=reg),
-            "vram": Gauge("weft_reserved_vram_bytes", "VRAM reserved by running tasks.",
-                          registry=reg),
-        }
-        self.queue_depth = Gauge("weft_queue_depth", "Messages waiting in a weft queue.",
-                                 ["queue"], registry=reg)
-        self._admit = self.decisions.labels("admit", "fits")
+        self.registry = registry or CollectorRegistry()
+        self.counts = dict.fromkeys(_COUNTER_HELP, 0)
+        self.decisions: dict[tuple[str, str], int] = {}
+        self.queue_wait = Hist(QUEUE_WAIT_BUCKETS)
+        self.run_time = {outcome: Hist(RUN_BUCKETS) for outcome in OUTCOMES}
+        self.running = 0
+        self.reserved = [0.0, 0.0, 0.0, 0.0]  # cpus, memory bytes, gpus, vram bytes
+        self.queue_depth: dict[str, int] = {}
         self._live: dict[str, tuple[float, float, float, float]] = {}
         self._started: dict[str, float] = {}
         self._queued: dict[str, float] = {}
@@ -130,6 +147,39 @@ class TaskMetrics:
             "task_retrying": self._retrying,
             "task_requeued": self._requeued,
         }
+        self.registry.register(self)
+
+    def collect(self) -> Iterator[Any]:
+        counts = dict(self.counts)
+        for name, help_text in _COUNTER_HELP.items():
+            family = CounterMetricFamily(f"weft_tasks_{name}", help_text)
+            family.add_metric([], counts[name])
+            yield family
+        decisions = CounterMetricFamily("weft_admission_decisions",
+                                        "Admission decisions logged, by decision and reason kind.",
+                                        labels=["decision", "reason"])
+        for (decision, reason), n in sorted(dict(self.decisions).items()):
+            decisions.add_metric([decision, reason], n)
+        yield decisions
+        wait = HistogramMetricFamily("weft_task_queue_wait_seconds",
+                                     "From submission (or retry) to the task's process start.")
+        wait.add_metric([], self.queue_wait.buckets(), self.queue_wait.total)
+        yield wait
+        run = HistogramMetricFamily("weft_task_run_seconds", "From process start to the task's end.",
+                                    labels=["outcome"])
+        for outcome, hist in self.run_time.items():
+            run.add_metric([outcome], hist.buckets(), hist.total)
+        yield run
+        yield GaugeMetricFamily("weft_tasks_running", "Tasks launched and not yet ended.",
+                                value=self.running)
+        reserved = list(self.reserved)
+        for (_key, name, help_text), amount in zip(RESERVED, reserved, strict=True):
+            yield GaugeMetricFamily(name, help_text, value=max(0.0, amount))
+        depth = GaugeMetricFamily("weft_queue_depth", "Messages waiting in a weft queue.",
+                                  labels=["queue"])
+        for queue, n in sorted(dict(self.queue_depth).items()):
+            depth.add_metric([queue], n)
+        yield depth
 
     # -- the mapping ----------------------------------------------------------
     def observe(self, event: dict[str, Any]) -> None:
@@ -144,38 +194,40 @@ class TaskMetrics:
         except (TypeError, ValueError, AttributeError):
             pass  # a malformed event must not break a manager or an exposition
 
+    def _decide(self, decision: str, reason: str) -> None:
+        key = (decision, reason)
+        self.decisions[key] = self.decisions.get(key, 0) + 1
+
     def _first_sight(self, tid: str, event: dict[str, Any]) -> None:
         if (event.get("attempt") or 1) != 1 or tid in self.seen:
             return
         if len(self.seen) >= SEEN_LIMIT:
             self.seen.clear()
         self.seen.add(tid)
-        self.counters["submitted"].inc()
+        self.counts["submitted"] += 1
 
     def _spawning(self, event: dict[str, Any]) -> None:
         tid = str(event.get("tid"))
         self._first_sight(tid, event)
-        self.counters["admitted"].inc()
-        self._admit.inc()
+        self.counts["admitted"] += 1
+        self._decide("admit", "fits")
         res = event.get("resources") or {}
         gpus = float(len(event.get("gpus") or ()) or res.get("gpus") or 0)
         usage = (float(res.get("cpus") or 0), float(res.get("memory_mb") or 0) * MIB, gpus,
                  float(res.get("vram_mb") or 0) * MIB * gpus)
         self._release(tid)  # a duplicate spawning event must not count twice
         self._live[tid] = usage
-        self.running.inc()
-        for gauge, amount in zip(self.reserved.values(), usage, strict=True):
-            if amount:
-                gauge.inc(amount)
+        self.running += 1
+        if any(usage):
+            self.reserved = [r + u for r, u in zip(self.reserved, usage, strict=True)]
 
     def _release(self, tid: str) -> None:
         usage = self._live.pop(tid, None)
         if usage is None:
             return
-        self.running.dec()
-        for gauge, amount in zip(self.reserved.values(), usage, strict=True):
-            if amount:
-                gauge.dec(amount)
+        self.running -= 1
+        if any(usage):
+            self.reserved = [r - u for r, u in zip(self.reserved, usage, strict=True)]
 
     def _started_event(self, event: dict[str, Any]) -> None:
         tid = str(event.get("tid"))
@@ -187,19 +239,19 @@ class TaskMetrics:
 
     def _deferred(self, event: dict[str, Any]) -> None:
         self._first_sight(str(event.get("tid")), event)
-        self.counters["deferred"].inc()
-        self.decisions.labels("defer", reason_kind(event.get("reason"))).inc()
+        self.counts["deferred"] += 1
+        self._decide("defer", reason_kind(event.get("reason")))
 
     def _rejected(self, event: dict[str, Any]) -> None:
         tid = str(event.get("tid"))
         self._first_sight(tid, event)
         self.seen.discard(tid)
-        self.counters["rejected"].inc()
-        self.decisions.labels("reject", reason_kind(event.get("reason"))).inc()
+        self.counts["rejected"] += 1
+        self._decide("reject", reason_kind(event.get("reason")))
 
     def _retrying(self, event: dict[str, Any]) -> None:
         tid = str(event.get("tid"))
-        self.counters["retried"].inc()
+        self.counts["retried"] += 1
         self._release(tid)
         self._started.pop(tid, None)
         self._queued[tid] = float(event["ts"])
@@ -209,7 +261,7 @@ class TaskMetrics:
 
     def _final(self, event: dict[str, Any], outcome: str) -> None:
         tid = str(event.get("tid"))
-        self.counters[outcome].inc()
+        self.counts[outcome] += 1
         started = self._started.pop(tid, None)
         if started is not None:
             self.run_time[outcome].observe(max(0.0, float(event["ts"]) - started))

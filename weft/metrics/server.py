@@ -73,7 +73,7 @@ class ManagerMetrics:
 
         m = self.manager
         for queue in EXPOSED_QUEUES:
-            self.metrics.queue_depth.labels(queue).set(m.broker.count(queue))
+            self.metrics.queue_depth[queue] = m.broker.count(queue)
         self._capacity = dict(m.policy.capacity_record())
 
     def families(self) -> list[Any]:
