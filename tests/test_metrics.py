@@ -46,14 +46,26 @@ def test_manager_serves_metrics_and_weft_metrics_agrees(project, client):
     host, _, port = record["metrics_addr"].rpartition(":")
     assert host == "127.0.0.1" and int(port) > 0
 
-    tasks = [client.submit(command=["true"]) for _ in range(5)]
-    tasks.append(client.submit(command=["sh", "-c", "exit 3"]))
-    for task in tasks:
-        task.wait(timeout=30)
+    shown = project.cli("worker", "status", info["tid"])
+    assert f"http://{record['metrics_addr']}/metrics" in shown.stdout
 
     def scrape() -> str:
         with urllib.request.urlopen(f"http://{record['metrics_addr']}/metrics", timeout=5) as r:
             return r.read().decode()
+
+    sleeper = client.submit(command=["sleep", "30"], resources={"cpus": 1, "memory_mb": 64})
+    wait_for(lambda: sleeper.status()["status"] == "running", what="the sleeper to run")
+    live = samples(scrape())
+    assert live[("weft_tasks_running", ())] == 1
+    assert live[("weft_reserved_cpus", ())] == 1
+    assert live[("weft_reserved_memory_bytes", ())] == 64 * 1024 * 1024
+    sleeper.kill()
+    assert sleeper.wait(timeout=30).status == "killed"
+
+    tasks = [client.submit(command=["true"]) for _ in range(5)]
+    tasks.append(client.submit(command=["sh", "-c", "exit 3"]))
+    for task in tasks:
+        task.wait(timeout=30)
 
     # The last events are counted when the manager flushes them, which is
     # before a waiter can see the result: no polling needed, but be tolerant.
@@ -61,14 +73,15 @@ def test_manager_serves_metrics_and_weft_metrics_agrees(project, client):
                     what="five completed tasks in /metrics")
     got = samples(text)
     assert completed_total(text) == 5
-    assert got[("weft_tasks_submitted_total", ())] == 6
-    assert got[("weft_tasks_admitted_total", ())] == 6
+    assert got[("weft_tasks_submitted_total", ())] == 7
+    assert got[("weft_tasks_admitted_total", ())] == 7
     assert got[("weft_tasks_failed_total", ())] == 1
-    assert got[("weft_task_queue_wait_seconds_count", ())] == 6
+    assert got[("weft_tasks_killed_total", ())] == 1
+    assert got[("weft_task_queue_wait_seconds_count", ())] == 7
     assert got[("weft_task_run_seconds_count", (("outcome", "completed"),))] == 5
     assert got[("weft_task_run_seconds_count", (("outcome", "failed"),))] == 1
-    assert got[("weft_tasks_running", ())] == 0
-    assert got[("weft_admission_decisions_total", (("decision", "admit"), ("reason", "fits")))] == 6
+    assert got[("weft_tasks_running", ())] == 0 and got[("weft_reserved_cpus", ())] == 0
+    assert got[("weft_admission_decisions_total", (("decision", "admit"), ("reason", "fits")))] == 7
     mgr = (("manager", info["tid"]),)
     assert got[("weft_manager_resident_memory_bytes", mgr)] > 1e6
     assert got[("weft_manager_cpu_seconds_total", mgr)] > 0
@@ -79,7 +92,7 @@ def test_manager_serves_metrics_and_weft_metrics_agrees(project, client):
     assert once.returncode == 0, once.stderr
     assert completed_total(once.stdout) == 5
     offline = samples(once.stdout)
-    for key in (("weft_tasks_submitted_total", ()), ("weft_tasks_failed_total", ()),
+    for key in (("weft_tasks_submitted_total", ()), ("weft_tasks_killed_total", ()),
                 ("weft_task_queue_wait_seconds_count", ()), ("weft_tasks_running", ())):
         assert offline[key] == got[key], key
     assert offline[("weft_manager_resident_memory_bytes", mgr)] > 1e6

@@ -203,9 +203,12 @@ def watch(interval: float) -> None:
 
 
 def _pause(c: Any, wait_for_change: Any, version: Any, interval: float) -> Any:
-    """At least a tenth of the interval, at most the interval; sooner on change."""
-    time.sleep(interval / 10)
-    return wait_for_change(c.broker, version, timeout=interval * 0.9)
+    """The interval, or a quarter of it when the broker changes sooner: a
+    redraw rebuilds the picture from the log, so a busy broker must not
+    turn the view into a busy loop."""
+    least = interval / 4
+    time.sleep(least)
+    return wait_for_change(c.broker, version, timeout=interval - least)
 
 
 def _bar_text(used: float, total: float, width: int = 20) -> str:

@@ -118,6 +118,8 @@ def worker_status(tid: str | None, as_json: bool) -> None:
     load = rec.get("load") or {}
     caps = rec.get("capabilities") or {}
     click.echo(f"running    {load.get('running', 0)} of {caps.get('max_concurrency', '?')}")
+    if rec.get("metrics_addr"):
+        click.echo(f"metrics    http://{rec['metrics_addr']}/metrics")
     _capacity_table(caps, load)
     for name, queue in (rec.get("queues") or {}).items():
         click.echo(f"queue      {name:<9} {queue}")
