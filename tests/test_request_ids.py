@@ -118,3 +118,13 @@ def test_client_request_id_reaches_a_function_task(client, manager):
     assert len(value) == 36 and value == generated.status()["request_id"]  # a fresh UUID4
     node = client.tree(task.tid)
     assert node["children"] == [] and node["rollup"]["done"] == 0
+
+
+def test_a_task_cancelled_while_queued_keeps_its_request_id(project, client, manager):
+    assert client.task(manager.tid).pause()["ok"]
+    task = client.submit(command=["true"], request_id="req-queued", name="never")
+    assert task.stop()["status"] == "cancelled"
+    [event] = project.events(task.tid)
+    assert event["event"] == "task_cancelled" and event["request_id"] == "req-queued"
+    assert event["name"] == "never"
+    assert task.wait(timeout=10).to_dict()["request_id"] == "req-queued"

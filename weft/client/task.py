@@ -163,13 +163,14 @@ class Task:
         if taken is None:
             return False
         now = time.time()
+        ids = _request_ids(taken[0])
         broker.write(task_queue(self.tid, "outbox"), dumps({
             "v": 1, "type": "result", "tid": self.tid, "status": "cancelled", "exit_code": None,
             "reason": command.lower(), "error": "cancelled before it started",
-            "finished_at": now, "attempt": 1}))
+            "finished_at": now, "attempt": 1, "request_id": ids.get("request_id")}))
         broker.write(TASKS_LOG, dumps({"v": 1, "event": "task_cancelled", "tid": self.tid,
                                        "status": "cancelled", "ts": now,
-                                       "reason": f"{command.lower()} while queued"}))
+                                       "reason": f"{command.lower()} while queued", **ids}))
         return True
 
     def _synthetic(self, command: str, request_id: str, status: str, reply: str,
@@ -208,3 +209,15 @@ class Task:
 
     def resume(self, timeout: float = 10.0) -> dict[str, Any]:
         return self.control("RESUME", timeout=timeout)
+
+
+def _request_ids(body: str) -> dict[str, Any]:
+    """Request id, parent and name of a spawn request, so events about it stay correlated."""
+    try:
+        raw = json.loads(body)
+        spec = raw.get("taskspec") or {}
+        ids = {"request_id": raw.get("request_id") or spec.get("request_id"),
+               "parent_tid": spec.get("parent_tid"), "name": spec.get("name")}
+    except (ValueError, AttributeError):
+        return {}
+    return {k: v for k, v in ids.items() if isinstance(v, str)}
