@@ -119,3 +119,5 @@ def test_bad_input_is_one_line(project, manager):
         proc = project.cli(*args)
         assert proc.returncode == 2, args
         assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, args
+    unknown = project.cli("task", "logs", "1234567890123456789")
+    assert unknown.returncode == 4 and "no task" in unknown.stderr

@@ -128,8 +128,11 @@ class WeftClient:
     def task_log(self, tid: str, *, follow: bool = False) -> Iterator[dict[str, Any]]:
         """A task's output chunks, events and result, in the order they were written."""
         from weft.client.logs import task_log
+        from weft.client.queries import task_status
 
-        return task_log(self.broker, self.resolve_tid(tid), follow=follow)
+        full = self.resolve_tid(tid)
+        task_status(self.broker, full)  # NotFound for a TID nothing knows, before iterating
+        return task_log(self.broker, full, follow=follow)
 
     def metrics(self) -> str:
         """The Prometheus exposition of the whole project, computed from the broker."""
