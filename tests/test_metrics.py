@@ -69,7 +69,7 @@ def test_manager_serves_metrics_and_weft_metrics_agrees(project, client):
 
     # The last events are counted when the manager flushes them, which is
     # before a waiter can see the result: no polling needed, but be tolerant.
-    text = wait_for(lambda: (t := scrape()) and completed_total(t) >= 5 and t, timeout=10,
+    text = wait_for(lambda: (t := scrape()) and completed_total(t) >= 5 and t, timeout=30,
                     what="five completed tasks in /metrics")
     got = samples(text)
     assert completed_total(text) == 5

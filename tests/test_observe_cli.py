@@ -39,7 +39,7 @@ class Output:
 
 def interrupt(proc: subprocess.Popen) -> tuple[int, str]:
     proc.send_signal(signal.SIGINT)
-    _out, err = proc.communicate(timeout=10)
+    _out, err = proc.communicate(timeout=30)
     return proc.returncode, err
 
 

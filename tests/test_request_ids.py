@@ -92,7 +92,7 @@ def test_a_rejected_request_keeps_its_request_id(project, client, manager):
     tid = str(client.broker.write(SPAWN_REQUESTS, json.dumps(bad))).zfill(19)
     [event] = wait_for(lambda: project.events(tid), what="the rejection event")
     assert event["event"] == "task_rejected" and event["request_id"] == "req-bad"
-    result = client.task(tid).wait(timeout=10)
+    result = client.task(tid).wait(timeout=30)
     assert result.status == "rejected"
     assert json.loads(project.cli("task", "logs", tid, "--json").stdout.splitlines()[-1])[
         "request_id"] == "req-bad"
@@ -127,4 +127,4 @@ def test_a_task_cancelled_while_queued_keeps_its_request_id(project, client, man
     [event] = project.events(task.tid)
     assert event["event"] == "task_cancelled" and event["request_id"] == "req-queued"
     assert event["name"] == "never"
-    assert task.wait(timeout=10).to_dict()["request_id"] == "req-queued"
+    assert task.wait(timeout=30).to_dict()["request_id"] == "req-queued"
