@@ -55,11 +55,9 @@ def test_status_watch_redraws_until_ctrl_c(project, manager):
     project.cli("task", "kill", sleeper.stdout.strip())
 
 
-def test_wait_many_exit_codes(project, manager):
+def test_wait_many_exit_codes(project, client, manager):
     def submit(*cmd: str) -> str:
-        proc = project.cli("run", "--no-wait", "--", *cmd)
-        assert proc.returncode == 0, proc.stderr
-        return proc.stdout.strip()
+        return client.submit(command=list(cmd)).tid
 
     good = [submit("true"), submit("sh", "-c", "sleep 0.3")]
     ok = project.cli("wait", *good)
@@ -78,7 +76,7 @@ def test_wait_many_exit_codes(project, manager):
     late = project.cli("wait", slow, "--timeout", "0.5")
     assert late.returncode == 5 and time.monotonic() - start < 10
     assert "still running" in late.stderr
-    project.cli("task", "kill", slow)
+    client.task(slow).kill()
 
 
 def test_events_follow_prints_new_events_as_they_happen(project, manager):
