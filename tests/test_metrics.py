@@ -54,7 +54,8 @@ def test_manager_serves_metrics_and_weft_metrics_agrees(project, client):
             return r.read().decode()
 
     sleeper = client.submit(command=["sleep", "30"], resources={"cpus": 1, "memory_mb": 64})
-    wait_for(lambda: sleeper.status()["status"] == "running", what="the sleeper to run")
+    wait_for(lambda: any(e["event"] == "task_started" for e in project.events(sleeper.tid)),
+             what="the sleeper to run")
     live = samples(scrape())
     assert live[("weft_tasks_running", ())] == 1
     assert live[("weft_reserved_cpus", ())] == 1
