@@ -127,11 +127,12 @@ class WeftClient:
 
     def task_log(self, tid: str, *, follow: bool = False) -> Iterator[dict[str, Any]]:
         """A task's output chunks, events and result, in the order they were written."""
-        from weft.client.logs import task_log
-        from weft.client.queries import task_status
+        from weft.client.logs import known, task_log
+        from weft.errors import NotFound
 
         full = self.resolve_tid(tid)
-        task_status(self.broker, full)  # NotFound for a TID nothing knows, before iterating
+        if not known(self.broker, full):
+            raise NotFound(f"no task {full}")
         return task_log(self.broker, full, follow=follow)
 
     def metrics(self) -> str:

@@ -18,6 +18,8 @@ from typing import Any
 
 from weft.broker import Broker
 from weft.client.polling import wait_for_change
+from weft.client.queries import task_status
+from weft.errors import NotFound
 from weft.names import TASKS_LOG, task_queue
 
 
@@ -78,6 +80,21 @@ class TaskLog:
                     out.append({**message, "id": mid})
             if len(page) < 500:
                 return out
+
+
+def known(broker: Broker, tid: str) -> bool:
+    """Does anything know this TID? Its events, outbox or queued request, or a
+    manager's claim queue (claimed, first event not yet written)."""
+    try:
+        task_status(broker, tid)
+        return True
+    except NotFound:
+        pass
+    if not tid.isdigit():
+        return False
+    return any(queue.startswith("T") and queue.endswith(".reserved")
+               and broker.peek_one(queue, message_id=int(tid)) is not None
+               for queue, _pending, _total in broker.queue_stats())
 
 
 def task_log(broker: Broker, tid: str, *, follow: bool = False) -> Iterator[dict[str, Any]]:
