@@ -204,3 +204,28 @@ def test_no_gpu_library_is_one_log_line(project, client):
     assert "Traceback" not in log
     rejected = client.submit(command=["true"], resources={"gpus": 1}).wait(timeout=10)
     assert rejected.status == "rejected" and "needs 1 GPU" in (rejected.error or "")
+
+
+def test_gpu_queue_example_runs(project):
+    import subprocess
+
+    from conftest import ROOT
+
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "gpu_queue.py")],
+                          env=project.env, cwd=project.root, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 3 and all("completed GPU 0" in line for line in lines), proc.stdout
+
+
+def test_bad_gpu_options_are_usage_errors(project):
+    bad_ids = project.cli("worker", "start", "--gpu-ids", "3", env={"WEFT_GPU_SIMULATE": ONE_CARD})
+    assert bad_ids.returncode == 2, bad_ids.stderr
+    assert bad_ids.stderr.strip().splitlines()[-1] == (
+        "weft: error: manager refused to start: --gpu-ids: unknown GPU id(s) [3]; this host has [0]")
+    assert "Traceback" not in bad_ids.stderr
+    bad_sim = project.cli("run", "true", env={"WEFT_GPU_SIMULATE": '[{"name": "x"}]'})
+    assert bad_sim.returncode == 2
+    assert len(bad_sim.stderr.strip().splitlines()) == 1 and "WEFT_GPU_SIMULATE" in bad_sim.stderr
+    assert project.rows("weft.spawn.requests") == []
