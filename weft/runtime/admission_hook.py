@@ -96,6 +96,7 @@ class Policy:
         self.retry_at: float | None = None  # monotonic; re-plan then even if nothing changed
         self._next_sweep = 0.0
         self._deferred: dict[str, str] = {}
+        self._requests: dict[int, Request] = {}
         self._peers: rejection.PeerCapacities | None = None
         log.info("capacity: %s (GPUs from %s)", self.capacity.to_record(), self.gpu_reader.source)
 
@@ -133,8 +134,7 @@ class Policy:
         if child_pids and any(dev.processes for dev in readings.gpus):
             own = frozenset(p for pid in child_pids for p in process_tree_pids(pid))
         by_key = {c.tid: c for c in cands}
-        requests = [Request.from_resources(c.tid, c.spec.resources, c.priority, submitted_at(c))
-                    for c in cands]
+        requests = [self._request(c) for c in cands]
         decided = plan(requests, self.capacity, list(self.reservations.values()), readings,
                        self.thresholds, now, own_pids=own)
         if any(isinstance(d, Defer) and not d.reason.startswith("concurrency:")
@@ -142,13 +142,25 @@ class Policy:
             self.retry_at = mono + RETRY_EVERY
         return [(by_key[req.key], decision) for req, decision in decided]
 
+    def _request(self, cand: Any) -> Request:
+        """A candidate as admission sees it; cached, the queue is re-planned often."""
+        request = self._requests.get(cand.message_id)
+        if request is None:
+            if len(self._requests) > 4096:
+                self._requests.clear()
+            request = Request.from_resources(cand.tid, cand.spec.resources, cand.priority,
+                                             submitted_at(cand))
+            self._requests[cand.message_id] = request
+        return request
+
     def decide(self, cand: Any, now: float) -> Decision:
         """One candidate on its own (the plan of a one-request queue)."""
         return self.plan([cand], now)[0][1]
 
     # -- acting on decisions -----------------------------------------------
     def reserve(self, cand: Any, gpu_ids: tuple[int, ...]) -> None:
-        request = Request.from_resources(cand.tid, cand.spec.resources)
+        request = self._request(cand)
+        self._requests.pop(cand.message_id, None)  # claimed: it leaves the queue
         self.reservations[cand.tid] = request.reservation(gpu_ids)
         self._deferred.pop(cand.tid, None)
 
@@ -181,10 +193,11 @@ class Policy:
         """Never fits here: refuse it if it fits no other live manager either."""
         if self._peers is None:
             self._peers = rejection.PeerCapacities(manager.broker, manager.tid)
-        request = Request.from_resources(cand.tid, cand.spec.resources)
+        request = self._request(cand)
         if self._peers.fits_somewhere(request):
             return  # leave it for a bigger manager
         manager.intake.forget(cand.message_id)
+        self._requests.pop(cand.message_id, None)
         self._deferred.pop(cand.tid, None)
         rejection.reject(manager.broker, manager.batch, manager_tid=manager.tid,
                          message_id=cand.message_id, tid=cand.tid, reason=reason,
