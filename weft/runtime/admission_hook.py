@@ -113,6 +113,7 @@ class Policy:
         :data:`SWEEP_EVERY` so never-fitting requests are refused promptly."""
         if self.has_room(running):
             return True
+        self.retry_at = None  # nothing can start before a task ends (which wakes us)
         if now >= self._next_sweep:
             self._next_sweep = now + SWEEP_EVERY
             return True
