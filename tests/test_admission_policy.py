@@ -121,6 +121,7 @@ def test_deferred_is_logged_once_per_reason_and_never_for_a_full_house(broker):
     for _ in range(3):
         p.defer(m, cand, "gpu: a")
     p.defer(m, cand, "gpu: b")
+    p.defer(m, cand, "gpu: a")  # back to an earlier reason: already said
     p.defer(m, cand, "concurrency: 4 of 4 slots in use")
     m.batch.flush()
     assert [e["reason"] for e in events(broker) if e["event"] == "task_deferred"] == [

@@ -95,7 +95,7 @@ class Policy:
         self.reservations: dict[str, Reservation] = {}
         self.retry_at: float | None = None  # monotonic; re-plan then even if nothing changed
         self._next_sweep = 0.0
-        self._deferred: dict[str, str] = {}
+        self._deferred: dict[str, set[str]] = {}  # reasons already logged, per task
         self._requests: dict[int, Request] = {}
         self._peers: rejection.PeerCapacities | None = None
         log.info("capacity: %s (GPUs from %s)", self.capacity.to_record(), self.gpu_reader.source)
@@ -181,11 +181,12 @@ class Policy:
 
     def defer(self, manager: Any, cand: Any, reason: str) -> None:
         """Log ``task_deferred`` once per distinct reason, not once per poll."""
-        if reason.startswith("concurrency:") or self._deferred.get(cand.tid) == reason:
+        seen = self._deferred.setdefault(cand.tid, set())
+        if reason.startswith("concurrency:") or reason in seen:
             return
         if len(self._deferred) > 4096:
-            self._deferred.clear()  # bounded: at worst a reason is logged twice
-        self._deferred[cand.tid] = reason
+            self._deferred = {cand.tid: seen}  # bounded: at worst a reason is logged twice
+        seen.add(reason)
         manager.batch.event("task_deferred", cand.tid, "deferred", manager_tid=manager.tid,
                             reason=reason, request_id=cand.spec.request_id,
                             name=cand.spec.name)
