@@ -229,3 +229,17 @@ def test_bad_gpu_options_are_usage_errors(project):
     assert bad_sim.returncode == 2
     assert len(bad_sim.stderr.strip().splitlines()) == 1 and "WEFT_GPU_SIMULATE" in bad_sim.stderr
     assert project.rows("weft.spawn.requests") == []
+
+
+def test_full_manager_still_rejects_promptly(project, client, monkeypatch, tmp_path):
+    _one_card_manager(client, monkeypatch, project, max_concurrency=1)
+    gate = tmp_path / "gate"
+    blocker = client.submit(command=["sh", "-c", f'while [ ! -e "{gate}" ]; do sleep 0.05; done'])
+    wait_for(lambda: any(e["event"] == "task_started" for e in project.events(blocker.tid)),
+             what="blocker running")
+    start = time.monotonic()
+    result = client.submit(command=["true"], resources={"gpus": 2}).wait(timeout=10)
+    assert result.status == "rejected"
+    assert time.monotonic() - start < 4
+    gate.touch()
+    assert blocker.wait(timeout=30).status == "completed"

@@ -133,6 +133,7 @@ def test_full_manager_still_sweeps_for_rejections_once_a_second():
     assert p.wants_dispatch(0, 100.0)
     assert p.wants_dispatch(1, 100.0)  # full, but the first sweep is due
     assert not p.wants_dispatch(1, 100.5)
+    assert p.retry_due(101.0) and not p.retry_due(100.9)  # the next sweep is scheduled
     assert p.wants_dispatch(1, 101.0)
 
 

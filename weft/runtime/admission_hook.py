@@ -113,10 +113,12 @@ class Policy:
         :data:`SWEEP_EVERY` so never-fitting requests are refused promptly."""
         if self.has_room(running):
             return True
-        self.retry_at = None  # nothing can start before a task ends (which wakes us)
         if now >= self._next_sweep:
             self._next_sweep = now + SWEEP_EVERY
             return True
+        # Nothing can start before a task ends (which wakes the manager anyway),
+        # but a request that arrived since the last sweep gets the next one.
+        self.retry_at = self._next_sweep
         return False
 
     def retry_due(self, now: float) -> bool:
