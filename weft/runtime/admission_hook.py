@@ -133,7 +133,7 @@ class Policy:
         if not cands:
             return []
         readings = self.telemetry.read(mono)
-        own = frozenset()
+        own: frozenset[int] = frozenset()
         if child_pids and any(dev.processes for dev in readings.gpus):
             own = frozenset(p for pid in child_pids for p in process_tree_pids(pid))
         by_key = {c.tid: c for c in cands}
