@@ -66,8 +66,8 @@ class Project:
                     "SELECT body FROM messages WHERE queue = ? AND claimed = 0 ORDER BY ts",
                     (queue,))
             except sqlite3.OperationalError as exc:
-                if "no such table" in str(exc):  # the broker file is still being created
-                    return []
+                if "no such table" in str(exc):
+                    return []  # the file exists but the broker has not set it up yet
                 raise
             out = []
             for (body,) in cur.fetchall():
