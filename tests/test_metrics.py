@@ -60,7 +60,7 @@ def test_manager_serves_metrics_and_weft_metrics_agrees(project, client):
     assert live[("weft_tasks_running", ())] == 1
     assert live[("weft_reserved_cpus", ())] == 1
     assert live[("weft_reserved_memory_bytes", ())] == 64 * 1024 * 1024
-    sleeper.kill()
+    sleeper.kill(timeout=30)
     assert sleeper.wait(timeout=30).status == "killed"
 
     tasks = [client.submit(command=["true"]) for _ in range(5)]
