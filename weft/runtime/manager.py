@@ -63,6 +63,7 @@ class Manager(BaseTask):
         self.last_activity = time.monotonic()
         self._data_version: int | None = None
         self._next_child_control = 0.0
+        self._child_control_pending = False
         self._selector = selectors.DefaultSelector()
         self._watched: tuple[int, int] | None = None
         self.batch.listeners.append(log_task_event)
@@ -97,13 +98,18 @@ class Manager(BaseTask):
         self._data_version = version
         due = self.intake.next_due is not None and self.intake.next_due <= time.time()
         due |= self.policy.retry_due(now)  # deferred on live readings: look again
-        if changed or due or active:
+        look = changed or due or active
+        if look:
+            # Remembered, not consumed: a change seen while child control is
+            # throttled must still be served once the throttle allows.
+            self._child_control_pending = True
             active |= self._serve_control()
-            if now >= self._next_child_control and self.consumers:
-                self._next_child_control = now + CHILD_CONTROL_EVERY
-                active |= self._serve_child_control()
-            if self.stop_reason is None and self.state == TaskState.RUNNING:
-                active |= self._dispatch()
+        if self._child_control_pending and self.consumers and now >= self._next_child_control:
+            self._child_control_pending = False
+            self._next_child_control = now + CHILD_CONTROL_EVERY
+            active |= self._serve_child_control()
+        if look and self.stop_reason is None and self.state == TaskState.RUNNING:
+            active |= self._dispatch()
         if self.batch:
             self.batch.flush()
             active = True
