@@ -42,11 +42,9 @@ def cli() -> None:
 @click.argument("path", required=False, type=click.Path(file_okay=False))
 def init_cmd(path: str | None) -> None:
     """Create a weft project (.weft/ with its broker) in PATH or here."""
-    from weft import context
-    from weft.broker import Broker
+    from weft.client.client import init_project
 
-    ctx, created = context.init(path)
-    Broker.open(ctx.root, ctx.settings).close()
+    ctx, created = init_project(path)
     verb = "created" if created else "already exists:"
     click.echo(f"weft: {verb} {ctx.weft_dir}")
 

@@ -34,7 +34,8 @@ FINAL_EVENTS = {
 
 
 class ConsumerHost(Protocol):
-    manager_tid: str
+    @property
+    def manager_tid(self) -> str: ...
 
     def signal(self, tid: str, sig: str, reason: str | None, grace: float | None = None) -> None: ...
 

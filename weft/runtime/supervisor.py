@@ -159,7 +159,7 @@ class Supervisor:
             self.link.send(frame)
         except PeerClosed:
             self._lose_manager()
-            self.orphan.handle(frame)  # type: ignore[union-attr]
+            self.emit(frame)  # the orphan host now takes it
 
     def _lose_manager(self) -> None:
         """The manager died: finish the running tasks ourselves."""
