@@ -186,7 +186,6 @@ class Workers:
                 if entry.record.get("status") == "active":
                     self._write_stopped(entry, "killed (--force)")
                     entry = registry.read_all(self.client.broker)[worker.tid]
-                _await_exit(worker, deadline)
                 return WorkerInfo(worker.tid, "stopped", worker.pid, worker.host, entry.record)
             time.sleep(0.02)
         raise WaitTimeout(f"manager {worker.tid} did not stop within {timeout:g}s "
@@ -207,20 +206,6 @@ def _spawn_detached(argv: list[str], log_path: str) -> int:
         (os.POSIX_SPAWN_DUP2, 1, 2),
     ]
     return os.posix_spawn(argv[0], argv, dict(os.environ), file_actions=actions, setsid=True)
-
-
-def _await_exit(worker: WorkerInfo, deadline: float) -> None:
-    """Wait (until ``deadline``) for a stopped manager on this host to be gone, reaping it."""
-    if worker.host != registry.HOST or not worker.pid:
-        return
-    from weft.resources.telemetry import pid_alive
-
-    created = worker.record.get("pid_create_time")
-    while time.monotonic() < deadline:
-        _exit_status(worker.pid)
-        if not pid_alive(worker.pid, created):
-            return
-        time.sleep(0.01)
 
 
 def _exit_status(pid: int) -> int | None:
