@@ -62,7 +62,8 @@ class Manager(BaseTask):
         self.last_activity = time.monotonic()
         self._data_version: int | None = None
         self._next_child_control = 0.0
-        self._base_env = {k: v for k, v in os.environ.items() if not k.startswith("WEFT_TASK")}
+        self._selector = selectors.DefaultSelector()
+        self._watched: tuple[int, int] | None = None
 
     # -- lifecycle --------------------------------------------------------
     def run(self) -> int:
@@ -118,9 +119,13 @@ class Manager(BaseTask):
         events = selectors.EVENT_READ
         if self.launcher.wants_write:
             events |= selectors.EVENT_WRITE
-        with selectors.DefaultSelector() as sel:
-            sel.register(self.launcher.fileno(), events)
-            sel.select(timeout)
+        fd = self.launcher.fileno()
+        if self._watched != (fd, events):
+            if self._watched is not None:
+                self._selector.unregister(self._watched[0])
+            self._selector.register(fd, events)
+            self._watched = (fd, events)
+        self._selector.select(timeout)
 
     def _finished(self) -> bool:
         if self.kill_now and not self.consumers:
@@ -204,6 +209,12 @@ class Manager(BaseTask):
         for tid in list(self.consumers):
             self._finish_lost(tid, "the task's launcher process died")
         self.launcher.reap()
+        if self._watched is not None:
+            try:
+                self._selector.unregister(self._watched[0])
+            except (KeyError, ValueError, OSError):
+                pass
+            self._watched = None
         Launcher.kill_groups(pids)
         self.batch.event("launcher_restarted", self.tid, "running", pid=self.pid)
         self.launcher = Launcher(root=str(self.ctx.root), manager_tid=self.tid)
@@ -314,17 +325,21 @@ class Manager(BaseTask):
             return False  # another manager won the race
         consumer = Consumer(cand.spec, request=cand.request, batch=self.batch, host=self,
                             gpu_ids=gpu_ids)
-        queues = consumer.queues
-        work_id = self.broker.write(queues["inbox"], dumps(cand.request.inbox_message))
-        self.broker.move_one(queues["inbox"], queues["reserved"], message_id=work_id)
-        consumer.work_id = work_id
+        if cand.request.inbox_message is not None:
+            # The work item: written to the inbox, handed over (inbox -> reserved)
+            # at launch, deleted once the result is on the outbox.
+            queues = consumer.queues
+            work_id = self.broker.write(queues["inbox"], dumps(cand.request.inbox_message))
+            self.broker.move_one(queues["inbox"], queues["reserved"], message_id=work_id)
+            consumer.work_id = work_id
         consumer.spawning()
         self.policy.reserve(cand, gpu_ids)
         self.consumers[consumer.tid] = consumer
         self.claims[consumer.tid] = cand.message_id
-        env = consumer.child_env(self._base_env, str(self.ctx.root))
+        env, unset = consumer.child_env(str(self.ctx.root))
+        op = consumer.launch_op(env, unset, stdin=cand.request.inbox_message, request_json=cand.body)
         try:
-            self.launcher.launch(consumer.launch_op(env, stdin=cand.request.inbox_message))
+            self.launcher.launch(op)
         except LauncherLost:
             self._launcher_lost()
         return True

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from weft.broker import Broker
-from weft.models import SpawnRequest, TaskSpec, TaskState
+from weft.models import SpawnRequest, TaskState
 from weft.runtime.batch import Batch
 from weft.runtime.consumer import Consumer
 from weft.settings import Settings
@@ -34,8 +34,9 @@ class OrphanHost:
 
     def adopt(self, op: dict[str, Any], pid: int, started_at: float) -> None:
         task = op["task"]
-        spec = TaskSpec.model_validate(task["spec"])
-        request = SpawnRequest.model_validate({**task["request"], "taskspec": task["spec"]})
+        request = SpawnRequest.model_validate_json(task["request"])
+        spec = request.taskspec.model_copy(update={"tid": task["tid"],
+                                                   "request_id": task.get("request_id")})
         consumer = Consumer(spec, request=request, batch=self.batch, host=self,
                             work_id=task.get("work_id"), gpu_ids=tuple(task.get("gpu_ids") or ()))
         consumer.pid = pid
