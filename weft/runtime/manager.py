@@ -101,14 +101,18 @@ class Manager(BaseTask):
             if self.stop_reason is None and self.state == TaskState.RUNNING:
                 active |= self._dispatch()
         if self.batch:
+            requeued = self.batch.writes_to(SPAWN_REQUESTS)
             self.batch.flush()
             active = True
+            if requeued:  # our own commits do not move data_version: look again
+                self._data_version = None
         if active:
             self.last_activity = now
             self.backoff.reset()
         if self.heartbeat.due(now):
             self.heartbeat.beat(status="active")
-            recover_dead_managers(self.broker, self.batch, self.tid)
+            if recover_dead_managers(self.broker, self.batch, self.tid):
+                self._data_version = None
             self.batch.flush()
         self._enforce_stop(now)
 
