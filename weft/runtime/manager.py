@@ -62,6 +62,7 @@ class Manager(BaseTask):
         self.last_activity = time.monotonic()
         self._data_version: int | None = None
         self._next_child_control = 0.0
+        self._child_control_due = False
         self._selector = selectors.DefaultSelector()
         self._watched: tuple[int, int] | None = None
 
@@ -93,13 +94,18 @@ class Manager(BaseTask):
         changed = version != self._data_version or version is None
         self._data_version = version
         due = self.intake.next_due is not None and self.intake.next_due <= time.time()
-        if changed or due or active:
+        wake = changed or due or active
+        if wake:
             active |= self._serve_control()
-            if now >= self._next_child_control and self.consumers:
-                self._next_child_control = now + CHILD_CONTROL_EVERY
-                active |= self._serve_child_control()
-            if self.stop_reason is None and self.state == TaskState.RUNNING:
-                active |= self._dispatch()
+        # Children's control queues are read at most every CHILD_CONTROL_EVERY;
+        # a change seen in between is remembered, not lost.
+        self._child_control_due |= wake
+        if self._child_control_due and self.consumers and now >= self._next_child_control:
+            self._child_control_due = False
+            self._next_child_control = now + CHILD_CONTROL_EVERY
+            active |= self._serve_child_control()
+        if wake and self.stop_reason is None and self.state == TaskState.RUNNING:
+            active |= self._dispatch()
         if self.batch:
             requeued = self.batch.writes_to(SPAWN_REQUESTS)
             self.batch.flush()
