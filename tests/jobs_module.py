@@ -56,7 +56,7 @@ def flaky(marker):
     return "second time lucky"
 
 
-def whoami():
+def whoami(_item=None):
     me = weft.current_task()
     if me is None:
         return None

@@ -158,7 +158,7 @@ class WeftClient:
         if task_timeout is not None:
             opts["timeout"] = task_timeout
         return ordered_map(self, fn, iterable, timeout=timeout, max_in_flight=max_in_flight,
-                           **opts)
+                           options=opts)
 
     def as_completed(self, tasks: Iterable[Task], *,
                      timeout: float | None = None) -> Iterator[Task]:

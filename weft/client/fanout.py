@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
 
 def ordered_map(client: WeftClient, fn: str | Callable[..., Any], iterable: Iterable[Any], *,
-                timeout: float | None, max_in_flight: int, **fields: Any) -> Iterator[Any]:
+                timeout: float | None, max_in_flight: int,
+                options: dict[str, Any] | None = None) -> Iterator[Any]:
     """Yield ``fn(item)`` values in input order; raise TaskFailed on the first failure.
 
     At most ``max_in_flight`` tasks are submitted and unfinished at any time;
@@ -35,7 +36,7 @@ def ordered_map(client: WeftClient, fn: str | Callable[..., Any], iterable: Iter
             except StopIteration:
                 exhausted = True
                 break
-            window.append(client.submit(function=fn, args=[item], **fields))
+            window.append(client.submit(function=fn, args=[item], **(options or {})))
         if not window:
             return
         head = window.popleft()
