@@ -17,7 +17,10 @@ from typing import TYPE_CHECKING, Any
 from weft.client.polling import poll_until
 from weft.client.result import Result
 from weft.errors import TaskFailed, WaitTimeout
+from weft.models import TERMINAL
 from weft.names import task_queue
+
+FINAL_EVENT_GRACE = 2.0
 
 if TYPE_CHECKING:
     from weft.client.client import WeftClient
@@ -119,10 +122,23 @@ class Task:
         return task_status(self.client.broker, self.tid)
 
     def events(self) -> list[dict[str, Any]]:
-        """The task's log events, oldest first (each names its event and status)."""
+        """The task's log events, oldest first (each names its event and status).
+
+        Once the task has a result its final event is included: the manager
+        writes the result first and the event right after, so a reader that
+        saw the result waits (briefly) for the event.
+        """
         from weft.client.queries import task_events
 
-        return task_events(self.client.broker, self.tid)
+        broker = self.client.broker
+        events = task_events(broker, self.tid)
+        if _ended(events) or not self.done():
+            return events
+        try:
+            return poll_until(broker, lambda: e if _ended(e := task_events(broker, self.tid)) else None,
+                              timeout=FINAL_EVENT_GRACE, what=f"the final event of {self.tid}")
+        except WaitTimeout:
+            return task_events(broker, self.tid)
 
     # -- control ----------------------------------------------------------
     def control(self, command: str, *, timeout: float = 10.0, reason: str | None = None) -> dict[str, Any]:
@@ -196,3 +212,7 @@ class Task:
     def resume(self, timeout: float = 10.0) -> dict[str, Any]:
         """SIGCONT a paused task (a paused manager claims again)."""
         return self.control("RESUME", timeout=timeout)
+
+
+def _ended(events: list[dict[str, Any]]) -> bool:
+    return bool(events) and events[-1].get("status") in TERMINAL
