@@ -81,7 +81,8 @@ def test_as_completed_yields_first_finished_first(project, client, manager, jobs
 def test_as_completed_yields_failures_too_and_times_out(project, client, manager, jobs):
     bad = client.submit(function="pkg.jobs:boom")
     stuck = client.submit(function="pkg.jobs:wait_for_file", args=[str(project.root / "never")])
-    finished = client.as_completed([bad, stuck], timeout=3)
+    bad.wait(timeout=30)
+    finished = client.as_completed([stuck, bad], timeout=0.5)
     first = next(finished)
     assert first == bad and first.wait().status == "failed"
     with pytest.raises(WaitTimeout, match="1 task"):

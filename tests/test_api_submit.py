@@ -189,9 +189,8 @@ def test_callable_from_elsewhere_needs_an_importable_name(project, client):
 
 def test_submit_does_not_wait_for_a_slow_task(project, client, manager, jobs):
     go = project.root / "go"
-    started = time.monotonic()
+    # None of them can finish before we make the file, so submit cannot have waited.
     tasks = [client.submit(function="pkg.jobs:wait_for_file", args=[str(go), i]) for i in range(5)]
-    assert time.monotonic() - started < 5
     wait_for(lambda: all(t.status()["status"] == "running" for t in tasks), what="all running")
     assert not any(t.done() for t in tasks)
     go.touch()
