@@ -247,7 +247,7 @@ def main() -> None:
                                                   300 if quick else 1000)
     if want("sync"):
         report["sync_modes"] = sync_modes(200 if quick else 500)
-    if args.huey or want("huey") and "huey" in only:
+    if args.huey or "huey" in only:
         report["huey"] = huey_side_by_side(200 if quick else 1000)
     report["fork_baseline_after"] = fork_rate()
     Path(args.json_path).parent.mkdir(parents=True, exist_ok=True)

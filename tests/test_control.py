@@ -138,3 +138,17 @@ def test_sigterm_to_manager_writes_stopped(project, manager):
     os.kill(manager.pid, signal.SIGTERM)
     wait_for(lambda: project.registry()[manager.tid]["status"] == "stopped", what="stopped record")
     wait_for(lambda: not pid_alive(manager.pid), what="manager exit")
+
+
+def test_queued_task_answers_from_the_queue_and_stop_cancels_it(project, manager):
+    assert project.cli("task", "pause", manager.tid).returncode == 0
+    tid = project.cli("run", "--no-wait", "--", "sh", "-c", "echo never").stdout.strip()
+    ping = json.loads(project.cli("task", "ping", tid, "--json").stdout)
+    assert ping["reply"] == "PONG" and ping["status"] == "queued"
+    stop = json.loads(project.cli("task", "stop", tid, "--json").stdout)
+    assert stop["status"] == "cancelled"
+    assert project.cli("task", "resume", manager.tid).returncode == 0
+    result = json.loads(project.cli("result", tid, "--json", "--timeout", "10").stdout)
+    assert result["status"] == "cancelled" and result["stdout"] == ""
+    assert project.rows("weft.spawn.requests") == []
+    assert not any(e["event"] == "task_started" for e in project.events(tid))

@@ -255,19 +255,27 @@ class Manager(BaseTask):
         return self.tid
 
     # -- control ----------------------------------------------------------
+    def _take_control(self, queue: str) -> str | None:
+        """The next control message, if any. Peek first: an empty claim costs 3x a peek."""
+        head = self.broker.peek_one(queue)
+        if head is None:
+            return None
+        msg = self.broker.read_one(queue, message_id=head[1])
+        return None if msg is None else msg[0]
+
     def _serve_control(self) -> bool:
         served = False
-        while (msg := self.broker.read_one(self.queues["ctrl_in"])) is not None:
-            self.send_reply(self.handle_control(msg[0]))
+        while (body := self._take_control(self.queues["ctrl_in"])) is not None:
+            self.send_reply(self.handle_control(body))
             served = True
         return served
 
     def _serve_child_control(self) -> bool:
         served = False
         for consumer in list(self.consumers.values()):
-            msg = self.broker.read_one(consumer.queues["ctrl_in"])
-            if msg is not None:
-                consumer.send_reply(consumer.handle_control(msg[0]))
+            body = self._take_control(consumer.queues["ctrl_in"])
+            if body is not None:
+                consumer.send_reply(consumer.handle_control(body))
                 served = True
         return served
 
