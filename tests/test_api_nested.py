@@ -86,3 +86,9 @@ def test_the_issue_checks_as_a_user_script(project, jobs):
     assert out["child_parents"] == [out["outer"]]
     assert out["pong"] == "PONG"
     assert all(r["status"] == "stopped" for r in project.registry().values())
+
+
+def test_command_tasks_see_their_identity(project, client, manager):
+    res = client.run(command=["sh", "-c", 'echo "$WEFT_TASK_TID $WEFT_REQUEST_ID $WEFT_CONTEXT"'],
+                     request_id="rq-sh", wait_timeout=30)
+    assert res.stdout.split() == [res.tid, "rq-sh", str(project.root)]

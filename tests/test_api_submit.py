@@ -195,3 +195,14 @@ def test_submit_does_not_wait_for_a_slow_task(project, client, manager, jobs):
     assert not any(t.done() for t in tasks)
     go.touch()
     assert [t.result(timeout=30).value for t in tasks] == list(range(5))
+
+
+def test_script_function_needs_the_script_in_the_task_cwd(project, client):
+    def helper():
+        return 1
+
+    helper.__module__ = "__main__"
+    helper.__qualname__ = "helper"
+    with pytest.raises(InvalidSpec, match="cwd="):
+        client.submit(function=helper)
+    assert project.rows(SPAWN_REQUESTS) == []
