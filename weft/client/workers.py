@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from weft.errors import ManagerUnavailable, NotFound, WaitTimeout
+from weft.errors import ManagerUnavailable, NotFound, UsageError, WaitTimeout
 from weft.names import WORKERS_REGISTRY
 from weft.runtime import registry
 from weft.runtime.batch import dumps
@@ -115,6 +115,8 @@ class Workers:
             code = _exit_status(pid)
             if code is not None:
                 tail = _tail(log_path)
+                if code == UsageError.exit_code:  # bad option or setting: the caller's to fix
+                    raise UsageError(f"manager refused to start: {tail.removeprefix('weft manager: ')}")
                 raise ManagerUnavailable(f"manager exited at start (code {code}): {tail}")
             time.sleep(0.005)
         raise ManagerUnavailable(f"manager {tid} did not register within {timeout:g}s; see {log_path}")

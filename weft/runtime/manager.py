@@ -94,6 +94,7 @@ class Manager(BaseTask):
         changed = version != self._data_version or version is None
         self._data_version = version
         due = self.intake.next_due is not None and self.intake.next_due <= time.time()
+        due |= self.policy.retry_due(now)  # deferred on live readings: look again
         wake = changed or due or active
         if wake:
             active |= self._serve_control()
@@ -320,13 +321,12 @@ class Manager(BaseTask):
 
     # -- dispatch -----------------------------------------------------------
     def _dispatch(self) -> bool:
-        if not self.policy.has_room(len(self.consumers)):
+        if not self.policy.wants_dispatch(len(self.consumers), time.monotonic()):
             return False
         launched = False
-        for cand in self.intake.runnable(time.time()):
-            if not self.policy.has_room(len(self.consumers)):
-                break
-            decision = self.policy.decide(cand, time.time())
+        now = time.time()
+        pids = [c.pid for c in self.consumers.values() if c.pid]
+        for cand, decision in self.policy.plan(self.intake.runnable(now), now, pids):
             if decision.kind == "admit":
                 launched |= self._claim_and_launch(cand, tuple(decision.gpu_ids))
             elif decision.kind == "reject":
@@ -341,6 +341,7 @@ class Manager(BaseTask):
         self.intake.forget(cand.message_id)
         if moved is None:
             return False  # another manager won the race
+        self.policy.admit(self, cand, gpu_ids)
         consumer = Consumer(cand.spec, request=cand.request, batch=self.batch, host=self,
                             gpu_ids=gpu_ids)
         if cand.request.inbox_message is not None:
@@ -351,7 +352,6 @@ class Manager(BaseTask):
             self.broker.move_one(queues["inbox"], queues["reserved"], message_id=work_id)
             consumer.work_id = work_id
         consumer.spawning()
-        self.policy.reserve(cand, gpu_ids)
         self.consumers[consumer.tid] = consumer
         self.claims[consumer.tid] = cand.message_id
         env, unset = consumer.child_env(str(self.ctx.root))
