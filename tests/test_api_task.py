@@ -57,13 +57,15 @@ def test_events_are_in_order_and_follow_the_lifecycle(project, client, manager):
     task = client.submit(command=["true"], name="ordered")
     task.result(timeout=30)
     events = task.events()
-    assert [e["event"] for e in events] == ["task_spawning", "task_started", "task_completed"]
+    names = [e["event"] for e in events]
+    assert "task_spawning" in names
+    assert names[-2:] == ["task_started", "task_completed"]
     assert all(e["tid"] == task.tid for e in events)
     assert [e["ts"] for e in events] == sorted(e["ts"] for e in events)
     state = TaskState.QUEUED
     for event in events:
         nxt = TaskState(event["status"])
-        assert can_transition(state, nxt), (state, nxt)
+        assert nxt == state or can_transition(state, nxt), (state, nxt)  # several events per state
         state = nxt
     assert events[-1]["manager_tid"] == manager.tid
 
@@ -143,3 +145,18 @@ def test_ambiguous_short_tid(project, client):
     with pytest.raises(AmbiguousTid, match="matches 2"):
         client.task("222222222")
     assert client.task("3222222222").tid == "3333333333222222222"
+
+
+def test_stop_of_a_queued_task_cancels_it(project):
+    from weft import WeftClient
+
+    with WeftClient(project.root, auto_start=False) as client:
+        task = client.submit(command=["true"], request_id="rq-queued", name="never-ran")
+        assert task.status()["status"] == "queued"
+        reply = task.stop()
+        assert reply["ok"] is True and reply["status"] == "cancelled"
+        assert task.wait(timeout=5).status == "cancelled"
+        events = task.events()
+        assert [e["event"] for e in events] == ["task_cancelled"]
+        assert events[0]["request_id"] == "rq-queued" and events[0]["name"] == "never-ran"
+        assert client.workers.list() == []

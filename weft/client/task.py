@@ -206,13 +206,18 @@ class Task:
         if taken is None:
             return False
         now = time.time()
+        try:
+            spec = json.loads(taken[0]).get("taskspec") or {}
+        except (ValueError, AttributeError):
+            spec = {}
+        ident = {k: spec[k] for k in ("request_id", "parent_tid", "name") if spec.get(k)}
         broker.write(task_queue(self.tid, "outbox"), dumps({
             "v": 1, "type": "result", "tid": self.tid, "status": "cancelled", "exit_code": None,
             "reason": command.lower(), "error": "cancelled before it started",
-            "finished_at": now, "attempt": 1}))
+            "finished_at": now, "attempt": 1, **ident}))
         broker.write(TASKS_LOG, dumps({"v": 1, "event": "task_cancelled", "tid": self.tid,
                                        "status": "cancelled", "ts": now,
-                                       "reason": f"{command.lower()} while queued"}))
+                                       "reason": f"{command.lower()} while queued", **ident}))
         return True
 
     def _synthetic(self, command: str, request_id: str, status: str, reply: str,
