@@ -15,7 +15,7 @@ def _status(project, tid):
     return json.loads(proc.stdout)
 
 
-def _start_sleeper(project, seconds="30", name="sleeper"):
+def _start_sleeper(project, seconds="300", name="sleeper"):
     proc = project.cli("run", "--no-wait", "--name", name, "--", "sleep", seconds)
     assert proc.returncode == 0, proc.stderr
     tid = proc.stdout.strip()

@@ -40,13 +40,22 @@ def cli() -> None:
 
 @cli.command("init")
 @click.argument("path", required=False, type=click.Path(file_okay=False))
-def init_cmd(path: str | None) -> None:
-    """Create a weft project (.weft/ with its broker) in PATH or here."""
+@click.option("--backend", type=click.Choice(["sqlite", "postgres"]),
+              help="Broker backend to record in .weft/config.json (default: sqlite).")
+@click.option("--dsn", metavar="DSN", help="PostgreSQL DSN of an existing database.")
+@click.option("--schema", metavar="NAME", help="PostgreSQL schema for this project (default: weft).")
+def init_cmd(path: str | None, backend: str | None, dsn: str | None, schema: str | None) -> None:
+    """Create a weft project (.weft/ with its broker) in PATH or here.
+
+    With --backend postgres --dsn DSN the project's broker is a schema in that
+    database, recorded in .weft/config.json so every command, manager and host
+    using the project finds it (WEFT_BROKER_* variables still override).
+    """
     from weft.client.client import init_project
 
-    ctx, created = init_project(path)
+    ctx, created = init_project(path, backend=backend, dsn=dsn, schema=schema)
     verb = "created" if created else "already exists:"
-    click.echo(f"weft: {verb} {ctx.weft_dir}")
+    click.echo(f"weft: {verb} {ctx.weft_dir} (broker: {ctx.describe()})")
 
 
 cli.add_command(run_cmd)

@@ -175,11 +175,22 @@ class WeftClient:
         return tidy(self.broker, retention=retention, dry_run=dry_run)
 
 
-def init_project(path: str | os.PathLike[str] | None = None) -> tuple[_context.Context, bool]:
-    """Create a project (``.weft/`` and its broker file) in ``path`` or here.
+def init_project(path: str | os.PathLike[str] | None = None, *, backend: str | None = None,
+                 dsn: str | None = None, schema: str | None = None,
+                 ) -> tuple[_context.Context, bool]:
+    """Create a project (``.weft/`` and its broker) in ``path`` or here.
 
-    Returns the context and whether it was created now.
+    ``backend="postgres"`` with a ``dsn`` (and optional ``schema``) records
+    a PostgreSQL broker in ``.weft/config.json``; it is written only once the
+    broker has opened. Returns the context and whether it was created now.
     """
+    record = {"broker_backend": backend, "broker_target": dsn, "broker_schema": schema}
+    if backend is None and (dsn or schema):
+        backend = record["broker_backend"] = "postgres"
     ctx, created = _context.init(path)
-    Broker.open(ctx.root, ctx.settings).close()
+    if backend is not None:
+        ctx = _context.with_config(ctx, record)
+    Broker.open(ctx.root, ctx.settings).close()  # creates the broker; fails before recording
+    if backend is not None:
+        _context.write_config(ctx.root, record)
     return ctx, created

@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from weft import context
 from weft.broker import Broker
 from weft.models import SpawnRequest, TaskState
 from weft.runtime.batch import Batch
 from weft.runtime.consumer import Consumer
-from weft.settings import Settings
 
 CONTROL_EVERY = 0.1
 
@@ -27,7 +27,9 @@ class OrphanHost:
     def __init__(self, supervisor: Any, *, root: str, manager_tid: str) -> None:
         self.supervisor = supervisor
         self.manager_tid = manager_tid
-        self.broker = Broker.open(Path(root), Settings.from_env())
+        # The project's own settings (its config file, then the environment): the broker
+        # may be a Postgres schema recorded in .weft/config.json.
+        self.broker = Broker.open(Path(root), context.resolve(root).settings)
         self.batch = Batch(self.broker)
         self.consumers: dict[str, Consumer] = {}
         self._next_control = 0.0
