@@ -87,7 +87,10 @@ class Supervisor:
         self.sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         self.sel.register(sock, selectors.EVENT_READ, "link")
         self._telemetry: Any = None
-        self._preloaded = False
+        # Off by default: the preloaded modules double the launcher's memory and
+        # every fork pays for the larger page tables (docs/performance.md).
+        self._preloaded = os.environ.get("WEFT_LAUNCHER_PRELOAD", "").lower() not in (
+            "1", "true", "yes", "on")
 
     def _preload(self) -> None:
         """At the first idle moment, import what weft's Python API needs.
