@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import click
 
@@ -33,7 +34,7 @@ def worker_group() -> None:
               help="Serve Prometheus metrics on HOST:PORT or PORT (loopback unless a host is "
                    "given; 0 picks a free port).")
 @json_option
-def worker_start(foreground: bool, as_json: bool, **options: object) -> None:
+def worker_start(foreground: bool, as_json: bool, **options: Any) -> None:
     """Start a manager and print its TID (detached unless --foreground)."""
     gpu_ids = options.pop("gpu_ids", None)
     if gpu_ids:

@@ -51,6 +51,10 @@ class Batch:
         for listener in self.listeners:
             listener(record)
 
+    def writes_to(self, queue: str) -> bool:
+        """Does the pending batch write to ``queue``?"""
+        return any(q == queue for q, _ in self.writes)
+
     def __bool__(self) -> bool:
         return bool(self.writes or self.deletes)
 

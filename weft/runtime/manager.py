@@ -63,7 +63,7 @@ class Manager(BaseTask):
         self.last_activity = time.monotonic()
         self._data_version: int | None = None
         self._next_child_control = 0.0
-        self._child_control_pending = False
+        self._child_control_due = False
         self._selector = selectors.DefaultSelector()
         self._watched: tuple[int, int] | None = None
         self.batch.listeners.append(log_task_event)
@@ -98,27 +98,31 @@ class Manager(BaseTask):
         self._data_version = version
         due = self.intake.next_due is not None and self.intake.next_due <= time.time()
         due |= self.policy.retry_due(now)  # deferred on live readings: look again
-        look = changed or due or active
-        if look:
-            # Remembered, not consumed: a change seen while child control is
-            # throttled must still be served once the throttle allows.
-            self._child_control_pending = True
+        wake = changed or due or active
+        if wake:
             active |= self._serve_control()
-        if self._child_control_pending and self.consumers and now >= self._next_child_control:
-            self._child_control_pending = False
+        # Children's control queues are read at most every CHILD_CONTROL_EVERY;
+        # a change seen in between is remembered, not lost.
+        self._child_control_due |= wake
+        if self._child_control_due and self.consumers and now >= self._next_child_control:
+            self._child_control_due = False
             self._next_child_control = now + CHILD_CONTROL_EVERY
             active |= self._serve_child_control()
-        if look and self.stop_reason is None and self.state == TaskState.RUNNING:
+        if wake and self.stop_reason is None and self.state == TaskState.RUNNING:
             active |= self._dispatch()
         if self.batch:
+            requeued = self.batch.writes_to(SPAWN_REQUESTS)
             self.batch.flush()
             active = True
+            if requeued:  # our own commits do not move data_version: look again
+                self._data_version = None
         if active:
             self.last_activity = now
             self.backoff.reset()
         if self.heartbeat.due(now):
             self.heartbeat.beat(status="active")
-            recover_dead_managers(self.broker, self.batch, self.tid)
+            if recover_dead_managers(self.broker, self.batch, self.tid):
+                self._data_version = None
             self.batch.flush()
             if self.metrics is not None:
                 self.metrics.sample()

@@ -82,8 +82,8 @@ def _capacity_of(record: dict[str, Any]) -> tuple[Capacity, Thresholds] | None:
 
 def reject(broker: Broker, batch: Batch, *, manager_tid: str, message_id: int, tid: str,
            reason: str, attempt: int = 1, request_id: str | None = None,
-           name: str | None = None, details: dict[str, Any] | None = None,
-           parent_tid: str | None = None) -> bool:
+           name: str | None = None, parent_tid: str | None = None,
+           details: dict[str, Any] | None = None) -> bool:
     """Move the request to ``weft.spawn.rejected`` and tell its waiters why.
 
     Returns False when the request was gone already (another manager claimed
