@@ -180,35 +180,33 @@ def _add_children(branch: Any, node: dict[str, Any]) -> None:
 def watch(interval: float) -> None:
     """Redraw the project view every ``interval`` seconds (sooner when the
     broker changes) until Ctrl-C."""
-    from weft.client.polling import wait_for_change
-
     c = client()
     try:
         if _is_tty():
             from rich.live import Live
 
             with Live(_rich_frame(c.snapshot()), auto_refresh=False, screen=False) as live:
-                version = c.broker.data_version()
+                version = c.change_marker()
                 while True:
-                    version = _pause(c, wait_for_change, version, interval)
+                    version = _pause(c, version, interval)
                     live.update(_rich_frame(c.snapshot()), refresh=True)
         else:
-            version = c.broker.data_version()
+            version = c.change_marker()
             while True:
                 click.echo(plain_frame(c.snapshot()))
                 sys.stdout.flush()
-                version = _pause(c, wait_for_change, version, interval)
+                version = _pause(c, version, interval)
     except KeyboardInterrupt:
         return
 
 
-def _pause(c: Any, wait_for_change: Any, version: Any, interval: float) -> Any:
+def _pause(c: Any, version: Any, interval: float) -> Any:
     """The interval, or a quarter of it when the broker changes sooner: a
     redraw rebuilds the picture from the log, so a busy broker must not
     turn the view into a busy loop."""
     least = interval / 4
     time.sleep(least)
-    return wait_for_change(c.broker, version, timeout=interval - least)
+    return c.wait_for_change(version, timeout=interval - least)
 
 
 def _bar_text(used: float, total: float, width: int = 20) -> str:

@@ -171,6 +171,17 @@ class WeftClient:
             raise NotFound(f"no task {full}")
         return task_log(self.broker, full, follow=follow)
 
+    def change_marker(self) -> int | None:
+        """A marker of the broker's state, for :meth:`wait_for_change`."""
+        return self.broker.data_version()
+
+    def wait_for_change(self, marker: int | None, *, timeout: float | None = None) -> int | None:
+        """Block until the broker changes after ``marker`` (or ``timeout`` passes);
+        return the new marker. Cheap: no query until something was committed."""
+        from weft.client.polling import wait_for_change
+
+        return wait_for_change(self.broker, marker, timeout=timeout)
+
     def metrics(self) -> str:
         """The Prometheus exposition of the whole project, computed from the broker."""
         from weft.metrics.exposition import render

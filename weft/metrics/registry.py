@@ -110,7 +110,8 @@ class Hist:
 
     def buckets(self) -> list[tuple[str, float]]:
         counts = list(self.counts)  # one atomic copy: a scrape runs in another thread
-        out, running = [], 0
+        out: list[tuple[str, float]] = []
+        running = 0
         for bound, n in zip((*self.bounds, float("inf")), counts, strict=True):
             running += n
             out.append(("+Inf" if bound == float("inf") else repr(float(bound)), running))
