@@ -31,6 +31,11 @@ class Settings(BaseModel):
         default="NORMAL", description="SQLite synchronous mode (see docs/performance.md)"
     )
     busy_timeout_ms: int = Field(default=5000, ge=0)
+    cache_mb: int = Field(
+        default=2, ge=1, le=1024,
+        description="SQLite page cache per connection; the hot set (queue heads) is small, "
+        "and a bigger cache only grows a long-lived manager's memory with queue depth",
+    )
     broker_backend: Literal["sqlite", "postgres"] = "sqlite"
     broker_target: str | None = Field(default=None, description="Postgres DSN")
     broker_schema: str = Field(default="weft", description="Postgres schema of the project")

@@ -139,6 +139,7 @@ class Broker:
             override={
                 "WEFT_SYNC_MODE": settings.sync_mode,
                 "WEFT_BUSY_TIMEOUT": settings.busy_timeout_ms,
+                "WEFT_CACHE_MB": settings.cache_mb,
             },
         )
         fresh = not path.exists()

@@ -16,10 +16,12 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import psutil
 
-from weft.resources.gpu import GpuDevice, GpuReader
+if TYPE_CHECKING:
+    from weft.resources.gpu import GpuDevice, GpuReader
 
 __all__ = [
     "HostReadings",
