@@ -18,7 +18,7 @@ import time
 from typing import Any, Protocol
 
 from weft.models import SpawnRequest, TaskSpec, TaskState
-from weft.names import SPAWN_REQUESTS
+from weft.names import SPAWN_REQUESTS, task_queue
 from weft.runtime.basetask import BaseTask
 from weft.runtime.batch import Batch, dumps
 from weft.runtime.outcome import Outcome, classify
@@ -50,6 +50,10 @@ class Consumer(BaseTask):
         self.request = request
         self.host = host
         self.work_id = work_id
+        # The spawn request this attempt was claimed as: it stays in the host
+        # manager's reserved queue until the attempt is settled (result or retry),
+        # so recovery can always tell what a dead host was responsible for.
+        self.claim_id: int | None = None
         self.gpu_ids = gpu_ids
         self.attempt = request.attempt
         self.request_id = request.request_id or spec.request_id
@@ -101,7 +105,8 @@ class Consumer(BaseTask):
             # What an orphaned launcher needs to finish the task on its own:
             "task": {"spec": spec.model_dump(mode="json"),
                      "request": self.request.model_dump(mode="json", exclude={"taskspec"}),
-                     "work_id": self.work_id, "gpu_ids": list(self.gpu_ids)},
+                     "work_id": self.work_id, "gpu_ids": list(self.gpu_ids),
+                     "claim_id": self.claim_id},
         }
         if stdin is not None:
             op["stdin"] = stdin if isinstance(stdin, str) else dumps(stdin)
@@ -148,8 +153,14 @@ class Consumer(BaseTask):
         self.batch.write(self.queues["outbox"], result)
         self.transition(outcome.state, FINAL_EVENTS[outcome.state], exit_code=outcome.exit_code,
                         reason=outcome.reason, error=_short(outcome.error))
+        self._release()
+
+    def _release(self) -> None:
+        """Deletes go after the writes of the same batch: a crash leaves a duplicate, not a loss."""
         if self.work_id is not None:
             self.batch.delete(self.queues["reserved"], self.work_id)
+        if self.claim_id is not None:
+            self.batch.delete(task_queue(self.host.manager_tid, "reserved"), self.claim_id)
 
     def _maybe_retry(self, outcome: Outcome) -> bool:
         policy = self.spec.retry
@@ -158,6 +169,7 @@ class Consumer(BaseTask):
             return False
         delay = policy.delay_before(self.attempt + 1)
         retry = self.request.model_copy(update={
+            "taskspec": self.spec,  # keeps the TID: every attempt is the same task
             "attempt": self.attempt + 1,
             "not_before": time.time() + delay if delay > 0 else None,
         })
@@ -165,8 +177,7 @@ class Consumer(BaseTask):
         self.transition(TaskState.QUEUED, "task_retrying", exit_code=outcome.exit_code,
                         reason=outcome.reason or key, error=_short(outcome.error),
                         details={"next_attempt": self.attempt + 1, "delay": delay})
-        if self.work_id is not None:
-            self.batch.delete(self.queues["reserved"], self.work_id)
+        self._release()
         return True
 
     # -- control ----------------------------------------------------------

@@ -36,6 +36,7 @@ KILL_GRACE = 2.0
 DRAIN_GRACE = 1.0
 SAMPLE_EVERY = 0.25
 READ_SIZE = 1 << 16
+LAUNCHED_MEMORY = 10_000
 
 
 @dataclass
@@ -74,6 +75,7 @@ class Supervisor:
         self.by_fd: dict[int, Proc] = {}
         self.by_pid: dict[int, Proc] = {}
         self.orphan: Any = None
+        self.launched: dict[str, int] = {}
         self.stopping = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -171,8 +173,7 @@ class Supervisor:
         from weft.runtime.orphan import OrphanHost
 
         self.orphan = OrphanHost(self, root=self.root, manager_tid=self.manager_tid)
-        for proc in self.procs.values():
-            self.orphan.adopt(proc.launch, proc.pid, proc.started_at)
+        self.orphan.take_over(list(self.procs.values()), self.launched)
 
     # -- launching --------------------------------------------------------
     def _launch(self, op: dict[str, Any]) -> None:
@@ -224,7 +225,17 @@ class Supervisor:
             self.by_fd[in_w] = proc
         self.procs[tid] = proc
         self.by_pid[pid] = proc
+        self._remember_launch(tid, op)
         self.emit({"ev": "started", "tid": tid, "pid": pid, "t": started})
+
+    def _remember_launch(self, tid: str, op: dict[str, Any]) -> None:
+        """Which attempt of which task this launcher forked: if the manager dies before
+        recording a report, the orphan host must not let that attempt run again."""
+        request = (op.get("task") or {}).get("request") or {}
+        self.launched.pop(tid, None)
+        self.launched[tid] = int(request.get("attempt") or 1)
+        if len(self.launched) > LAUNCHED_MEMORY:
+            del self.launched[next(iter(self.launched))]
 
     def _become_child(self, op: dict[str, Any], out_w: int | None, err_w: int | None,
                       res_w: int, in_r: int | None) -> None:
