@@ -30,11 +30,17 @@ from typing import Any
 
 from weft.broker import Broker
 from weft.models import SpawnRequest, TaskSpec, TaskState
-from weft.names import WORKERS_REGISTRY
+from weft.names import WORKERS_REGISTRY, task_queue
 from weft.runtime import registry
 from weft.runtime.batch import Batch, dumps
 from weft.runtime.consumer import Consumer
-from weft.runtime.recovery import STARTED_EVENTS, attempt_events, settle_claims
+from weft.runtime.recovery import (
+    SETTLED_EVENTS,
+    STARTED_EVENTS,
+    attempt_events,
+    claim_identity,
+    settle_claims,
+)
 from weft.settings import Settings
 
 CONTROL_EVERY = 0.1
@@ -57,7 +63,8 @@ class OrphanHost:
 
         self._create_time = pid_create_time(os.getpid())
 
-    def take_over(self, procs: list[Any], launched: dict[str, int]) -> None:
+    def take_over(self, procs: list[Any], launched: dict[str, int],
+                  recent: list[tuple[Any, dict[str, Any]]]) -> None:
         entry = registry.read_all(self.broker).get(self.manager_tid)
         self._record = dict(entry.record) if entry else {"tid": self.manager_tid,
                                                          "role": "manager"}
@@ -66,6 +73,7 @@ class OrphanHost:
         for proc in procs:
             self.adopt(proc.launch, proc.pid, proc.started_at)
         self.batch.flush()
+        self._replay_unrecorded(recent)
         tally = settle_claims(self.broker, self.batch, owner_tid=self.manager_tid,
                               my_tid=self.manager_tid, running=frozenset(self.consumers),
                               launched=launched)
@@ -74,6 +82,27 @@ class OrphanHost:
                          details={**tally.as_dict(), "adopted": sorted(self.consumers),
                                   "launcher_pid": os.getpid()})
         self.batch.flush()
+
+    def _replay_unrecorded(self, recent: list[tuple[Any, dict[str, Any]]]) -> None:
+        """Record the reports of tasks that ended just before the manager died.
+
+        The launcher sent their ``exit`` frames, but the manager died before
+        writing the results (their claims are still here, unsettled). The
+        outcome is known, so write it: the task ran once and ended this way.
+        Output chunks the manager had not yet written are lost.
+        """
+        claims = {claim_identity(body, mid) for body, mid in
+                  self.broker.peek_all(task_queue(self.manager_tid, "reserved"))}
+        for proc, frame in recent:
+            request = (proc.launch.get("task") or {}).get("request") or {}
+            key = (proc.tid, int(request.get("attempt") or 1))
+            if key not in claims:
+                continue
+            events = attempt_events(self.broker, *key)
+            if any(e.get("event") in SETTLED_EVENTS for e in events):
+                continue
+            self.adopt(proc.launch, proc.pid, proc.started_at)
+            self.handle(frame)
 
     def adopt(self, op: dict[str, Any], pid: int, started_at: float) -> None:
         task = op["task"]

@@ -138,7 +138,7 @@ def claim_identity(body: str, mid: int) -> tuple[str, int]:
 def attempt_events(broker: Broker, tid: str, attempt: int) -> list[dict[str, Any]]:
     """This task's log events that belong to ``attempt``, oldest first."""
     out = []
-    for mid in sorted(broker.find_ids(TASKS_LOG, f'"tid":"{tid}"', limit=10_000)):
+    for mid in sorted(broker.find_ids(TASKS_LOG, f'"tid":"{tid}"', limit=1000)):
         msg = broker.peek_one(TASKS_LOG, message_id=mid)
         if msg is None:
             continue

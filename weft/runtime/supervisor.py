@@ -76,6 +76,9 @@ class Supervisor:
         self.by_pid: dict[int, Proc] = {}
         self.orphan: Any = None
         self.launched: dict[str, int] = {}
+        # The last reports sent to the manager: if it dies before recording one, the
+        # orphan host records it instead of re-running or failing the task.
+        self.recent: dict[str, tuple[Proc, dict[str, Any]]] = {}
         self.stopping = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -173,7 +176,7 @@ class Supervisor:
         from weft.runtime.orphan import OrphanHost
 
         self.orphan = OrphanHost(self, root=self.root, manager_tid=self.manager_tid)
-        self.orphan.take_over(list(self.procs.values()), self.launched)
+        self.orphan.take_over(list(self.procs.values()), self.launched, list(self.recent.values()))
 
     # -- launching --------------------------------------------------------
     def _launch(self, op: dict[str, Any]) -> None:
@@ -399,7 +402,7 @@ class Supervisor:
         )
         maxrss_mb = (proc.rusage.ru_maxrss / 1024.0) if proc.rusage else 0.0
         cpu_s = (proc.rusage.ru_utime + proc.rusage.ru_stime) if proc.rusage else 0.0
-        self.emit({
+        frame = {
             "ev": "exit",
             "tid": proc.tid,
             "pid": proc.pid,
@@ -410,7 +413,11 @@ class Supervisor:
             "cpu_s": round(max(cpu_s, proc.cpu_s), 4),
             "started_at": proc.started_at,
             "t": time.time(),
-        })
+        }
+        self.recent[proc.tid] = (proc, frame)
+        if len(self.recent) > LAUNCHED_MEMORY:
+            del self.recent[next(iter(self.recent))]
+        self.emit(frame)
 
 
 def now_or_never(proc: Proc) -> bool:
