@@ -111,7 +111,8 @@ def queue_delete(queue: str, message_id: int | None, yes: bool) -> None:
     else:
         if not yes:
             click.confirm(f"delete every message in {queue}?", abort=True)
-        n = broker.delete_queue(queue)
+        n = broker.count(queue)  # pending messages; already-read rows go too, uncounted
+        broker.delete_queue(queue)
     click.echo(f"deleted {n}")
 
 

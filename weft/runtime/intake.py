@@ -127,7 +127,8 @@ class Intake:
         # Release anyone waiting on this TID: the request will never run.
         self.batch.write(f"T{tid}.outbox", {"v": 1, "type": "result", "tid": tid,
                                             "status": "rejected", "reason": "invalid_request",
-                                            "error": problem[:500], "attempt": 1})
+                                            "error": problem[:500], "attempt": 1,
+                                            "finished_at": time.time()})
         self.batch.event("task_rejected", tid, "rejected", manager_tid=self.manager_tid,
                          reason="invalid_request", error=problem[:500],
                          details={"queue": SPAWN_REJECTED})
