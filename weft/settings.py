@@ -29,6 +29,10 @@ class Settings(BaseModel):
         default="NORMAL", description="SQLite synchronous mode (see docs/performance.md)"
     )
     busy_timeout_ms: int = Field(default=5000, ge=0)
+    lock_timeout: float = Field(
+        default=30.0, gt=0, le=3600,
+        description="seconds to keep retrying while another process holds the broker locked",
+    )
     broker_backend: Literal["sqlite", "postgres"] = "sqlite"
     broker_target: str | None = Field(default=None, description="Postgres DSN")
     broker_schema: str = "weft"

@@ -44,12 +44,26 @@ def _close_all() -> None:
             pass
 
 
+def _bound_lock_waits(seconds: float) -> None:
+    """How long simplebroker keeps retrying an operation that finds the file locked.
+
+    The library retries locked operations for up to 30 s whatever the SQLite
+    busy timeout says; there is no config knob, so weft sets the module-level
+    bounds (read at call time) from ``WEFT_LOCK_TIMEOUT``.
+    """
+    from simplebroker import _timestamp, db
+
+    db.OPERATION_RETRY_MAX_ELAPSED = seconds
+    _timestamp.TS_RETRY_MAX_ELAPSED = seconds
+
+
 def _friendly(exc: BaseException, where: str) -> BrokerError:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     low = text.lower()
     if "locked" in low or "busy" in low:
         hint = "the broker file is locked by another process; try again"
-    elif "not a database" in low or "malformed" in low or "corrupt" in low:
+    elif ("not a database" in low or "not a valid sqlite" in low or "malformed" in low
+          or "corrupt" in low):
         hint = "the broker file is corrupt (restore .weft/broker.db from a backup or remove it)"
     elif "unable to open" in low or "readonly" in low or "permission" in low:
         hint = "the broker file cannot be opened (check permissions)"
@@ -93,6 +107,7 @@ class Broker:
             target = target_for_directory(root, config=config)
             return cls(target, config=config, description=f"postgres/{settings.broker_schema}")
         path = root / ".weft" / "broker.db"
+        _bound_lock_waits(settings.lock_timeout)
         config = resolve_config(
             "WEFT",
             env={},

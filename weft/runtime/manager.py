@@ -65,6 +65,7 @@ class Manager(BaseTask):
         self.last_activity = time.monotonic()
         self._data_version: int | None = None
         self._next_child_control = 0.0
+        self._child_control_wanted = False
         self._base_env = {k: v for k, v in os.environ.items() if not k.startswith("WEFT_TASK")}
 
     # -- lifecycle --------------------------------------------------------
@@ -95,11 +96,15 @@ class Manager(BaseTask):
         changed = version != self._data_version or version is None
         self._data_version = version
         due = self.intake.next_due is not None and self.intake.next_due <= time.time()
-        if changed or due or active:
+        child_due = self._child_control_wanted and now >= self._next_child_control
+        if changed or due or active or child_due:
             active |= self._serve_control()
-            if now >= self._next_child_control and self.consumers:
-                self._next_child_control = now + CHILD_CONTROL_EVERY
-                active |= self._serve_child_control()
+            if self.consumers:
+                # Rate-limited; a change seen meanwhile is remembered, not dropped.
+                self._child_control_wanted = now < self._next_child_control
+                if not self._child_control_wanted:
+                    self._next_child_control = now + CHILD_CONTROL_EVERY
+                    active |= self._serve_child_control()
             if self.stop_reason is None and self.state == TaskState.RUNNING:
                 active |= self._dispatch()
         if self.batch:
@@ -251,8 +256,7 @@ class Manager(BaseTask):
     def _serve_child_control(self) -> bool:
         served = False
         for consumer in list(self.consumers.values()):
-            msg = self.broker.read_one(consumer.queues["ctrl_in"])
-            if msg is not None:
+            while (msg := self.broker.read_one(consumer.queues["ctrl_in"])) is not None:
                 consumer.send_reply(consumer.handle_control(msg[0]))
                 served = True
         return served
