@@ -2,7 +2,9 @@
 
 Writes go first (one transaction for all of them, in order), deletes after,
 so a crash between the two leaves a duplicate to clean up, never a loss:
-a result is on the outbox before its work item leaves ``reserved``.
+a result is on the outbox before its work item leaves ``reserved``, and a
+claim (deleted ``last``) outlives its work item, so recovery, which starts
+from the claims, always finds what is left to clean.
 """
 
 from __future__ import annotations
@@ -29,12 +31,14 @@ class Batch:
         self.broker = broker
         self.writes: list[tuple[str, str]] = []
         self.deletes: dict[str, list[int]] = defaultdict(list)
+        self.last_deletes: dict[str, list[int]] = defaultdict(list)
 
     def write(self, queue: str, body: Any) -> None:
         self.writes.append((queue, body if isinstance(body, str) else dumps(body)))
 
-    def delete(self, queue: str, message_id: int) -> None:
-        self.deletes[queue].append(message_id)
+    def delete(self, queue: str, message_id: int, *, last: bool = False) -> None:
+        """``last``: after every other delete (a claim goes only once its work item has)."""
+        (self.last_deletes if last else self.deletes)[queue].append(message_id)
 
     def event(self, event: str, tid: str, status: str, **fields: Any) -> None:
         """Append one ``weft.tasks.log`` event; ``None`` fields are dropped."""
@@ -46,16 +50,18 @@ class Batch:
         self.writes.append((TASKS_LOG, dumps(record)))
 
     def __bool__(self) -> bool:
-        return bool(self.writes or self.deletes)
+        return bool(self.writes or self.deletes or self.last_deletes)
 
     def flush(self) -> None:
         if self.writes:
             writes, self.writes = self.writes, []
             self.broker.write_many(writes)
-        if self.deletes:
-            deletes, self.deletes = self.deletes, defaultdict(list)
-            for queue, ids in deletes.items():
-                self.broker.delete(queue, ids)
+        for attr in ("deletes", "last_deletes"):
+            deletes = getattr(self, attr)
+            if deletes:
+                setattr(self, attr, defaultdict(list))
+                for queue, ids in deletes.items():
+                    self.broker.delete(queue, ids)
 
 
 def my_pid() -> int:

@@ -160,7 +160,8 @@ class Consumer(BaseTask):
         if self.work_id is not None:
             self.batch.delete(self.queues["reserved"], self.work_id)
         if self.claim_id is not None:
-            self.batch.delete(task_queue(self.host.manager_tid, "reserved"), self.claim_id)
+            self.batch.delete(task_queue(self.host.manager_tid, "reserved"), self.claim_id,
+                              last=True)
 
     def _maybe_retry(self, outcome: Outcome) -> bool:
         policy = self.spec.retry

@@ -326,6 +326,8 @@ class Manager(BaseTask):
         consumer = Consumer(cand.spec, request=cand.request, batch=self.batch, host=self,
                             gpu_ids=gpu_ids)
         queues = consumer.queues
+        if cand.request.attempt > 1:  # a work item an earlier attempt's host died holding
+            self.broker.delete_queue(queues["reserved"])
         work_id = self.broker.write(queues["inbox"], dumps(cand.request.inbox_message))
         self.broker.move_one(queues["inbox"], queues["reserved"], message_id=work_id)
         consumer.work_id = work_id

@@ -105,6 +105,9 @@ def settle_claims(broker: Broker, batch: Batch, *, owner_tid: str, my_tid: str,
             continue
         events = attempt_events(broker, tid, attempt)
         if any(e.get("event") in SETTLED_EVENTS for e in events):
+            # Died between the batch's writes and its deletes: finish the deletes.
+            if any(e.get("event") in FINAL_EVENTS.values() for e in events):
+                broker.delete_queue(task_queue(tid, "reserved"))  # no later attempt exists
             broker.delete(reserved, [mid])
             tally.dropped += 1
             continue
