@@ -117,7 +117,8 @@ class Manager(BaseTask):
             self.backoff.reset()
         if self.heartbeat.due(now):
             self.heartbeat.beat(status="active")
-            recover_dead_managers(self.broker, self.batch, self.tid)
+            if recover_dead_managers(self.broker, self.batch, self.tid):
+                self._data_version = None  # we may have queued work: look at the queue
             self.batch.flush()
         self._enforce_stop(now)
 

@@ -67,7 +67,11 @@ class _Settler:
 
 
 def recover_dead_managers(broker: Broker, batch: Batch, my_tid: str) -> int:
-    """Settle the claims of every recoverable dead manager; returns how many were requeued."""
+    """Settle the claims of every recoverable dead manager.
+
+    Returns how many claims were requeued or finished (either may have put a
+    request on the spawn queue, which the caller's own writes do not signal).
+    """
     now = time.time()
     requeued = 0
     for entry in registry.read_all(broker).values():
@@ -76,7 +80,7 @@ def recover_dead_managers(broker: Broker, batch: Batch, my_tid: str) -> int:
             continue
         tally = settle_claims(broker, batch, owner_tid=entry.tid, my_tid=my_tid)
         batch.flush()
-        requeued += tally.requeued
+        requeued += tally.requeued + tally.finished_lost
         if tally.waiting:
             continue  # a task of it still runs here: look again on the next heartbeat
         stopped = dict(record, status="stopped", stop_reason="dead (recovered by a peer)",
