@@ -61,8 +61,14 @@ class Project:
             return []
         con = sqlite3.connect(db, timeout=10)
         try:
-            cur = con.execute(
-                "SELECT body FROM messages WHERE queue = ? AND claimed = 0 ORDER BY ts", (queue,))
+            try:
+                cur = con.execute(
+                    "SELECT body FROM messages WHERE queue = ? AND claimed = 0 ORDER BY ts",
+                    (queue,))
+            except sqlite3.OperationalError as exc:
+                if "no such table" in str(exc):
+                    return []  # the file exists but the broker has not set it up yet
+                raise
             out = []
             for (body,) in cur.fetchall():
                 try:

@@ -109,7 +109,8 @@ def test_orphaned_launcher_writes_the_missing_started_event(project, client):
     launcher.start()
     project.track(launcher.pid)
     try:
-        launcher.launch(consumer.launch_op(dict(os.environ), stdin=None))
+        env, unset = consumer.child_env(str(project.root))
+        launcher.launch(consumer.launch_op(env, unset, stdin=None))
         frames: list[dict] = []
         wait_for(lambda: frames.extend(launcher.receive()) or
                  any(f["ev"] == "started" for f in frames), what="started frame")
@@ -154,6 +155,7 @@ def test_task_whose_manager_and_launcher_died_is_finished_and_retried(project, c
               '[ "$WEFT_ATTEMPT" = 1 ] && sleep 30; echo second')
     task = client.submit(command=["sh", "-c", script], retry={"retries": 1})
     info = wait_for(lambda: _running(task), what="task running")
+    wait_for(lambda: marker.exists() and marker.read_text() == "1\n", what="attempt 1 at work")
     os.killpg(manager.pid, signal.SIGKILL)  # manager and launcher share a process group
     os.killpg(info["pid"], signal.SIGKILL)  # and the task's own group: nothing is left
     wait_for(lambda: not pid_alive(manager.pid), what="manager gone")

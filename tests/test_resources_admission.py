@@ -25,7 +25,7 @@ from weft.resources import (
     rejection_reason,
 )
 
-T = Thresholds()
+T = Thresholds(max_cpu_percent=95.0)
 
 
 def card(index: int = 0, total: int = 8192, used: int = 0, util: float | None = 0.0, procs=()):

@@ -20,6 +20,7 @@ from weft.resources import (
     SimulatedReader,
     pid_alive,
     pid_create_time,
+    process_tree_pids,
     process_tree_usage,
     rss_mb,
     telemetry,
@@ -88,6 +89,15 @@ def test_process_tree_usage_survives_children_vanishing(monkeypatch):
     )
     usage = process_tree_usage(me)
     assert usage is not None and usage[0] > 0
+
+
+def test_process_tree_pids_names_the_whole_tree():
+    sleeper = "import time; time.sleep(60)"
+    parent = f"import subprocess, sys\nsubprocess.Popen([sys.executable, '-c', {sleeper!r}]).wait()\n"
+    with process_group([sys.executable, "-c", parent]) as proc:
+        pids = wait_for(lambda: process_tree_pids(proc.pid), lambda v: len(v) == 2)
+        assert proc.pid in pids
+    assert process_tree_pids(proc.pid) == set()
 
 
 def test_zombie_is_not_alive_and_has_no_usage():

@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from weft.errors import InvalidSpec
 
@@ -40,6 +40,17 @@ class Settings(BaseModel):
     max_concurrency: int | None = Field(default=None, ge=1)
     log_level: str = "WARNING"
     manager_start_timeout: float = Field(default=10.0, gt=0)
+
+    @field_validator("gpu_simulate")
+    @classmethod
+    def _simulated_gpus(cls, value: str | None) -> str | None:
+        """Check the fake cards up front, so a bad value stops the client
+        before anything is queued (raises InvalidSpec naming the variable)."""
+        if value is not None and value.strip():
+            from weft.resources.gpu import SimulatedReader
+
+            SimulatedReader(value)
+        return value
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -72,20 +72,51 @@ def _friendly(exc: BaseException, where: str) -> BrokerError:
     return BrokerError(f"broker error at {where}: {hint}")
 
 
+class _Shared:
+    """One session and one open core per (process, target), shared by every Broker.
+
+    simplebroker refuses to close a session while the same thread holds
+    another open connection context on the same target, so two Broker
+    objects in one process (a client and an in-process manager) must share.
+    """
+
+    def __init__(self, target: Any, config: Any) -> None:
+        self.session = BrokerSession.connect(target, config=config)
+        self.cm = self.session.connection()
+        self.core = self.cm.__enter__()
+        self.users = 0
+        self.lock = threading.RLock()
+
+    def close(self) -> None:
+        try:
+            self.cm.__exit__(None, None, None)
+        finally:
+            self.session.close()
+
+
+_SHARED: dict[tuple[int, str], _Shared] = {}
+_SHARED_LOCK = threading.Lock()
+
+
 class Broker:
     """A connection to one weft broker (a SQLite file or a Postgres schema)."""
 
     def __init__(self, target: Any, *, config: Any, description: str) -> None:
         self.description = description
         self._pid = os.getpid()
-        self._lock = threading.RLock()
+        self._key = (self._pid, description)
         try:
-            self._session = BrokerSession.connect(target, config=config)
-            self._conn_cm = self._session.connection()
-            self._core = self._conn_cm.__enter__()
+            with _SHARED_LOCK:
+                shared = _SHARED.get(self._key)
+                if shared is None:
+                    shared = _SHARED[self._key] = _Shared(target, config)
+                shared.users += 1
         except (sqlite3.Error, _SBError, OSError, RuntimeError, ValueError) as exc:
             raise _friendly(exc, description) from None
-        self.backend = self._session.backend_name
+        self._shared = shared
+        self._core = shared.core
+        self._lock = shared.lock
+        self.backend = shared.session.backend_name
         self._closed = False
         _OPEN.add(self)
 
@@ -147,16 +178,18 @@ class Broker:
         return self._call(lambda: self._core.write(queue, body))
 
     def write_many(self, records: list[tuple[str, str]]) -> list[int]:
-        """Write several messages (any queues) in one transaction, in order."""
+        """Write several messages, in order, holding the connection lock once.
+
+        One transaction per message: simplebroker's id generator commits a
+        compare-and-swap per id, so a multi-row insert with pre-generated ids
+        costs *more* commits than plain writes (measured: docs/performance.md).
+        """
         if not records:
             return []
-        if len(records) == 1:
-            return [self.write(*records[0])]
+        core = self._core
 
         def run() -> list[int]:
-            ids = [self._core.generate_timestamp() for _ in records]
-            self._core.insert_messages([(q, b, i) for (q, b), i in zip(records, ids, strict=True)])
-            return ids
+            return [core.write(queue, body) for queue, body in records]
 
         return self._call(run)
 
@@ -253,10 +286,12 @@ class Broker:
             return
         self._closed = True
         _OPEN.discard(self)
-        try:
-            self._conn_cm.__exit__(None, None, None)
-        finally:
-            self._session.close()
+        with _SHARED_LOCK:
+            self._shared.users -= 1
+            if self._shared.users > 0:
+                return
+            _SHARED.pop(self._key, None)
+        self._shared.close()
 
     def __enter__(self) -> Broker:
         return self

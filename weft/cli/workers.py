@@ -109,14 +109,30 @@ def worker_status(tid: str | None, as_json: bool) -> None:
 
 
 def _capacity_table(caps: dict, load: dict) -> None:
+    """Capacity against what running tasks hold (the registry's ``load.reserved``)."""
     reserved = load.get("reserved") or {}
-    rows = []
+    rows: list[list[object]] = []
+    if "max_concurrency" in caps:
+        slots = caps["max_concurrency"]
+        used = load.get("running", 0)
+        rows.append(["task slots", slots, used, slots - used])
     for key, label in (("cpus", "CPUs"), ("memory_mb", "memory MB")):
         if key in caps:
-            rows.append([label, caps.get(key), reserved.get(key, 0)])
+            cap, used = caps[key], reserved.get(key, 0)
+            rows.append([label, _num(cap), _num(used), _num(max(0, cap - used))])
+    whole = set(reserved.get("exclusive_gpus") or [])
+    headroom = int(caps.get("vram_headroom_mb") or 0)
     for gpu in caps.get("gpus") or []:
-        used = (reserved.get("vram_mb_by_gpu") or {}).get(str(gpu.get("index")), 0)
-        rows.append([f"GPU {gpu.get('index')} {gpu.get('name', '')} VRAM MB",
-                     gpu.get("memory_mb"), used])
+        index, total = gpu.get("index"), int(gpu.get("memory_mb") or 0)
+        label = f"GPU {index} {gpu.get('name', '')} VRAM MB".replace("  ", " ")
+        if index in whole:
+            rows.append([label, total, "whole card", 0])
+            continue
+        used = int((reserved.get("vram_mb_by_gpu") or {}).get(str(index), 0))
+        rows.append([label, total, used, max(0, total - used - headroom)])
     if rows:
-        table(None, ["RESOURCE", "CAPACITY", "RESERVED"], rows)
+        table(None, ["RESOURCE", "CAPACITY", "RESERVED", "FREE"], rows)
+
+
+def _num(value: object) -> object:
+    return f"{value:g}" if isinstance(value, float) else value

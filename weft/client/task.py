@@ -112,6 +112,10 @@ class Task:
         if reason:
             body["reason"] = reason
         sent_at = time.monotonic()
+        upper = command.upper()
+        if upper in ("STOP", "KILL") and self._cancel_if_queued(upper):
+            return self._synthetic(upper, request_id, "cancelled", "cancelled before it started",
+                                   sent_at)
         broker.write(task_queue(self.tid, "ctrl_in"), json.dumps(body))
         out_queue = task_queue(self.tid, "ctrl_out")
 
@@ -127,6 +131,11 @@ class Task:
             final = self._final()
             if final is not None:
                 return self._answer_for_finished(command, request_id, final)
+            if self._queued():
+                # No process yet, so nobody to answer: the queue is the answer.
+                self._drop_request(request_id)
+                reply_text = "PONG" if upper == "PING" else "queued"
+                return self._synthetic(upper, request_id, "queued", reply_text, sent_at)
             return None
 
         try:
@@ -138,12 +147,47 @@ class Task:
         reply["rtt_ms"] = round((time.monotonic() - sent_at) * 1000, 2)
         return reply
 
-    def _answer_for_finished(self, command: str, request_id: str, final: Result) -> dict[str, Any]:
-        # A finished task answers nothing; its queue holds the answer. Drop our request.
+    def _queued(self) -> bool:
+        """Still waiting on the spawn queue (no manager has claimed it)."""
+        from weft.names import SPAWN_REQUESTS
+
+        return self.client.broker.peek_one(SPAWN_REQUESTS, message_id=int(self.tid)) is not None
+
+    def _cancel_if_queued(self, command: str) -> bool:
+        """STOP/KILL of a queued task: take its request off the queue (atomic) and end it."""
+        from weft.names import SPAWN_REQUESTS, TASKS_LOG
+        from weft.runtime.batch import dumps
+
+        broker = self.client.broker
+        taken = broker.read_one(SPAWN_REQUESTS, message_id=int(self.tid))
+        if taken is None:
+            return False
+        now = time.time()
+        broker.write(task_queue(self.tid, "outbox"), dumps({
+            "v": 1, "type": "result", "tid": self.tid, "status": "cancelled", "exit_code": None,
+            "reason": command.lower(), "error": "cancelled before it started",
+            "finished_at": now, "attempt": 1}))
+        broker.write(TASKS_LOG, dumps({"v": 1, "event": "task_cancelled", "tid": self.tid,
+                                       "status": "cancelled", "ts": now,
+                                       "reason": f"{command.lower()} while queued"}))
+        return True
+
+    def _synthetic(self, command: str, request_id: str, status: str, reply: str,
+                   sent_at: float) -> dict[str, Any]:
+        return {"v": 1, "request_id": request_id, "tid": self.tid, "command": command, "ok": True,
+                "status": status, "pid": None, "reply": reply, "error": None,
+                "details": {"answered_by": "client"},
+                "rtt_ms": round((time.monotonic() - sent_at) * 1000, 2)}
+
+    def _drop_request(self, request_id: str) -> None:
         broker = self.client.broker
         for raw, mid in broker.peek_all(task_queue(self.tid, "ctrl_in")):
             if request_id in raw:
                 broker.delete(task_queue(self.tid, "ctrl_in"), [mid])
+
+    def _answer_for_finished(self, command: str, request_id: str, final: Result) -> dict[str, Any]:
+        # A finished task answers nothing; its queue holds the answer. Drop our request.
+        self._drop_request(request_id)
         upper = command.upper()
         return {"v": 1, "request_id": request_id, "tid": self.tid, "command": upper, "ok": True,
                 "status": final.status, "pid": None,

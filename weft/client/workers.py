@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from weft.errors import ManagerUnavailable, NotFound, WaitTimeout
+from weft.errors import ManagerUnavailable, NotFound, UsageError, WaitTimeout
 from weft.names import WORKERS_REGISTRY
 from weft.runtime import registry
 from weft.runtime.batch import dumps
@@ -99,6 +99,8 @@ class Workers:
             code = _exit_status(pid)
             if code is not None:
                 tail = _tail(log_path)
+                if code == UsageError.exit_code:  # bad option or setting: the caller's to fix
+                    raise UsageError(f"manager refused to start: {tail.removeprefix('weft manager: ')}")
                 raise ManagerUnavailable(f"manager exited at start (code {code}): {tail}")
             time.sleep(0.005)
         raise ManagerUnavailable(f"manager {tid} did not register within {timeout:g}s; see {log_path}")
@@ -164,10 +166,27 @@ class Workers:
                 if entry.record.get("status") == "active":
                     self._write_stopped(entry, "killed (--force)")
                     entry = registry.read_all(self.client.broker)[worker.tid]
+                if not self._process_gone(worker):
+                    time.sleep(0.02)
+                    continue
                 return WorkerInfo(worker.tid, "stopped", worker.pid, worker.host, entry.record)
             time.sleep(0.02)
         raise WaitTimeout(f"manager {worker.tid} did not stop within {timeout:g}s "
                           "(try --force)")
+
+    @staticmethod
+    def _process_gone(worker: WorkerInfo) -> bool:
+        """On this host, 'stopped' also means the process has exited."""
+        if worker.host != registry.HOST:
+            return True
+        from weft.resources.telemetry import pid_alive
+
+        for pid in (worker.pid, worker.record.get("launcher_pid")):
+            if pid and pid_alive(int(pid), None):
+                _exit_status(int(pid))  # reap it if it is our own child
+                if pid_alive(int(pid), None):
+                    return False
+        return True
 
     def _write_stopped(self, entry: registry.Entry, reason: str) -> None:
         broker = self.client.broker

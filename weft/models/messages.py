@@ -17,7 +17,9 @@ CONTROL_COMMANDS = ("PING", "STATUS", "STOP", "KILL", "PAUSE", "RESUME")
 
 
 class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Built on first use: most processes validate only one or two of these,
+    # and building every schema at import costs the CLI's start-up time.
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     v: Literal[1] = SCHEMA_VERSION
 

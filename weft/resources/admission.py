@@ -117,9 +117,14 @@ class Request:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Live-reading limits (``weft worker start --max-cpu-percent`` etc.)."""
+    """Live-reading limits (``weft worker start --max-cpu-percent`` etc.).
 
-    max_cpu_percent: float = 95.0
+    The host CPU gate is off by default (100): a running task's own CPU use
+    would otherwise hold back the next one even when it reserved nothing;
+    ``--cpus`` reservations are the default CPU gate.
+    """
+
+    max_cpu_percent: float = 100.0
     min_free_memory_mb: int = 0
     max_gpu_util_percent: float = 100.0
     vram_headroom_mb: int = 256

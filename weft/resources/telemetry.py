@@ -26,6 +26,7 @@ __all__ = [
     "HostTelemetry",
     "pid_alive",
     "pid_create_time",
+    "process_tree_pids",
     "process_tree_usage",
     "rss_mb",
     "this_host",
@@ -128,6 +129,21 @@ def process_tree_usage(pid: int) -> tuple[float, float] | None:
         rss += child_rss
         cpu += child_cpu
     return rss / _MIB, cpu
+
+
+def process_tree_pids(pid: int) -> set[int]:
+    """``pid`` and every live descendant; empty when ``pid`` is gone.
+
+    Used to tell weft's own GPU users from foreign ones: NVML names the
+    process that holds the memory, often a grandchild of the task process.
+    """
+    root = _proc(pid)
+    if root is None:
+        return set()
+    try:
+        return {pid, *(child.pid for child in root.children(recursive=True))}
+    except _GONE:
+        return set()
 
 
 def _usage(proc: psutil.Process) -> tuple[int, float]:

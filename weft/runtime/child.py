@@ -1,7 +1,7 @@
 """What runs inside a task's own process (the Consumer process).
 
 The launcher forks this process from a pre-loaded interpreter that never
-opened a broker connection. It becomes the leader of a new process group
+opened a broker connection, after putting the task's environment in place. It becomes the leader of a new process group
 (so a signal to the group reaches the whole task tree), runs the target and
 writes exactly one JSON line, its outcome, to the result pipe. Output goes
 to stdout/stderr pipes that the launcher streams. Everything else (queues,
@@ -70,13 +70,12 @@ def _prepare_and_run(launch: dict[str, Any]) -> dict[str, Any]:
         except OSError as exc:
             return {"spawn_error": f"cannot enter working directory {cwd!r}: {exc.strerror}",
                     "exit_code": 126}
-    env = launch["env"]
     if launch.get("argv") is not None:
-        return _run_command(launch["argv"], env)
-    return _run_function(launch, env, cwd or os.getcwd())
+        return _run_command(launch["argv"], os.environ)
+    return _run_function(launch, cwd or os.getcwd())
 
 
-def _run_command(argv: list[str], env: dict[str, str]) -> dict[str, Any]:
+def _run_command(argv: list[str], env: Any) -> dict[str, Any]:
     # A handler (not SIG_IGN) so the command gets default dispositions after
     # exec while this process survives a group SIGTERM long enough to report.
     signal.signal(signal.SIGTERM, lambda *_: None)
@@ -102,15 +101,13 @@ def _run_command(argv: list[str], env: dict[str, str]) -> dict[str, Any]:
     return {"exit_code": os.waitstatus_to_exitcode(status)}
 
 
-def _run_function(launch: dict[str, Any], env: dict[str, str], cwd: str) -> dict[str, Any]:
+def _run_function(launch: dict[str, Any], cwd: str) -> dict[str, Any]:
     import importlib
 
-    os.environ.clear()
-    os.environ.update(env)
     # Import the target the way ``python -c`` would from the submit directory.
+    # (No invalidate_caches: path finders notice a changed directory by its mtime.)
     if sys.path[:1] != [cwd]:
         sys.path.insert(0, cwd)
-    importlib.invalidate_caches()
     module_name, _, attr = launch["function"].partition(":")
     try:
         target: Any = importlib.import_module(module_name)

@@ -68,26 +68,34 @@ class Consumer(BaseTask):
                 "attempt": self.attempt}
 
     # -- launch -----------------------------------------------------------
-    def child_env(self, base: dict[str, str], context_root: str) -> dict[str, str]:
-        env = dict(base)
-        env.update(self.spec.env)
+    def child_env(self, context_root: str) -> tuple[dict[str, str], list[str]]:
+        """What the task's environment adds to (and removes from) the launcher's own.
+
+        Only the difference travels to the launcher: the base environment is
+        the one the manager was started with, which the launcher inherited.
+        """
+        env = dict(self.spec.env)
         env["WEFT_TASK_TID"] = self.tid
         env["WEFT_CONTEXT"] = context_root
         env["WEFT_MANAGER_TID"] = self.host.manager_tid
         env["WEFT_ATTEMPT"] = str(self.attempt)
+        unset = []
         if self.request_id:
             env["WEFT_REQUEST_ID"] = self.request_id
+        else:
+            unset.append("WEFT_REQUEST_ID")
         if self.spec.parent_tid:
             env["WEFT_PARENT_TID"] = self.spec.parent_tid
         else:
-            env.pop("WEFT_PARENT_TID", None)
+            unset.append("WEFT_PARENT_TID")
         if self.gpu_ids or self.spec.resources.gpus:
             visible = ",".join(str(i) for i in self.gpu_ids)
             env["CUDA_VISIBLE_DEVICES"] = visible
             env["NVIDIA_VISIBLE_DEVICES"] = visible
-        return env
+        return env, unset
 
-    def launch_op(self, env: dict[str, str], *, stdin: Any) -> dict[str, Any]:
+    def launch_op(self, env: dict[str, str], unset: list[str], *, stdin: Any,
+                  request_json: str | None = None) -> dict[str, Any]:
         spec = self.spec
         argv: list[str] | None = None
         if spec.command is not None:
@@ -100,11 +108,12 @@ class Consumer(BaseTask):
         op: dict[str, Any] = {
             "op": "launch", "tid": self.tid, "name": spec.name, "argv": argv,
             "function": spec.function, "args": list(spec.args), "kwargs": spec.kwargs,
-            "env": env, "cwd": spec.cwd, "timeout": spec.timeout, "limits": limits,
+            "env": env, "unset_env": unset, "cwd": spec.cwd, "timeout": spec.timeout, "limits": limits,
             "capture": spec.stream_output,
-            # What an orphaned launcher needs to finish the task on its own:
-            "task": {"spec": spec.model_dump(mode="json"),
-                     "request": self.request.model_dump(mode="json", exclude={"taskspec"}),
+            # What an orphaned launcher needs to finish the task on its own
+            # (the request as it was queued; the tid is filled in on adoption):
+            "task": {"request": request_json or self.request.model_dump_json(exclude_none=True),
+                     "tid": self.tid, "request_id": self.request_id, "attempt": self.attempt,
                      "work_id": self.work_id, "gpu_ids": list(self.gpu_ids),
                      "claim_id": self.claim_id},
         }

@@ -31,6 +31,7 @@ class Candidate:
     message_id: int
     request: SpawnRequest
     spec: TaskSpec
+    body: str
 
     @property
     def tid(self) -> str:
@@ -62,7 +63,7 @@ def parse(body: str, message_id: int) -> Candidate:
         updates["request_id"] = request.request_id
     if updates:
         spec = spec.model_copy(update=updates)
-    return Candidate(message_id, request, spec)
+    return Candidate(message_id, request, spec, body)
 
 
 class Intake:

@@ -15,6 +15,9 @@ from typing import Any
 
 from weft.runtime.frames import FrameSocket, PeerClosed
 
+TASK_IDENTITY = ("WEFT_TASK_TID", "WEFT_PARENT_TID", "WEFT_REQUEST_ID", "WEFT_MANAGER_TID",
+                 "WEFT_ATTEMPT")
+
 
 class LauncherLost(Exception):
     """The supervisor process died; its tasks must be accounted for."""
@@ -29,7 +32,9 @@ class Launcher:
 
     def start(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        env = dict(os.environ)
+        # Tasks inherit this environment; a manager started from inside a task
+        # must not pass that task's identity on to its own children.
+        env = {k: v for k, v in os.environ.items() if k not in TASK_IDENTITY}
         env.setdefault("PYTHONUNBUFFERED", "1")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "weft.runtime.supervisor", "--fd", str(theirs.fileno()),

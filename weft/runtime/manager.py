@@ -66,7 +66,8 @@ class Manager(BaseTask):
         self._data_version: int | None = None
         self._next_child_control = 0.0
         self._child_control_wanted = False
-        self._base_env = {k: v for k, v in os.environ.items() if not k.startswith("WEFT_TASK")}
+        self._selector = selectors.DefaultSelector()
+        self._watched: tuple[int, int] | None = None
 
     # -- lifecycle --------------------------------------------------------
     def run(self) -> int:
@@ -96,6 +97,7 @@ class Manager(BaseTask):
         changed = version != self._data_version or version is None
         self._data_version = version
         due = self.intake.next_due is not None and self.intake.next_due <= time.time()
+        due |= self.policy.retry_due(now)  # deferred on live readings: look again
         child_due = self._child_control_wanted and now >= self._next_child_control
         if changed or due or active or child_due:
             active |= self._serve_control()
@@ -129,9 +131,13 @@ class Manager(BaseTask):
         events = selectors.EVENT_READ
         if self.launcher.wants_write:
             events |= selectors.EVENT_WRITE
-        with selectors.DefaultSelector() as sel:
-            sel.register(self.launcher.fileno(), events)
-            sel.select(timeout)
+        fd = self.launcher.fileno()
+        if self._watched != (fd, events):
+            if self._watched is not None:
+                self._selector.unregister(self._watched[0])
+            self._selector.register(fd, events)
+            self._watched = (fd, events)
+        self._selector.select(timeout)
 
     def _finished(self) -> bool:
         if self.kill_now and not self.consumers:
@@ -220,6 +226,12 @@ class Manager(BaseTask):
         for tid in list(self.consumers):
             self._finish_lost(tid, "the task's launcher process died")
         self.launcher.reap()
+        if self._watched is not None:
+            try:
+                self._selector.unregister(self._watched[0])
+            except (KeyError, ValueError, OSError):
+                pass
+            self._watched = None
         Launcher.kill_groups(pids)
         self.batch.event("launcher_restarted", self.tid, "running", pid=self.pid)
         self.launcher = Launcher(root=str(self.ctx.root), manager_tid=self.tid)
@@ -247,18 +259,26 @@ class Manager(BaseTask):
         return self.tid
 
     # -- control ----------------------------------------------------------
+    def _take_control(self, queue: str) -> str | None:
+        """The next control message, if any. Peek first: an empty claim costs 3x a peek."""
+        head = self.broker.peek_one(queue)
+        if head is None:
+            return None
+        msg = self.broker.read_one(queue, message_id=head[1])
+        return None if msg is None else msg[0]
+
     def _serve_control(self) -> bool:
         served = False
-        while (msg := self.broker.read_one(self.queues["ctrl_in"])) is not None:
-            self.send_reply(self.handle_control(msg[0]))
+        while (body := self._take_control(self.queues["ctrl_in"])) is not None:
+            self.send_reply(self.handle_control(body))
             served = True
         return served
 
     def _serve_child_control(self) -> bool:
         served = False
         for consumer in list(self.consumers.values()):
-            while (msg := self.broker.read_one(consumer.queues["ctrl_in"])) is not None:
-                consumer.send_reply(consumer.handle_control(msg[0]))
+            while (body := self._take_control(consumer.queues["ctrl_in"])) is not None:
+                consumer.send_reply(consumer.handle_control(body))
                 served = True
         return served
 
@@ -303,13 +323,12 @@ class Manager(BaseTask):
 
     # -- dispatch -----------------------------------------------------------
     def _dispatch(self) -> bool:
-        if not self.policy.has_room(len(self.consumers)):
+        if not self.policy.wants_dispatch(len(self.consumers), time.monotonic()):
             return False
         launched = False
-        for cand in self.intake.runnable(time.time()):
-            if not self.policy.has_room(len(self.consumers)):
-                break
-            decision = self.policy.decide(cand, time.time())
+        now = time.time()
+        pids = [c.pid for c in self.consumers.values() if c.pid]
+        for cand, decision in self.policy.plan(self.intake.runnable(now), now, pids):
             if decision.kind == "admit":
                 launched |= self._claim_and_launch(cand, tuple(decision.gpu_ids))
             elif decision.kind == "reject":
@@ -324,21 +343,25 @@ class Manager(BaseTask):
         self.intake.forget(cand.message_id)
         if moved is None:
             return False  # another manager won the race
+        self.policy.admit(self, cand, gpu_ids)
         consumer = Consumer(cand.spec, request=cand.request, batch=self.batch, host=self,
                             gpu_ids=gpu_ids)
-        queues = consumer.queues
         if cand.request.attempt > 1:  # a work item an earlier attempt's host died holding
-            self.broker.delete_queue(queues["reserved"])
-        work_id = self.broker.write(queues["inbox"], dumps(cand.request.inbox_message))
-        self.broker.move_one(queues["inbox"], queues["reserved"], message_id=work_id)
-        consumer.work_id = work_id
+            self.broker.delete_queue(consumer.queues["reserved"])
+        if cand.request.inbox_message is not None:
+            # The work item: written to the inbox, handed over (inbox -> reserved)
+            # at launch, deleted once the result is on the outbox.
+            queues = consumer.queues
+            work_id = self.broker.write(queues["inbox"], dumps(cand.request.inbox_message))
+            self.broker.move_one(queues["inbox"], queues["reserved"], message_id=work_id)
+            consumer.work_id = work_id
         consumer.spawning()
-        self.policy.reserve(cand, gpu_ids)
         self.consumers[consumer.tid] = consumer
         consumer.claim_id = cand.message_id  # deleted by the consumer once settled
-        env = consumer.child_env(self._base_env, str(self.ctx.root))
+        env, unset = consumer.child_env(str(self.ctx.root))
+        op = consumer.launch_op(env, unset, stdin=cand.request.inbox_message, request_json=cand.body)
         try:
-            self.launcher.launch(consumer.launch_op(env, stdin=cand.request.inbox_message))
+            self.launcher.launch(op)
         except LauncherLost:
             self._launcher_lost()
         return True

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from weft.broker import Broker
-from weft.models import SpawnRequest, TaskSpec, TaskState
+from weft.models import SpawnRequest, TaskState
 from weft.names import WORKERS_REGISTRY, task_queue
 from weft.runtime import registry
 from weft.runtime.batch import Batch, dumps
@@ -94,8 +94,7 @@ class OrphanHost:
         claims = {claim_identity(body, mid) for body, mid in
                   self.broker.peek_all(task_queue(self.manager_tid, "reserved"))}
         for proc, frame in recent:
-            request = (proc.launch.get("task") or {}).get("request") or {}
-            key = (proc.tid, int(request.get("attempt") or 1))
+            key = (proc.tid, int((proc.launch.get("task") or {}).get("attempt") or 1))
             if key not in claims:
                 continue
             events = attempt_events(self.broker, *key)
@@ -106,8 +105,9 @@ class OrphanHost:
 
     def adopt(self, op: dict[str, Any], pid: int, started_at: float) -> None:
         task = op["task"]
-        spec = TaskSpec.model_validate(task["spec"])
-        request = SpawnRequest.model_validate({**task["request"], "taskspec": task["spec"]})
+        request = SpawnRequest.model_validate_json(task["request"])
+        spec = request.taskspec.model_copy(update={"tid": task["tid"],
+                                                   "request_id": task.get("request_id")})
         consumer = Consumer(spec, request=request, batch=self.batch, host=self,
                             work_id=task.get("work_id"), gpu_ids=tuple(task.get("gpu_ids") or ()))
         consumer.claim_id = task.get("claim_id")

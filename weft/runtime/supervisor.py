@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import gc
 import os
 import selectors
 import signal
@@ -189,6 +190,9 @@ class Supervisor:
         in_r, in_w = os.pipe() if stdin_data is not None else (None, None)
         sys.stdout.flush()
         sys.stderr.flush()
+        # Objects that exist now are never collected by this process again, so
+        # the garbage collector does not touch (and copy) their pages in children.
+        gc.freeze()
         try:
             pid = os.fork()
         except OSError as exc:
@@ -234,15 +238,15 @@ class Supervisor:
     def _remember_launch(self, tid: str, op: dict[str, Any]) -> None:
         """Which attempt of which task this launcher forked: if the manager dies before
         recording a report, the orphan host must not let that attempt run again."""
-        request = (op.get("task") or {}).get("request") or {}
         self.launched.pop(tid, None)
-        self.launched[tid] = int(request.get("attempt") or 1)
+        self.launched[tid] = int((op.get("task") or {}).get("attempt") or 1)
         if len(self.launched) > LAUNCHED_MEMORY:
             del self.launched[next(iter(self.launched))]
 
     def _become_child(self, op: dict[str, Any], out_w: int | None, err_w: int | None,
                       res_w: int, in_r: int | None) -> None:
         try:
+            gc.disable()
             os.setsid()
             signal.set_wakeup_fd(-1)
             for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
@@ -254,6 +258,11 @@ class Supervisor:
             os.dup2(res_w, 3, inheritable=False)
             os.closerange(4, 1 << 16)
             _set_title(f"weft:{op['tid'][-10:]}:{op.get('name') or 'task'}:running")
+            # Only the task's additions travel; apply them to the inherited environment.
+            for key, value in (op.get("env") or {}).items():
+                os.environ[key] = value
+            for key in op.get("unset_env") or ():
+                os.environ.pop(key, None)
             child.run(op, 3)
         except BaseException:  # noqa: BLE001
             os._exit(70)
