@@ -262,3 +262,20 @@ def test_dead_manager_on_another_host_waits_for_its_lease(client, broker):
     here = {**record, "host": __import__("socket").gethostname(), "pid": 2 ** 22 + 7}
     assert recoverable(here, now)  # same host, pid gone: at once
     assert not recoverable({**here, "launcher_pid": os.getpid()}, now)  # its launcher lives
+
+
+def test_settle_completes_the_event_of_a_result_written_just_before_death(client, broker, project):
+    from weft.runtime.batch import Batch
+    from weft.runtime.recovery import settle_claims
+
+    dead, me = "5" * 19, "6" * 19
+    tid, _ = _claim(client, dead)
+    broker.write(f"T{tid}.outbox", json.dumps({"v": 1, "type": "result", "tid": tid,
+                                               "status": "completed", "exit_code": 0,
+                                               "attempt": 1}))
+    batch = Batch(broker)
+    tally = settle_claims(broker, batch, owner_tid=dead, my_tid=me)
+    batch.flush()
+    assert tally.dropped == 1 and tally.requeued == 0
+    assert [e["event"] for e in project.events(tid)] == ["task_completed"]
+    assert broker.peek_one(SPAWN_REQUESTS) is None

@@ -193,6 +193,22 @@ class Broker:
 
         return self._call(run)
 
+    def write_atomic(self, records: list[tuple[str, str]]) -> list[int]:
+        """Write several messages in ONE transaction: all of them or none survive a crash.
+
+        Dearer than :meth:`write_many` (an id commit per message, then the
+        insert); for the rare groups whose parts must never be seen apart.
+        """
+        if not records:
+            return []
+
+        def run() -> list[int]:
+            ids = [self._core.generate_timestamp() for _ in records]
+            self._core.insert_messages([(q, b, i) for (q, b), i in zip(records, ids, strict=True)])
+            return ids
+
+        return self._call(run)
+
     def insert(self, queue: str, body: str, message_id: int) -> None:
         self._call(lambda: self._core.insert_messages([(queue, body, message_id)]))
 

@@ -1,7 +1,8 @@
 """Write what one loop iteration produced in as few broker round trips as possible.
 
-Writes go first (one transaction for all of them, in order), deletes after,
-so a crash between the two leaves a duplicate to clean up, never a loss:
+Writes go first (in order, one commit each, except groups written with
+:meth:`Batch.atomic`, which commit together), deletes after, so a crash
+between the two leaves a duplicate to clean up, never a loss:
 a result is on the outbox before its work item leaves ``reserved``, and a
 claim (deleted ``last``) outlives its work item, so recovery, which starts
 from the claims, always finds what is left to clean.
@@ -14,6 +15,8 @@ import os
 import socket
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from weft.broker import Broker
@@ -32,9 +35,18 @@ class Batch:
         self.writes: list[tuple[str, str]] = []
         self.deletes: dict[str, list[int]] = defaultdict(list)
         self.last_deletes: dict[str, list[int]] = defaultdict(list)
+        self._groups: list[tuple[int, int]] = []  # [start, end) of writes that go atomically
 
     def write(self, queue: str, body: Any) -> None:
         self.writes.append((queue, body if isinstance(body, str) else dumps(body)))
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """The writes made inside are committed together (a retry and its event)."""
+        start = len(self.writes)
+        yield
+        if len(self.writes) - start > 1:
+            self._groups.append((start, len(self.writes)))
 
     def delete(self, queue: str, message_id: int, *, last: bool = False) -> None:
         """``last``: after every other delete (a claim goes only once its work item has)."""
@@ -54,8 +66,16 @@ class Batch:
 
     def flush(self) -> None:
         if self.writes:
-            writes, self.writes = self.writes, []
-            self.broker.write_many(writes)
+            writes, groups = self.writes, self._groups
+            self.writes, self._groups = [], []
+            done = 0
+            for start, end in groups:
+                if start > done:
+                    self.broker.write_many(writes[done:start])
+                self.broker.write_atomic(writes[start:end])
+                done = end
+            if done < len(writes):
+                self.broker.write_many(writes[done:])
         for attr in ("deletes", "last_deletes"):
             deletes = getattr(self, attr)
             if deletes:

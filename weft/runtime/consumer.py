@@ -183,10 +183,12 @@ class Consumer(BaseTask):
             "attempt": self.attempt + 1,
             "not_before": time.time() + delay if delay > 0 else None,
         })
-        self.batch.write(SPAWN_REQUESTS, retry.model_dump_json(exclude_none=True))
-        self.transition(TaskState.QUEUED, "task_retrying", exit_code=outcome.exit_code,
-                        reason=outcome.reason or key, error=_short(outcome.error),
-                        details={"next_attempt": self.attempt + 1, "delay": delay})
+        # Atomic: a retry request without its event would be queued again by recovery.
+        with self.batch.atomic():
+            self.batch.write(SPAWN_REQUESTS, retry.model_dump_json(exclude_none=True))
+            self.transition(TaskState.QUEUED, "task_retrying", exit_code=outcome.exit_code,
+                            reason=outcome.reason or key, error=_short(outcome.error),
+                            details={"next_attempt": self.attempt + 1, "delay": delay})
         self._release()
         return True
 

@@ -35,9 +35,9 @@ from weft.runtime import registry
 from weft.runtime.batch import Batch, dumps
 from weft.runtime.consumer import Consumer
 from weft.runtime.recovery import (
-    SETTLED_EVENTS,
     STARTED_EVENTS,
     attempt_events,
+    attempt_settled,
     claim_identity,
     settle_claims,
 )
@@ -98,7 +98,7 @@ class OrphanHost:
             if key not in claims:
                 continue
             events = attempt_events(self.broker, *key)
-            if any(e.get("event") in SETTLED_EVENTS for e in events):
+            if attempt_settled(self.broker, self.batch, *key, events, self.manager_tid):
                 continue
             self.adopt(proc.launch, proc.pid, proc.started_at)
             self.handle(frame)

@@ -108,9 +108,10 @@ def settle_claims(broker: Broker, batch: Batch, *, owner_tid: str, my_tid: str,
         if tid in running:
             continue
         events = attempt_events(broker, tid, attempt)
-        if any(e.get("event") in SETTLED_EVENTS for e in events):
-            # Died between the batch's writes and its deletes: finish the deletes.
-            if any(e.get("event") in FINAL_EVENTS.values() for e in events):
+        settled = attempt_settled(broker, batch, tid, attempt, events, owner_tid)
+        if settled:
+            # Died between the settling writes and the deletes: finish the deletes.
+            if settled == "final":
                 broker.delete_queue(task_queue(tid, "reserved"))  # no later attempt exists
             broker.delete(reserved, [mid])
             tally.dropped += 1
@@ -140,6 +141,35 @@ def claim_identity(body: str, mid: int) -> tuple[str, int]:
     except (ValueError, KeyError, TypeError, AttributeError):
         tid, attempt = None, 1
     return (tid or str(mid).zfill(19)), attempt
+
+
+def attempt_settled(broker: Broker, batch: Batch, tid: str, attempt: int,
+                    events: list[dict[str, Any]], owner_tid: str) -> str | None:
+    """``"final"``, ``"retried"`` or None: was this attempt's ending already written?
+
+    The result is written before its event (one commit each), so a result on
+    the outbox settles the attempt even when its host died before the event;
+    the missing event is written now. A retry and its event commit together.
+    """
+    if any(e.get("event") in FINAL_EVENTS.values() for e in events):
+        return "final"
+    if any(e.get("event") in SETTLED_EVENTS for e in events):
+        return "retried"
+    for body, _ in broker.peek_all(task_queue(tid, "outbox")):
+        if '"type":"result"' not in body:
+            continue
+        try:
+            result = json.loads(body)
+            state = TaskState(result.get("status"))
+        except ValueError:
+            continue
+        if int(result.get("attempt") or 1) == attempt and state in FINAL_EVENTS:
+            batch.event(FINAL_EVENTS[state], tid, state.value, attempt=attempt,
+                        manager_tid=owner_tid, exit_code=result.get("exit_code"),
+                        reason=result.get("reason"), request_id=result.get("request_id"),
+                        details={"recovered": "event written after its host died"})
+            return "final"
+    return None
 
 
 def attempt_events(broker: Broker, tid: str, attempt: int) -> list[dict[str, Any]]:
