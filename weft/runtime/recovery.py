@@ -156,14 +156,14 @@ def attempt_settled(broker: Broker, batch: Batch, tid: str, attempt: int,
     if any(e.get("event") in SETTLED_EVENTS for e in events):
         return "retried"
     for body, _ in broker.peek_all(task_queue(tid, "outbox")):
-        if '"type":"result"' not in body:
+        if '"result"' not in body:  # cheap filter before parsing
             continue
         try:
             result = json.loads(body)
             state = TaskState(result.get("status"))
-        except ValueError:
+        except (ValueError, AttributeError):
             continue
-        if int(result.get("attempt") or 1) == attempt and state in FINAL_EVENTS:
+        if result.get("type") == "result" and int(result.get("attempt") or 1) == attempt and state in FINAL_EVENTS:
             batch.event(FINAL_EVENTS[state], tid, state.value, attempt=attempt,
                         manager_tid=owner_tid, exit_code=result.get("exit_code"),
                         reason=result.get("reason"), request_id=result.get("request_id"),
