@@ -16,6 +16,8 @@ PKG = Path(__file__).resolve().parent.parent / "weft"
 
 OWNERS = {
     "simplebroker": "broker",
+    "simplebroker_pg": "broker",
+    "psycopg": "broker",
     "psutil": "resources",
     "pynvml": "resources",
     "rich": "cli",

@@ -1,14 +1,16 @@
 """Every ``WEFT_*`` knob in one typed table.
 
-A bad value is a usage error naming the variable, never a traceback deep in
-the code that first used it.
+Values come from the project's ``.weft/config.json`` (written by ``weft
+init``; see :mod:`weft.context`) overridden by ``WEFT_*`` environment
+variables. A bad value is a usage error naming the variable, never a
+traceback deep in the code that first used it.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -35,7 +37,7 @@ class Settings(BaseModel):
     )
     broker_backend: Literal["sqlite", "postgres"] = "sqlite"
     broker_target: str | None = Field(default=None, description="Postgres DSN")
-    broker_schema: str = "weft"
+    broker_schema: str = Field(default="weft", description="Postgres schema of the project")
     gpu_simulate: str | None = Field(default=None, description="JSON list of fake GPUs")
     max_concurrency: int | None = Field(default=None, ge=1)
     log_level: str = "WARNING"
@@ -53,14 +55,18 @@ class Settings(BaseModel):
         return value
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None, *,
+                 base: Mapping[str, Any] | None = None) -> Settings:
+        """``base`` (the project config, by field name) overridden by ``env``."""
         env = os.environ if env is None else env
-        raw: dict[str, str] = {}
+        raw: dict[str, Any] = dict(base or {})
+        from_env: set[str] = set()
         for name in cls.model_fields:
             value = env.get(ENV_PREFIX + name.upper())
             if value is not None and value != "":
                 raw[name] = value
-        if "sync_mode" in raw:
+                from_env.add(name)
+        if isinstance(raw.get("sync_mode"), str):
             raw["sync_mode"] = raw["sync_mode"].upper()
         try:
             return cls.model_validate(raw)
@@ -68,5 +74,8 @@ class Settings(BaseModel):
             problems = []
             for err in exc.errors():
                 field = str(err["loc"][0]) if err.get("loc") else "?"
-                problems.append(f"{ENV_PREFIX}{field.upper()}={raw.get(field)!r}: {err['msg']}")
-            raise InvalidSpec("bad environment setting: " + "; ".join(problems)) from None
+                if field in from_env:
+                    problems.append(f"{ENV_PREFIX}{field.upper()}={raw.get(field)!r}: {err['msg']}")
+                else:
+                    problems.append(f"{field}={raw.get(field)!r} in the project config: {err['msg']}")
+            raise InvalidSpec("bad setting: " + "; ".join(problems)) from None

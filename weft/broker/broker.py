@@ -21,9 +21,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from simplebroker import BrokerSession, resolve_config, target_for_directory
+from simplebroker import BrokerSession, resolve_config
 from simplebroker._constants import BrokerError as _SBError
 
+from weft.broker import postgres
+from weft.broker.postgres import ChangeFeed, redact
 from weft.errors import BrokerError
 from weft.settings import Settings
 
@@ -60,6 +62,8 @@ def _bound_lock_waits(seconds: float) -> None:
 def _friendly(exc: BaseException, where: str) -> BrokerError:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     low = text.lower()
+    if where.startswith("postgres"):
+        return BrokerError(f"broker error at {where}: {text}")
     if "locked" in low or "busy" in low:
         hint = "the broker file is locked by another process; try again"
     elif ("not a database" in low or "not a valid sqlite" in low or "malformed" in low
@@ -80,10 +84,16 @@ class _Shared:
     objects in one process (a client and an in-process manager) must share.
     """
 
-    def __init__(self, target: Any, config: Any) -> None:
-        self.session = BrokerSession.connect(target, config=config)
-        self.cm = self.session.connection()
-        self.core = self.cm.__enter__()
+    def __init__(self, target: Any, config: Any, changes: ChangeFeed | None = None) -> None:
+        self.changes = changes
+        try:
+            self.session = BrokerSession.connect(target, config=config)
+            self.cm = self.session.connection()
+            self.core = self.cm.__enter__()
+        except BaseException:
+            if changes is not None:
+                changes.close()
+            raise
         self.users = 0
         self.lock = threading.RLock()
 
@@ -92,6 +102,8 @@ class _Shared:
             self.cm.__exit__(None, None, None)
         finally:
             self.session.close()
+            if self.changes is not None:
+                self.changes.close()
 
 
 _SHARED: dict[tuple[int, str], _Shared] = {}
@@ -101,7 +113,13 @@ _SHARED_LOCK = threading.Lock()
 class Broker:
     """A connection to one weft broker (a SQLite file or a Postgres schema)."""
 
-    def __init__(self, target: Any, *, config: Any, description: str) -> None:
+    def __init__(self, target: Any, *, config: Any, description: str,
+                 connect: Callable[[], tuple[Any, ChangeFeed | None]] | None = None) -> None:
+        """Share the process's session on ``description``, or open it.
+
+        ``connect`` (Postgres) checks the server and returns (target, change
+        feed) only when a session must be opened, so sharing costs no probe.
+        """
         self.description = description
         self._pid = os.getpid()
         self._key = (self._pid, description)
@@ -109,7 +127,10 @@ class Broker:
             with _SHARED_LOCK:
                 shared = _SHARED.get(self._key)
                 if shared is None:
-                    shared = _SHARED[self._key] = _Shared(target, config)
+                    changes = None
+                    if connect is not None:
+                        target, changes = connect()
+                    shared = _SHARED[self._key] = _Shared(target, config, changes)
                 shared.users += 1
         except (sqlite3.Error, _SBError, OSError, RuntimeError, ValueError) as exc:
             raise _friendly(exc, description) from None
@@ -124,19 +145,7 @@ class Broker:
     @classmethod
     def open(cls, root: Path, settings: Settings) -> Broker:
         if settings.broker_backend == "postgres":
-            if not settings.broker_target:
-                raise BrokerError("WEFT_BROKER_TARGET must hold a Postgres DSN for the postgres backend")
-            config = resolve_config(
-                "WEFT",
-                env={},
-                override={
-                    "WEFT_BACKEND": "postgres",
-                    "WEFT_BACKEND_TARGET": settings.broker_target,
-                    "WEFT_BACKEND_SCHEMA": settings.broker_schema,
-                },
-            )
-            target = target_for_directory(root, config=config)
-            return cls(target, config=config, description=f"postgres/{settings.broker_schema}")
+            return cls._open_postgres(settings)
         path = root / ".weft" / "broker.db"
         _bound_lock_waits(settings.lock_timeout)
         config = resolve_config(
@@ -159,6 +168,19 @@ class Broker:
                 if candidate.exists():
                     os.chmod(candidate, stat.S_IRUSR | stat.S_IWUSR)
         return broker
+
+    @classmethod
+    def _open_postgres(cls, settings: Settings) -> Broker:
+        dsn, schema = settings.broker_target, settings.broker_schema
+
+        def connect() -> tuple[Any, ChangeFeed]:
+            target, probe = postgres.target(dsn, schema)
+            return target, ChangeFeed(str(dsn), schema, probe)
+
+        config = resolve_config("WEFT", env={}, override={})
+        # The key holds the DSN so two projects in one process never share a session.
+        return cls(None, config=config, description=f"postgres schema {schema} at {redact(dsn)}",
+                   connect=connect)
 
     def _call(self, fn: Callable[[], T]) -> T:
         if os.getpid() != self._pid:
@@ -290,7 +312,14 @@ class Broker:
         return self._call(lambda: int(self._core.get_queue_stat(queue).pending))
 
     def data_version(self) -> int | None:
-        """Changes whenever any other connection commits (SQLite); None elsewhere."""
+        """Changes whenever another connection may have committed; None if unknown.
+
+        SQLite: ``PRAGMA data_version``. Postgres: a count of the schema's
+        write/move notifications that also ticks twice a second (see
+        :mod:`weft.broker.postgres`).
+        """
+        if self._shared.changes is not None:
+            return self._call(self._shared.changes.version)
         return self._call(self._core.get_data_version)
 
     def vacuum(self) -> None:

@@ -40,15 +40,31 @@ def cli() -> None:
 
 @cli.command("init")
 @click.argument("path", required=False, type=click.Path(file_okay=False))
-def init_cmd(path: str | None) -> None:
-    """Create a weft project (.weft/ with its broker) in PATH or here."""
+@click.option("--backend", type=click.Choice(["sqlite", "postgres"]),
+              help="Broker backend to record in .weft/config.json (default: sqlite).")
+@click.option("--dsn", metavar="DSN", help="PostgreSQL DSN of an existing database.")
+@click.option("--schema", metavar="NAME", help="PostgreSQL schema for this project (default: weft).")
+def init_cmd(path: str | None, backend: str | None, dsn: str | None, schema: str | None) -> None:
+    """Create a weft project (.weft/ with its broker) in PATH or here.
+
+    With --backend postgres --dsn DSN the project's broker is a schema in that
+    database, recorded in .weft/config.json so every command, manager and host
+    using the project finds it (WEFT_BROKER_* variables still override).
+    """
     from weft import context
     from weft.broker import Broker
 
+    record = {"broker_backend": backend, "broker_target": dsn, "broker_schema": schema}
+    if backend is None and (dsn or schema):
+        backend = record["broker_backend"] = "postgres"
     ctx, created = context.init(path)
-    Broker.open(ctx.root, ctx.settings).close()
+    if backend is not None:
+        ctx = context.with_config(ctx, record)
+    Broker.open(ctx.root, ctx.settings).close()  # creates the broker; fails before recording
+    if backend is not None:
+        context.write_config(ctx.root, record)
     verb = "created" if created else "already exists:"
-    click.echo(f"weft: {verb} {ctx.weft_dir}")
+    click.echo(f"weft: {verb} {ctx.weft_dir} (broker: {ctx.describe()})")
 
 
 cli.add_command(run_cmd)

@@ -48,12 +48,13 @@ def status_cmd(tid: str | None, request_id: str | None, as_json: bool) -> None:
         overview["tasks"] = counts
         overview["request_id"] = request_id
     if as_json:
-        echo_json({"context": str(c.context.root), "managers": [w.to_dict() for w in workers],
-                   **overview})
+        echo_json({"context": str(c.context.root), "broker": c.context.describe(),
+                   "managers": [w.to_dict() for w in workers], **overview})
         return
     click.echo(f"project   {c.context.root}")
+    click.echo(f"broker    {c.context.describe()}")
     click.echo(f"managers  {len(workers)} live" + "".join(
-        f"\n  {w.tid}  pid {w.pid}  running {w.record.get('load', {}).get('running', 0)}"
+        f"\n  {w.tid}  {w.host} pid {w.pid}  running {w.record.get('load', {}).get('running', 0)}"
         for w in workers))
     counts_text = ", ".join(f"{n} {s}" for s, n in sorted(overview["tasks"].items())) or "none"
     click.echo(f"tasks     {counts_text}")

@@ -32,7 +32,9 @@ def poll_until(broker: Broker, check: Callable[[], T | None], *, timeout: float 
                 raise WaitTimeout(f"timed out after {timeout:g}s waiting for {what}")
             time.sleep(backoff.timeout())
             current = broker.data_version()
-            if current != version or current is None:
+            if current is None:
+                break  # the backend cannot tell: look again, still backing off
+            if current != version:
                 version = current
                 backoff.reset()
                 break

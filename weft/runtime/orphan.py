@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from weft import context
 from weft.broker import Broker
 from weft.models import SpawnRequest, TaskState
 from weft.names import WORKERS_REGISTRY, task_queue
@@ -41,7 +42,6 @@ from weft.runtime.recovery import (
     claim_identity,
     settle_claims,
 )
-from weft.settings import Settings
 
 CONTROL_EVERY = 0.1
 
@@ -50,7 +50,9 @@ class OrphanHost:
     def __init__(self, supervisor: Any, *, root: str, manager_tid: str) -> None:
         self.supervisor = supervisor
         self.manager_tid = manager_tid
-        settings = Settings.from_env()
+        # The project's own settings (its config file, then the environment): the broker
+        # may be a Postgres schema recorded in .weft/config.json.
+        settings = context.resolve(root).settings
         self.broker = Broker.open(Path(root), settings)
         self.batch = Batch(self.broker)
         self.consumers: dict[str, Consumer] = {}

@@ -1,0 +1,150 @@
+"""Opening a weft broker on PostgreSQL (simplebroker-pg), and noticing change there.
+
+A Postgres project is one schema in an existing database, shared by every
+host that points at it. Three things here, all specific to that backend:
+
+- :func:`target` turns settings into a simplebroker target after checking
+  what simplebroker would otherwise report slowly or with a traceback: the
+  plugin is installed, the DSN parses, the schema name is legal, and the
+  server answers (simplebroker's pool retries a dead server for 30 s).
+- :class:`ChangeFeed` stands in for SQLite's ``PRAGMA data_version``.
+  simplebroker-pg sends a NOTIFY on its schema's channel for every write and
+  move; one LISTEN connection counts them. Deletes and claims send nothing,
+  so the count also ticks every :data:`TICK` seconds: a waiter never misses
+  a change by more than that.
+- :func:`drop_schema` removes a project's schema (tests, ``weft`` users
+  retiring a project).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from typing import Any
+
+from weft.errors import BrokerError, UsageError
+
+CONNECT_TIMEOUT = 5
+TICK = 0.5
+SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+INSTALL_HINT = "the postgres backend needs simplebroker-pg: pip install 'weft[postgres]'"
+
+
+def _psycopg() -> Any:
+    try:
+        import psycopg
+        import simplebroker_pg  # noqa: F401 - simplebroker finds it by entry point
+    except ImportError:
+        raise BrokerError(INSTALL_HINT) from None
+    return psycopg
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    line = text.splitlines()[0].strip() if text else type(exc).__name__
+    return line.removeprefix("connection failed: ")
+
+
+def check_schema(schema: str) -> str:
+    if schema == "public" or not SCHEMA_RE.match(schema):
+        raise UsageError(
+            f"bad Postgres schema {schema!r}: use letters, digits and _ (not 'public')")
+    return schema
+
+
+def connect(dsn: str) -> Any:
+    """An autocommit connection, or one BrokerError line saying why not."""
+    psycopg = _psycopg()
+    try:
+        return psycopg.connect(dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
+    except psycopg.ProgrammingError as exc:
+        raise UsageError(f"bad Postgres DSN: {_first_line(exc)}") from None
+    except psycopg.Error as exc:
+        raise BrokerError(f"cannot reach Postgres: {_first_line(exc)}") from None
+
+
+def target(dsn: str | None, schema: str) -> tuple[Any, Any]:
+    """(simplebroker target, probe connection) for ``dsn``/``schema``.
+
+    The probe connection is returned open so the caller can reuse it as its
+    :class:`ChangeFeed` instead of paying for a second connection.
+    """
+    if not dsn:
+        raise UsageError("the postgres backend needs a DSN: set WEFT_BROKER_TARGET "
+                         "or run 'weft init --backend postgres --dsn ...'")
+    check_schema(schema)
+    conn = connect(dsn)
+    from simplebroker import BrokerTarget
+
+    return BrokerTarget(backend_name="postgres", target=dsn,
+                        backend_options={"schema": schema}), conn
+
+
+def redact(dsn: str | None) -> str:
+    """The DSN with any password masked, for messages and descriptions."""
+    if not dsn:
+        return "(no DSN)"
+    text = re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", dsn)
+    return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", text)
+
+
+def channel(schema: str) -> str:
+    """The NOTIFY channel simplebroker-pg uses for ``schema``."""
+    return "simplebroker_" + hashlib.md5(schema.encode()).hexdigest()[:24]
+
+
+class ChangeFeed:
+    """A counter that moves whenever the schema may have changed."""
+
+    def __init__(self, dsn: str, schema: str, conn: Any | None = None) -> None:
+        self.dsn = dsn
+        self.schema = schema
+        self.count = 0
+        self._conn = conn
+        self._listening = False
+        self._last_tick = time.monotonic()
+
+    def version(self) -> int:
+        now = time.monotonic()
+        if now - self._last_tick >= TICK:
+            self._last_tick = now
+            self.count += 1
+        try:
+            conn: Any = self._conn if self._listening else self._listen()
+            for _ in conn.notifies(timeout=0):
+                self.count += 1
+        except BrokerError:
+            self.count += 1  # server away: every look is a change until it returns
+        except Exception:  # noqa: BLE001 - the connection broke: reopen on the next look
+            self._drop()
+            self.count += 1
+        return self.count
+
+    def _listen(self) -> Any:
+        if self._conn is None or self._conn.closed:
+            self._conn = connect(self.dsn)
+        self._conn.execute(f'LISTEN "{channel(self.schema)}"')
+        self._listening = True
+        return self._conn
+
+    def _drop(self) -> None:
+        conn, self._conn, self._listening = self._conn, None, False
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - already broken
+                pass
+
+    def close(self) -> None:
+        self._drop()
+
+
+def drop_schema(dsn: str, schema: str) -> None:
+    """Remove a weft schema and everything in it."""
+    check_schema(schema)
+    conn = connect(dsn)
+    try:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        conn.close()
