@@ -108,22 +108,25 @@ def settle_claims(broker: Broker, batch: Batch, *, owner_tid: str, my_tid: str,
         if tid in running:
             continue
         events = attempt_events(broker, tid, attempt)
+        ended = any(e.get("event") in SETTLED_EVENTS for e in events)
+        started = next((e for e in events if e.get("event") in STARTED_EVENTS), None)
+        if not ended and started is not None and process_may_live(started):
+            tally.waiting += 1
+            continue
+        # Own the claim before writing anything for it: with several recoverers
+        # (or a recoverer and an orphan), exactly one acts on each claim.
+        claim = _take(broker, reserved, owner_tid, my_tid, mid)
+        if claim is None:
+            continue  # another peer took it
         settled = attempt_settled(broker, batch, tid, attempt, events, owner_tid)
         if settled:
             # Died between the settling writes and the deletes: finish the deletes.
             if settled == "final":
                 broker.delete_queue(task_queue(tid, "reserved"))  # no later attempt exists
-            broker.delete(reserved, [mid])
+            batch.flush()
+            broker.delete(claim, [mid])
             tally.dropped += 1
-            continue
-        started = next((e for e in events if e.get("event") in STARTED_EVENTS), None)
-        if started is not None and process_may_live(started):
-            tally.waiting += 1
-            continue
-        claim = _take(broker, reserved, owner_tid, my_tid, mid)
-        if claim is None:
-            continue  # another peer took it
-        if started is not None or (launched or {}).get(tid) == attempt:
+        elif started is not None or (launched or {}).get(tid) == attempt:
             _finish_lost(broker, batch, my_tid, body, mid, started)
             tally.finished_lost += 1
         else:
