@@ -59,6 +59,18 @@ def _bound_lock_waits(seconds: float) -> None:
     _timestamp.TS_RETRY_MAX_ELAPSED = seconds
 
 
+def _check_header(path: Path) -> None:
+    """Refuse a file that is not SQLite at once (simplebroker would retry for seconds)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        return  # let the connection report it
+    if head and head != b"SQLite format 3\x00":
+        raise BrokerError(f"broker error at {path}: the broker file is corrupt "
+                          "(restore .weft/broker.db from a backup or remove it)")
+
+
 def _friendly(exc: BaseException, where: str) -> BrokerError:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     low = text.lower()
@@ -157,6 +169,8 @@ class Broker:
             },
         )
         fresh = not path.exists()
+        if not fresh:
+            _check_header(path)
         old_umask = os.umask(0o077) if fresh else None
         try:
             broker = cls(str(path), config=config, description=str(path))
