@@ -72,7 +72,7 @@ def test_children_of_a_dead_manager_finish_and_their_results_land(project, clien
     wait_for(lambda: not pid_alive(launcher), what="orphaned launcher exits when done")
     record = project.registry()[manager.tid]
     assert record["status"] == "stopped" and "launcher" in record["stop_reason"]
-    assert not _reserved_claims(project)
+    wait_for(lambda: not _reserved_claims(project), what="claims and work items deleted")
 
 
 def _running(task):
@@ -167,7 +167,7 @@ def test_task_whose_manager_and_launcher_died_is_finished_and_retried(project, c
     retrying = [e for e in events if e["event"] == "task_retrying"]
     assert retrying and retrying[0]["reason"] == "consumer_lost"
     assert marker.read_text().split() == ["1", "2"]
-    assert not _reserved_claims(project)
+    wait_for(lambda: not _reserved_claims(project), what="claims and work items deleted")
 
 
 # -- settle_claims on hand-made broker states (fast, no processes) -----------
