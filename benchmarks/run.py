@@ -87,7 +87,7 @@ def throughput(n: int) -> dict[str, Any]:
     client = _client(root)
     try:
         client.workers.ensure_running()
-        client.run(command=["true"], timeout=60)  # warm
+        client.run(command=["true"], wait_timeout=60)  # warm
         commands = _throughput(client, n, lambda c: c.submit(command=["true"]))
         functions = _throughput(client, n, lambda c: c.submit(function=f"{NOOP_MODULE}:noop"))
         return {"commands": commands, "functions": functions}
@@ -102,11 +102,11 @@ def latency(n: int) -> dict[str, Any]:
     try:
         client.workers.ensure_running()
         for _ in range(5):
-            client.run(function=f"{NOOP_MODULE}:noop", timeout=60)
+            client.run(function=f"{NOOP_MODULE}:noop", wait_timeout=60)
         samples = []
         for _ in range(n):
             start = time.perf_counter()
-            client.run(function=f"{NOOP_MODULE}:noop", timeout=60)
+            client.run(function=f"{NOOP_MODULE}:noop", wait_timeout=60)
             samples.append((time.perf_counter() - start) * 1000)
         return _percentiles(samples)
     finally:
@@ -162,7 +162,7 @@ def memory_and_depth(depth_small: int, depth_big: int, sample: int) -> dict[str,
     try:
         info = client.workers.start()
         pids = [info.pid, int(info.record["launcher_pid"])]
-        client.run(command=["true"], timeout=60)
+        client.run(command=["true"], wait_timeout=60)
         idle = _rss_tree_mb(pids)
         out: dict[str, Any] = {"idle_manager_and_launcher_rss_mb": idle}
         for label, depth in (("shallow", depth_small), ("deep", depth_big)):
@@ -197,7 +197,7 @@ def sync_modes(n: int) -> dict[str, Any]:
         client = _client(root, WEFT_SYNC_MODE=mode)
         try:
             client.workers.ensure_running()
-            client.run(function=f"{NOOP_MODULE}:noop", timeout=60)
+            client.run(function=f"{NOOP_MODULE}:noop", wait_timeout=60)
             out[mode] = _throughput(client, n, lambda c: c.submit(function=f"{NOOP_MODULE}:noop"))
         finally:
             _stop(client)

@@ -1,6 +1,8 @@
 """weft: durable, observable, resource-aware process execution.
 
-The public surface is loaded lazily so that ``weft --help`` and short CLI
+Everything public is importable from here (``from weft import WeftClient,
+TaskSpec, Result, TaskFailed``) and listed in ``__all__``; other modules are
+internal. Names are loaded lazily so that ``weft --help`` and short CLI
 commands do not pay for pydantic and the broker until they need them.
 """
 
@@ -14,6 +16,7 @@ __all__ = [
     "AmbiguousTid",
     "BrokerError",
     "ContextError",
+    "CurrentTask",
     "InvalidSpec",
     "Limits",
     "ManagerUnavailable",
@@ -29,6 +32,7 @@ __all__ = [
     "WaitTimeout",
     "WeftClient",
     "WeftError",
+    "WorkerInfo",
     "__version__",
     "current_task",
 ]
@@ -38,6 +42,8 @@ _LAZY = {
     "Task": "weft.client.task",
     "Result": "weft.client.result",
     "current_task": "weft.client.current",
+    "CurrentTask": "weft.client.current",
+    "WorkerInfo": "weft.client.workers",
     "TaskSpec": "weft.models.taskspec",
     "Resources": "weft.models.taskspec",
     "Limits": "weft.models.taskspec",
@@ -50,9 +56,10 @@ _ERRORS = {
 
 if TYPE_CHECKING:
     from weft.client.client import WeftClient
-    from weft.client.current import current_task
+    from weft.client.current import CurrentTask, current_task
     from weft.client.result import Result
     from weft.client.task import Task
+    from weft.client.workers import WorkerInfo
     from weft.errors import (
         AmbiguousTid,
         BrokerError,

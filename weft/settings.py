@@ -42,6 +42,10 @@ class Settings(BaseModel):
     max_concurrency: int | None = Field(default=None, ge=1)
     log_level: str = "WARNING"
     manager_start_timeout: float = Field(default=10.0, gt=0)
+    launcher_preload: bool = Field(
+        default=False,
+        description="launcher imports weft's client stack once, for tasks that submit tasks",
+    )
 
     @field_validator("gpu_simulate")
     @classmethod

@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from simplebroker import BrokerSession, resolve_config
 from simplebroker._constants import BrokerError as _SBError
@@ -257,7 +257,7 @@ class Broker:
         message_id: int | None = None,
         require_unclaimed: bool = True,
     ) -> Message | None:
-        return self._call(
+        return cast("Message | None", self._call(
             lambda: self._core.move_one(
                 src,
                 dst,
@@ -265,7 +265,7 @@ class Broker:
                 require_unclaimed=require_unclaimed,
                 with_timestamps=True,
             )
-        )
+        ))
 
     def move_all(self, src: str, dst: str) -> int:
         moved = 0
@@ -283,21 +283,21 @@ class Broker:
 
     def read_one(self, queue: str, *, message_id: int | None = None) -> Message | None:
         """Remove and return one message: for queues nobody must lose (replies)."""
-        return self._call(
+        return cast("Message | None", self._call(
             lambda: self._core.claim_one(queue, exact_timestamp=message_id, with_timestamps=True)
-        )
+        ))
 
     # -- looking ----------------------------------------------------------
     def peek_one(self, queue: str, *, message_id: int | None = None) -> Message | None:
-        return self._call(
+        return cast("Message | None", self._call(
             lambda: self._core.peek_one(queue, exact_timestamp=message_id, with_timestamps=True)
-        )
+        ))
 
     def peek_many(self, queue: str, limit: int, *, after: int | None = None) -> list[Message]:
         return self._call(
-            lambda: list(
+            lambda: cast("list[Message]", list(
                 self._core.peek_many(queue, limit, with_timestamps=True, after_timestamp=after)
-            )
+            ))
         )
 
     def peek_all(self, queue: str, *, after: int | None = None) -> Iterator[Message]:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+if TYPE_CHECKING:
+    from weft.client.client import WeftClient
 
-def client(*, create: bool = False, auto_start: bool = True) -> Any:
+
+def client(*, create: bool = False, auto_start: bool = True) -> WeftClient:
     from weft.client.client import WeftClient
 
     return WeftClient(create=create, announce=create, auto_start=auto_start)

@@ -51,18 +51,9 @@ def init_cmd(path: str | None, backend: str | None, dsn: str | None, schema: str
     database, recorded in .weft/config.json so every command, manager and host
     using the project finds it (WEFT_BROKER_* variables still override).
     """
-    from weft import context
-    from weft.broker import Broker
+    from weft.client.client import init_project
 
-    record = {"broker_backend": backend, "broker_target": dsn, "broker_schema": schema}
-    if backend is None and (dsn or schema):
-        backend = record["broker_backend"] = "postgres"
-    ctx, created = context.init(path)
-    if backend is not None:
-        ctx = context.with_config(ctx, record)
-    Broker.open(ctx.root, ctx.settings).close()  # creates the broker; fails before recording
-    if backend is not None:
-        context.write_config(ctx.root, record)
+    ctx, created = init_project(path, backend=backend, dsn=dsn, schema=schema)
     verb = "created" if created else "already exists:"
     click.echo(f"weft: {verb} {ctx.weft_dir} (broker: {ctx.describe()})")
 

@@ -20,7 +20,7 @@ def queue_group() -> None:
 @json_option
 def queue_list(as_json: bool) -> None:
     """Every queue that holds messages, with pending and total counts."""
-    stats = client().broker.queue_stats()
+    stats = client().queues.stats()
     if as_json:
         echo_json([{"queue": q, "pending": p, "total": t} for q, p, t in stats])
         return
@@ -42,16 +42,7 @@ def _emit(messages: list[tuple[str, int]], as_json: bool) -> None:
 @json_option
 def queue_peek(queue: str, peek_all: bool, limit: int | None, as_json: bool) -> None:
     """Show messages without removing them (oldest first)."""
-    broker = client().broker
-    if peek_all or limit:
-        messages = []
-        for msg in broker.peek_all(queue):
-            messages.append(msg)
-            if limit and len(messages) >= limit:
-                break
-    else:
-        one = broker.peek_one(queue)
-        messages = [one] if one else []
+    messages = client().queues.peek(queue, limit=limit or (None if peek_all else 1))
     if not messages:
         raise SystemExit(_empty(queue))
     _emit(messages, as_json)
@@ -68,7 +59,7 @@ def _empty(queue: str) -> int:
 @json_option
 def queue_read(queue: str, message_id: int | None, as_json: bool) -> None:
     """Remove and print the oldest message (or --id)."""
-    msg = client().broker.read_one(queue, message_id=message_id)
+    msg = client().queues.read(queue, message_id=message_id)
     if msg is None:
         raise SystemExit(_empty(queue))
     _emit([msg], as_json)
@@ -79,7 +70,7 @@ def queue_read(queue: str, message_id: int | None, as_json: bool) -> None:
 @click.argument("body")
 def queue_write(queue: str, body: str) -> None:
     """Append BODY to QUEUE and print its message id."""
-    click.echo(client().broker.write(queue, body))
+    click.echo(client().queues.write(queue, body))
 
 
 @queue_group.command("move")
@@ -89,11 +80,11 @@ def queue_write(queue: str, body: str) -> None:
 @click.option("--all", "move_all", is_flag=True, help="Move every pending message.")
 def queue_move(source: str, dest: str, message_id: int | None, move_all: bool) -> None:
     """Move messages atomically (keeping their ids) from SOURCE to DEST."""
-    broker = client().broker
+    queues = client().queues
     if move_all:
-        click.echo(f"moved {broker.move_all(source, dest)}")
+        click.echo(f"moved {queues.move_all(source, dest)}")
         return
-    moved = broker.move_one(source, dest, message_id=message_id)
+    moved = queues.move(source, dest, message_id=message_id)
     if moved is None:
         raise SystemExit(_empty(source))
     click.echo(f"moved {moved[1]}")
@@ -105,14 +96,13 @@ def queue_move(source: str, dest: str, message_id: int | None, move_all: bool) -
 @click.option("--yes", is_flag=True, help="Do not ask before deleting a whole queue.")
 def queue_delete(queue: str, message_id: int | None, yes: bool) -> None:
     """Delete one message (--id) or, with confirmation, a whole queue."""
-    broker = client().broker
+    queues = client().queues
     if message_id is not None:
-        n = broker.delete(queue, [message_id])
+        n = queues.delete(queue, [message_id])
     else:
         if not yes:
             click.confirm(f"delete every message in {queue}?", abort=True)
-        n = broker.count(queue)  # pending messages; already-read rows go too, uncounted
-        broker.delete_queue(queue)
+        n = queues.clear(queue)
     click.echo(f"deleted {n}")
 
 
@@ -123,9 +113,7 @@ def queue_delete(queue: str, message_id: int | None, yes: bool) -> None:
 @json_option
 def tidy_cmd(retention: float, dry_run: bool, as_json: bool) -> None:
     """Drop old finished tasks' queues and events, then vacuum the broker."""
-    from weft.client.maintenance import tidy
-
-    report = tidy(client().broker, retention=retention, dry_run=dry_run)
+    report = client().tidy(retention=retention, dry_run=dry_run)
     if as_json:
         echo_json(report)
     else:

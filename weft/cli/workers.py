@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import click
 
@@ -31,7 +32,7 @@ def worker_group() -> None:
 @click.option("--vram-headroom", type=click.IntRange(min=0), help="MB kept free on every GPU.")
 @click.option("--metrics-addr", help="Serve Prometheus metrics on HOST:PORT (loopback by default).")
 @json_option
-def worker_start(foreground: bool, as_json: bool, **options: object) -> None:
+def worker_start(foreground: bool, as_json: bool, **options: Any) -> None:
     """Start a manager and print its TID (detached unless --foreground)."""
     gpu_ids = options.pop("gpu_ids", None)
     if gpu_ids:

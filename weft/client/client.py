@@ -7,13 +7,15 @@ Methods return data and raise :mod:`weft.errors`; nothing here prints.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 from weft import context as _context
 from weft.broker import Broker
+from weft.client.queues import Queues
 from weft.client.result import Result
-from weft.client.specs import build_spec
+from weft.client.specs import CommonOptions, TaskOptions, build_spec
 from weft.client.task import Task
 from weft.client.workers import Workers
 from weft.models import SpawnRequest, TaskSpec
@@ -24,8 +26,13 @@ class WeftClient:
     """A connection to one weft project (its ``.weft/`` broker).
 
     ``path`` is a project directory; without it the project is found like
-    git finds a repository (or via ``WEFT_CONTEXT``). ``create`` makes a new
-    ``.weft/`` in the current directory when none is found.
+    git finds a repository (or via ``WEFT_CONTEXT``), exactly as the CLI
+    does. ``create`` (the default, like ``weft run``) makes a new
+    ``.weft/`` in the current directory (or ``path``) when none is found.
+    ``auto_start`` starts a manager on submit when none is live.
+
+    Use it as a context manager (or call :meth:`close`) to release the
+    broker connection; handles keep working after a close by reconnecting.
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, create: bool = True,
@@ -34,9 +41,14 @@ class WeftClient:
         self.auto_start = auto_start
         self._broker: Broker | None = None
         self.workers = Workers(self)
+        self.queues = Queues(self)
+
+    def __repr__(self) -> str:
+        return f"WeftClient({str(self.context.root)!r})"
 
     @property
     def broker(self) -> Broker:
+        """The connection, opened on first use (one per client)."""
         if self._broker is None:
             self._broker = Broker.open(self.context.root, self.context.settings)
         return self._broker
@@ -61,18 +73,29 @@ class WeftClient:
     def submit(self, *, command: Sequence[str] | str | None = None,
                function: str | Callable[..., Any] | None = None,
                spec: TaskSpec | Mapping[str, Any] | None = None, args: Sequence[Any] = (),
-               kwargs: Mapping[str, Any] | None = None, request_id: str | None = None,
-               inbox_message: Any = None, delay: float | None = None,
-               **fields: Any) -> Task:
-        """Queue a task and return its handle at once; starts a manager if none runs."""
-        task_spec = self.build_spec(command=command, function=function, spec=spec,  # type: ignore[arg-type]
-                                    args=args, kwargs=kwargs, request_id=request_id, **fields)
+               kwargs: Mapping[str, Any] | None = None,
+               **options: Unpack[TaskOptions]) -> Task:
+        """Queue a task and return its handle at once; start a manager if none is live.
+
+        Give exactly one target: ``command`` (an argv list; a string is split
+        on whitespace unless ``shell=True``), ``function`` ("pkg.mod:fn" or an
+        importable callable, with ``args``/``kwargs``) or ``spec`` (a TaskSpec
+        or a dict, which the other options override). Options are the
+        TaskSpec fields (``name``, ``env``, ``cwd``, ``timeout``,
+        ``resources``, ``priority`` ...) plus ``request_id``, ``retries``,
+        ``inbox_message`` (the task's stdin) and ``delay`` (seconds before it
+        may start). Bad input raises InvalidSpec before anything is queued.
+        """
+        opts: dict[str, Any] = dict(options)
+        inbox_message = opts.pop("inbox_message", None)
+        delay = opts.pop("delay", None)
+        task_spec = build_spec(command=command, function=function, spec=spec, args=args,
+                               kwargs=kwargs, **opts)
         return self.submit_spec(task_spec, inbox_message=inbox_message, delay=delay)
 
     def submit_spec(self, spec: TaskSpec, *, inbox_message: Any = None,
                     delay: float | None = None) -> Task:
-        import time
-
+        """Queue an already validated TaskSpec (see :meth:`submit`)."""
         not_before = time.time() + delay if delay else None
         request = SpawnRequest(taskspec=spec, inbox_message=inbox_message,
                                request_id=spec.request_id, not_before=not_before)
@@ -81,13 +104,24 @@ class WeftClient:
             self.workers.ensure_running()
         return Task(self, str(tid).zfill(19))
 
-    def run(self, *, timeout: float | None = None, **submit_args: Any) -> Result:
-        """Submit and wait; return the Result (raise TaskFailed unless completed)."""
-        return self.submit(**submit_args).result(timeout=timeout)
+    def run(self, *, command: Sequence[str] | str | None = None,
+            function: str | Callable[..., Any] | None = None,
+            spec: TaskSpec | Mapping[str, Any] | None = None, args: Sequence[Any] = (),
+            kwargs: Mapping[str, Any] | None = None, wait_timeout: float | None = None,
+            **options: Unpack[TaskOptions]) -> Result:
+        """:meth:`submit`, then wait: return the Result, raise TaskFailed unless completed.
+
+        ``timeout`` is the task's own deadline, as for :meth:`submit`;
+        ``wait_timeout`` bounds how long this call waits (WaitTimeout).
+        """
+        task = self.submit(command=command, function=function, spec=spec, args=args,
+                           kwargs=kwargs, **options)
+        return task.result(timeout=wait_timeout)
 
     # -- handles --------------------------------------------------------------
-    def task(self, tid: str) -> Task:
-        return Task(self, self.resolve_tid(tid))
+    def task(self, tid: str | int) -> Task:
+        """The handle of any task or manager; short TIDs (last 10 digits) work."""
+        return Task(self, self.resolve_tid(str(tid)))
 
     def resolve_tid(self, tid: str) -> str:
         from weft.client.queries import resolve_tid
@@ -95,25 +129,68 @@ class WeftClient:
         return resolve_tid(self.broker, tid)
 
     def tasks(self, *, request_id: str | None = None) -> list[dict[str, Any]]:
+        """One row per task, oldest first (rebuilt from the log and the spawn queue)."""
         from weft.client.queries import list_tasks
 
         return list_tasks(self.broker, request_id=request_id)
 
     def overview(self) -> dict[str, Any]:
+        """Task counts by state and queue depths, as ``weft status`` shows them."""
         from weft.client.queries import overview
 
         return overview(self.broker)
 
     # -- fan-out ----------------------------------------------------------------
     def map(self, fn: str | Callable[..., Any], iterable: Iterable[Any], *,
-            timeout: float | None = None, max_in_flight: int = 64, **fields: Any) -> Iterator[Any]:
-        """Run ``fn(item)`` for each item as its own task; yield values in input order."""
+            timeout: float | None = None, max_in_flight: int = 64,
+            task_timeout: float | None = None,
+            **options: Unpack[CommonOptions]) -> Iterator[Any]:
+        """Run ``fn(item)`` for each item as its own task; yield values in input order.
+
+        ``timeout`` bounds the whole map (WaitTimeout); ``task_timeout`` is
+        each task's own deadline. At most ``max_in_flight`` tasks are queued
+        or running at once. The first failure raises TaskFailed; tasks
+        already submitted keep running.
+        """
         from weft.client.fanout import ordered_map
 
+        opts: dict[str, Any] = dict(options)
+        if task_timeout is not None:
+            opts["timeout"] = task_timeout
         return ordered_map(self, fn, iterable, timeout=timeout, max_in_flight=max_in_flight,
-                           **fields)
+                           options=opts)
 
-    def as_completed(self, tasks: Iterable[Task], *, timeout: float | None = None) -> Iterator[Task]:
+    def as_completed(self, tasks: Iterable[Task], *,
+                     timeout: float | None = None) -> Iterator[Task]:
+        """Yield each task as it finishes (any status), first finished first."""
         from weft.client.fanout import as_completed
 
         return as_completed(self, list(tasks), timeout=timeout)
+
+    # -- maintenance ------------------------------------------------------------
+    def tidy(self, *, retention: float = 7 * 24 * 3600.0, dry_run: bool = False) -> dict[str, Any]:
+        """Drop finished tasks older than ``retention`` seconds, then vacuum."""
+        from weft.client.maintenance import tidy
+
+        return tidy(self.broker, retention=retention, dry_run=dry_run)
+
+
+def init_project(path: str | os.PathLike[str] | None = None, *, backend: str | None = None,
+                 dsn: str | None = None, schema: str | None = None,
+                 ) -> tuple[_context.Context, bool]:
+    """Create a project (``.weft/`` and its broker) in ``path`` or here.
+
+    ``backend="postgres"`` with a ``dsn`` (and optional ``schema``) records
+    a PostgreSQL broker in ``.weft/config.json``; it is written only once the
+    broker has opened. Returns the context and whether it was created now.
+    """
+    record = {"broker_backend": backend, "broker_target": dsn, "broker_schema": schema}
+    if backend is None and (dsn or schema):
+        backend = record["broker_backend"] = "postgres"
+    ctx, created = _context.init(path)
+    if backend is not None:
+        ctx = _context.with_config(ctx, record)
+    Broker.open(ctx.root, ctx.settings).close()  # creates the broker; fails before recording
+    if backend is not None:
+        _context.write_config(ctx.root, record)
+    return ctx, created

@@ -1,4 +1,11 @@
-"""Who am I? For code running inside a weft task."""
+"""Who am I? For code running inside a weft task.
+
+The manager puts the task's identity in its environment (``WEFT_TASK_TID``,
+``WEFT_PARENT_TID``, ``WEFT_REQUEST_ID``, ``WEFT_MANAGER_TID``,
+``WEFT_ATTEMPT``, and ``WEFT_CONTEXT`` so ``WeftClient()`` finds the same
+project). A task submitted from inside a task records the outer one as its
+``parent_tid`` and inherits its request id (see :mod:`weft.client.specs`).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class CurrentTask:
+    """The identity of the task this process runs as."""
+
     tid: str
     parent_tid: str | None
     request_id: str | None

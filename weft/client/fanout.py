@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from weft.client.task import Task
-from weft.errors import WaitTimeout
+from weft.errors import UsageError, WaitTimeout
 from weft.runtime.wakeup import Backoff
 
 if TYPE_CHECKING:
@@ -16,8 +16,15 @@ if TYPE_CHECKING:
 
 
 def ordered_map(client: WeftClient, fn: str | Callable[..., Any], iterable: Iterable[Any], *,
-                timeout: float | None, max_in_flight: int, **fields: Any) -> Iterator[Any]:
-    """Yield ``fn(item)`` values in input order; raise TaskFailed on the first failure."""
+                timeout: float | None, max_in_flight: int,
+                options: dict[str, Any] | None = None) -> Iterator[Any]:
+    """Yield ``fn(item)`` values in input order; raise TaskFailed on the first failure.
+
+    At most ``max_in_flight`` tasks are submitted and unfinished at any time;
+    the input is consumed lazily, so it may be a long or endless generator.
+    """
+    if max_in_flight < 1:
+        raise UsageError("max_in_flight must be at least 1")
     deadline = None if timeout is None else time.monotonic() + timeout
     items = iter(iterable)
     window: deque[Task] = deque()
@@ -29,7 +36,7 @@ def ordered_map(client: WeftClient, fn: str | Callable[..., Any], iterable: Iter
             except StopIteration:
                 exhausted = True
                 break
-            window.append(client.submit(function=fn, args=[item], **fields))
+            window.append(client.submit(function=fn, args=[item], **(options or {})))
         if not window:
             return
         head = window.popleft()
@@ -47,7 +54,7 @@ def as_completed(client: WeftClient, tasks: list[Task], *, timeout: float | None
         finished = [t for t in pending if t.done()]
         for task in finished:
             pending.remove(task)
-            task.wait(timeout=0.0 if task._result is None else None)
+            task.wait(timeout=0.0)
             yield task
         if finished:
             backoff.reset()

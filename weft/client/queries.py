@@ -65,14 +65,40 @@ def final_result(broker: Broker, tid: str) -> dict[str, Any] | None:
     return message if message and message.get("type") == "result" else None
 
 
+def claiming_manager(broker: Broker, tid: str) -> tuple[str, dict[str, Any]] | None:
+    """(manager tid, request) when a manager has claimed the task's request but
+    not yet written its first event (the claim sits in ``T{mgr}.reserved``)."""
+    if not tid.isdigit():
+        return None
+    for entry in read_all(broker).values():
+        msg = broker.peek_one(task_queue(entry.tid, "reserved"), message_id=int(tid))
+        if msg is not None:
+            return entry.tid, _load(msg[0]) or {}
+    return None
+
+
 def task_status(broker: Broker, tid: str) -> dict[str, Any]:
+    request = queued_request(broker, tid)
     events = task_events(broker, tid)
     result = final_result(broker, tid)
-    request = queued_request(broker, tid) if not events else None
-    if not events and result is None and request is None:
-        raise NotFound(f"no task {tid}")
+    claim = None
+    if request is None and not events and result is None:
+        # Between the claim (spawn queue -> T{mgr}.reserved) and the first event
+        # the task is only in its manager's claim queue; the claim is deleted
+        # only after events exist, so looking there and then at the events
+        # again cannot miss a task that is moving on while we look.
+        claim = claiming_manager(broker, tid)
+        if claim is None:
+            events = task_events(broker, tid)
+            request = queued_request(broker, tid) if not events else None
+            if not events and request is None:
+                raise NotFound(f"no task {tid}")
     state = "queued"
     info: dict[str, Any] = {"tid": tid}
+    if claim is not None:
+        state = "spawning"
+        info["manager_tid"] = claim[0]
+        request = claim[1]
     for event in events:
         state = event.get("status", state)
         for key in ("name", "request_id", "parent_tid", "manager_tid", "attempt", "target"):

@@ -52,7 +52,7 @@ class Result:
 
     @classmethod
     def from_message(cls, message: dict[str, Any], *, stdout: str = "", stderr: str = "") -> Result:
-        known = {k: message.get(k) for k in (
+        known: dict[str, Any] = {k: message.get(k) for k in (
             "status", "exit_code", "value", "error", "traceback", "reason", "signal",
             "started_at", "finished_at", "peak_rss_mb", "cpu_time_s", "request_id", "name")}
         return cls(tid=str(message["tid"]), attempt=int(message.get("attempt") or 1),

@@ -1,4 +1,10 @@
-"""Task: a handle on one task, by TID. Holds no state the broker does not."""
+"""Task: a handle on one task (or manager), by TID.
+
+It holds no state the broker does not: the outcome is the result message
+on ``T{tid}.outbox``, the history is the task's events in
+``weft.tasks.log``, and control goes through ``T{tid}.ctrl_in``/``ctrl_out``.
+Any number of handles (in any process) can watch the same task.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +17,18 @@ from typing import TYPE_CHECKING, Any
 from weft.client.polling import poll_until
 from weft.client.result import Result
 from weft.errors import TaskFailed, WaitTimeout
+from weft.models import TERMINAL
 from weft.names import task_queue
+
+FINAL_EVENT_GRACE = 2.0
 
 if TYPE_CHECKING:
     from weft.client.client import WeftClient
 
 
 class Task:
+    """Returned by ``client.submit`` and ``client.task(tid)``; compares by TID."""
+
     def __init__(self, client: WeftClient, tid: str) -> None:
         self.client = client
         self.tid = tid
@@ -26,15 +37,17 @@ class Task:
     def __repr__(self) -> str:
         return f"Task({self.tid!r})"
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Task) and other.tid == self.tid
+
+    def __hash__(self) -> int:
+        return hash(self.tid)
+
     @property
     def short_tid(self) -> str:
         return self.tid[-10:]
 
     # -- outcome ----------------------------------------------------------
-    def _outbox(self) -> list[dict[str, Any]]:
-        broker = self.client.broker
-        return [json.loads(body) for body, _ in broker.peek_all(task_queue(self.tid, "outbox"))]
-
     def _final(self) -> Result | None:
         broker = self.client.broker
         messages = [json.loads(b) for b, _ in broker.peek_all(task_queue(self.tid, "outbox"))]
@@ -51,14 +64,21 @@ class Task:
         return Result.from_message(final, stdout=out, stderr=err)
 
     def wait(self, timeout: float | None = None) -> Result:
-        """Block until the task ends; return its Result whatever the status."""
+        """Block until the task ends; return its Result whatever the status.
+
+        Raises WaitTimeout if it has not ended within ``timeout`` seconds.
+        """
         if self._result is None:
             self._result = poll_until(self.client.broker, self._final, timeout=timeout,
                                       what=f"task {self.tid}")
         return self._result
 
     def result(self, timeout: float | None = None) -> Result:
-        """Wait and return the Result; raise TaskFailed unless it completed."""
+        """Wait and return the Result; raise TaskFailed unless it completed.
+
+        The TaskFailed carries the Result and the remote ``error`` text and
+        ``traceback`` (for a function that raised).
+        """
         res = self.wait(timeout)
         if not res.ok:
             detail = res.error or res.reason or f"exit code {res.exit_code}"
@@ -66,10 +86,16 @@ class Task:
         return res
 
     def done(self) -> bool:
+        """Has the task ended (any status)? Does not wait."""
         return self._result is not None or self._final() is not None
 
     def output(self, timeout: float | None = None) -> Iterator[dict[str, Any]]:
-        """Yield output chunks (dicts with stream/seq/data) as they arrive, then stop."""
+        """Yield output chunks as they arrive; stop when the task has ended.
+
+        Each chunk is a dict with ``stream`` ("stdout"/"stderr"), ``seq``,
+        ``data`` and ``attempt``. Raises WaitTimeout if the task is still
+        going after ``timeout`` seconds.
+        """
         broker = self.client.broker
         queue = task_queue(self.tid, "outbox")
         cursor: int | None = None
@@ -81,10 +107,7 @@ class Task:
 
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                page = poll_until(broker, fresh, timeout=remaining, what=f"output of {self.tid}")
-            except WaitTimeout:
-                return
+            page = poll_until(broker, fresh, timeout=remaining, what=f"output of {self.tid}")
             for body, mid in page:
                 cursor = mid
                 message = json.loads(body)
@@ -99,13 +122,33 @@ class Task:
         return task_status(self.client.broker, self.tid)
 
     def events(self) -> list[dict[str, Any]]:
+        """The task's log events, oldest first (each names its event and status).
+
+        Once the task has a result its final event is included: the manager
+        writes the result first and the event right after, so a reader that
+        saw the result waits (briefly) for the event.
+        """
         from weft.client.queries import task_events
 
-        return task_events(self.client.broker, self.tid)
+        broker = self.client.broker
+        events = task_events(broker, self.tid)
+        if _ended(events) or not self.done():
+            return events
+        try:
+            return poll_until(broker, lambda: e if _ended(e := task_events(broker, self.tid)) else None,
+                              timeout=FINAL_EVENT_GRACE, what=f"the final event of {self.tid}")
+        except WaitTimeout:
+            return task_events(broker, self.tid)
 
     # -- control ----------------------------------------------------------
     def control(self, command: str, *, timeout: float = 10.0, reason: str | None = None) -> dict[str, Any]:
-        """Send one control command and wait for the matching reply."""
+        """Send one control command and wait for the matching reply.
+
+        The reply echoes our request id with ``tid``, ``status``, ``pid``,
+        ``ok``, ``reply`` and ``error``; ``rtt_ms`` is added here. A task
+        that has already ended is answered from its result. WaitTimeout
+        when nothing answers within ``timeout``.
+        """
         broker = self.client.broker
         request_id = uuid.uuid4().hex
         body: dict[str, Any] = {"v": 1, "command": command.upper(), "request_id": request_id}
@@ -163,13 +206,18 @@ class Task:
         if taken is None:
             return False
         now = time.time()
+        try:
+            spec = json.loads(taken[0]).get("taskspec") or {}
+        except (ValueError, AttributeError):
+            spec = {}
+        ident = {k: spec[k] for k in ("request_id", "parent_tid", "name") if spec.get(k)}
         broker.write(task_queue(self.tid, "outbox"), dumps({
             "v": 1, "type": "result", "tid": self.tid, "status": "cancelled", "exit_code": None,
             "reason": command.lower(), "error": "cancelled before it started",
-            "finished_at": now, "attempt": 1}))
+            "finished_at": now, "attempt": 1, **ident}))
         broker.write(TASKS_LOG, dumps({"v": 1, "event": "task_cancelled", "tid": self.tid,
                                        "status": "cancelled", "ts": now,
-                                       "reason": f"{command.lower()} while queued"}))
+                                       "reason": f"{command.lower()} while queued", **ident}))
         return True
 
     def _synthetic(self, command: str, request_id: str, status: str, reply: str,
@@ -195,16 +243,25 @@ class Task:
                 "error": None, "details": {"finished": True}}
 
     def ping(self, timeout: float = 10.0) -> dict[str, Any]:
+        """PING: the reply has ``reply == "PONG"`` and the round trip in ``rtt_ms``."""
         return self.control("PING", timeout=timeout)
 
     def stop(self, timeout: float = 10.0) -> dict[str, Any]:
+        """SIGTERM to the task's process group (SIGKILL 5 s later): ends ``cancelled``."""
         return self.control("STOP", timeout=timeout)
 
     def kill(self, timeout: float = 10.0) -> dict[str, Any]:
+        """SIGKILL to the task's process group: ends ``killed``."""
         return self.control("KILL", timeout=timeout)
 
     def pause(self, timeout: float = 10.0) -> dict[str, Any]:
+        """SIGSTOP the task's tree (a manager stops claiming new work)."""
         return self.control("PAUSE", timeout=timeout)
 
     def resume(self, timeout: float = 10.0) -> dict[str, Any]:
+        """SIGCONT a paused task (a paused manager claims again)."""
         return self.control("RESUME", timeout=timeout)
+
+
+def _ended(events: list[dict[str, Any]]) -> bool:
+    return bool(events) and events[-1].get("status") in TERMINAL

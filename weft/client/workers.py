@@ -1,7 +1,14 @@
-"""Starting, stopping and listing managers (``client.workers``)."""
+"""Starting, stopping and listing managers (``client.workers``).
+
+A manager is a task: its TID works with ``client.task(tid)`` for PING,
+STATUS, PAUSE and RESUME. Liveness is read from ``weft.workers.registry``
+(newest record per manager, checked against the heartbeat lease and, on
+this host, the PID).
+"""
 
 from __future__ import annotations
 
+import builtins
 import fcntl
 import json
 import os
@@ -44,6 +51,7 @@ class Workers:
 
     # -- reading ------------------------------------------------------------
     def list(self, *, all: bool = False) -> list[WorkerInfo]:  # noqa: A002 - mirrors --all
+        """Live managers, oldest first; ``all=True`` adds stopped and dead ones."""
         now = time.time()
         infos = []
         for entry in registry.read_all(self.client.broker).values():
@@ -55,6 +63,7 @@ class Workers:
         return sorted(infos, key=lambda w: w.tid)
 
     def status(self, tid: str | None = None) -> WorkerInfo:
+        """One manager's record (short TIDs work); without ``tid``, the oldest live one."""
         workers = self.list(all=True)
         if tid is None:
             live = [w for w in workers if w.status == "active"]
@@ -69,7 +78,14 @@ class Workers:
 
     # -- starting -----------------------------------------------------------
     def start(self, *, foreground: bool = False, wait: bool = True, **options: Any) -> WorkerInfo:
-        """Start a manager; return its registry record once it is up."""
+        """Start a manager; return its registry record once it is up.
+
+        Options are the manager's (those of ``weft worker start``): ``name``,
+        ``idle_timeout`` (seconds, 0 = never), ``max_concurrency``,
+        ``grace``, and the capacity it offers (``cpus``, ``memory_mb``,
+        ``gpus``, ``gpu_ids`` ...). ``foreground=True`` runs it in this
+        process until it stops.
+        """
         ctx = self.client.context
         tid = str(self.client.broker.generate_id())
         opts = {k: v for k, v in options.items() if v is not None}
@@ -131,7 +147,13 @@ class Workers:
 
     # -- stopping -----------------------------------------------------------
     def stop(self, tid: str | None = None, *, all: bool = False, timeout: float = 30.0,  # noqa: A002
-             force: bool = False) -> list[WorkerInfo]:
+             force: bool = False) -> builtins.list[WorkerInfo]:
+        """Stop one manager (``tid``), the oldest live one, or ``all=True``.
+
+        A graceful stop lets running tasks finish within the manager's grace;
+        ``force`` kills the process groups at once. Returns once each
+        manager has recorded ``stopped`` and (on this host) its process is gone.
+        """
         if all:
             targets = self.list()
         elif tid is not None:

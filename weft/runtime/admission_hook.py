@@ -172,6 +172,7 @@ class Policy:
         self.reserve(cand, gpu_ids)
         manager.batch.event("task_admitted", cand.tid, "spawning", manager_tid=manager.tid,
                             request_id=cand.spec.request_id, name=cand.spec.name,
+                            parent_tid=cand.spec.parent_tid,
                             resources=cand.spec.resources.model_dump(), gpus=list(gpu_ids),
                             priority=cand.priority)
 
@@ -191,7 +192,7 @@ class Policy:
         seen.add(reason)
         manager.batch.event("task_deferred", cand.tid, "deferred", manager_tid=manager.tid,
                             reason=reason, request_id=cand.spec.request_id,
-                            name=cand.spec.name)
+                            name=cand.spec.name, parent_tid=cand.spec.parent_tid)
 
     def reject(self, manager: Any, cand: Any, reason: str) -> None:
         """Never fits here: refuse it if it fits no other live manager either."""
@@ -206,7 +207,7 @@ class Policy:
         rejection.reject(manager.broker, manager.batch, manager_tid=manager.tid,
                          message_id=cand.message_id, tid=cand.tid, reason=reason,
                          attempt=cand.request.attempt, request_id=cand.spec.request_id,
-                         name=cand.spec.name,
+                         name=cand.spec.name, parent_tid=cand.spec.parent_tid,
                          details={"resources": cand.spec.resources.model_dump(),
                                   "managers_checked": 1 + len(self._peers.peers())})
 

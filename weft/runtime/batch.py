@@ -61,6 +61,10 @@ class Batch:
                 record[key] = value
         self.writes.append((TASKS_LOG, dumps(record)))
 
+    def writes_to(self, queue: str) -> bool:
+        """Does the pending batch write to ``queue``?"""
+        return any(q == queue for q, _ in self.writes)
+
     def __bool__(self) -> bool:
         return bool(self.writes or self.deletes or self.last_deletes)
 

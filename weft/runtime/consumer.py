@@ -34,7 +34,8 @@ FINAL_EVENTS = {
 
 
 class ConsumerHost(Protocol):
-    manager_tid: str
+    @property
+    def manager_tid(self) -> str: ...
 
     def signal(self, tid: str, sig: str, reason: str | None, grace: float | None = None) -> None: ...
 
@@ -179,7 +180,7 @@ class Consumer(BaseTask):
             return False
         delay = policy.delay_before(self.attempt + 1)
         retry = self.request.model_copy(update={
-            "taskspec": self.spec,  # keeps the TID: every attempt is the same task
+            "taskspec": self.spec,  # carries the tid: the retry is the same task
             "attempt": self.attempt + 1,
             "not_before": time.time() + delay if delay > 0 else None,
         })

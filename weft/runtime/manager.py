@@ -65,7 +65,7 @@ class Manager(BaseTask):
         self.last_activity = time.monotonic()
         self._data_version: int | None = None
         self._next_child_control = 0.0
-        self._child_control_wanted = False
+        self._child_control_due = False
         self._selector = selectors.DefaultSelector()
         self._watched: tuple[int, int] | None = None
 
@@ -98,29 +98,31 @@ class Manager(BaseTask):
         self._data_version = version
         due = self.intake.next_due is not None and self.intake.next_due <= time.time()
         due |= self.policy.retry_due(now)  # deferred on live readings: look again
-        child_due = self._child_control_wanted and now >= self._next_child_control
-        if changed or due or active or child_due:
+        wake = changed or due or active
+        if wake:
             active |= self._serve_control()
-            if self.consumers:
-                # Rate-limited; a change seen meanwhile is remembered, not dropped.
-                self._child_control_wanted = now < self._next_child_control
-                if not self._child_control_wanted:
-                    self._next_child_control = now + CHILD_CONTROL_EVERY
-                    active |= self._serve_child_control()
-            if self.stop_reason is None and self.state == TaskState.RUNNING:
-                active |= self._dispatch()
+        # Children's control queues are read at most every CHILD_CONTROL_EVERY;
+        # a change seen in between is remembered, not lost.
+        self._child_control_due |= wake
+        if self._child_control_due and self.consumers and now >= self._next_child_control:
+            self._child_control_due = False
+            self._next_child_control = now + CHILD_CONTROL_EVERY
+            active |= self._serve_child_control()
+        if wake and self.stop_reason is None and self.state == TaskState.RUNNING:
+            active |= self._dispatch()
         if self.batch:
-            if any(queue == SPAWN_REQUESTS for queue, _ in self.batch.writes):
-                self._data_version = None  # a retry we queued: our own commits don't bump it
+            requeued = self.batch.writes_to(SPAWN_REQUESTS)
             self.batch.flush()
             active = True
+            if requeued:  # our own commits do not move data_version: look again
+                self._data_version = None
         if active:
             self.last_activity = now
             self.backoff.reset()
         if self.heartbeat.due(now):
             self.heartbeat.beat(status="active")
             if recover_dead_managers(self.broker, self.batch, self.tid):
-                self._data_version = None  # we may have queued work: look at the queue
+                self._data_version = None
             self.batch.flush()
         self._enforce_stop(now)
 

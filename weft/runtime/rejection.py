@@ -82,7 +82,8 @@ def _capacity_of(record: dict[str, Any]) -> tuple[Capacity, Thresholds] | None:
 
 def reject(broker: Broker, batch: Batch, *, manager_tid: str, message_id: int, tid: str,
            reason: str, attempt: int = 1, request_id: str | None = None,
-           name: str | None = None, details: dict[str, Any] | None = None) -> bool:
+           name: str | None = None, parent_tid: str | None = None,
+           details: dict[str, Any] | None = None) -> bool:
     """Move the request to ``weft.spawn.rejected`` and tell its waiters why.
 
     Returns False when the request was gone already (another manager claimed
@@ -97,6 +98,6 @@ def reject(broker: Broker, batch: Batch, *, manager_tid: str, message_id: int, t
         "name": name, "finished_at": time.time(),
     })
     batch.event("task_rejected", tid, "rejected", manager_tid=manager_tid, reason=REASON,
-                error=error, request_id=request_id, name=name,
+                error=error, request_id=request_id, name=name, parent_tid=parent_tid,
                 details={"queue": SPAWN_REJECTED, **(details or {})})
     return True

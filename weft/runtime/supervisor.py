@@ -92,12 +92,35 @@ class Supervisor:
         self.sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         self.sel.register(sock, selectors.EVENT_READ, "link")
         self._telemetry: Any = None
+        # Off by default: the preloaded modules double the launcher's memory and
+        # every fork pays for the larger page tables (docs/performance.md).
+        self._preloaded = os.environ.get("WEFT_LAUNCHER_PRELOAD", "").lower() not in (
+            "1", "true", "yes", "on")
+
+    def _preload(self) -> None:
+        """At the first idle moment, import what weft's Python API needs.
+
+        A task whose module uses the API (to submit child tasks, say) would
+        otherwise import pydantic, the models and the broker code in every
+        forked child, about 0.2 s of CPU each; imported here once, forks
+        share them. Imports only: no broker connection is opened.
+        """
+        self._preloaded = True
+        try:
+            import weft.broker  # noqa: F401
+            import weft.context  # noqa: F401
+            import weft.models  # noqa: F401
+        except Exception:  # noqa: BLE001 - an optimisation; a child imports on demand
+            pass
 
     # -- main loop --------------------------------------------------------
     def serve(self) -> None:
         while True:
-            for key, _ in self.sel.select(self._next_timeout()):
+            ready = self.sel.select(self._next_timeout())
+            for key, _ in ready:
                 self._on_ready(key.data, key.fd)
+            if not ready and not self._preloaded:
+                self._preload()
             self._reap()
             self._tick(time.monotonic())
             if self.link is not None:
@@ -165,7 +188,7 @@ class Supervisor:
             self.link.send(frame)
         except PeerClosed:
             self._lose_manager()
-            self.orphan.handle(frame)  # type: ignore[union-attr]
+            self.emit(frame)  # the orphan host now takes it
 
     def _lose_manager(self) -> None:
         """The manager died: finish the running tasks ourselves."""
