@@ -60,7 +60,11 @@ def _bound_lock_waits(seconds: float) -> None:
 
 
 def _check_header(path: Path) -> None:
-    """Refuse a file that is not SQLite at once (simplebroker would retry for seconds)."""
+    """Refuse a file that is not SQLite at once (simplebroker would retry for seconds).
+
+    Only while this process has no connection open: closing *any* descriptor of
+    a file drops every POSIX lock the process holds on it, SQLite's included.
+    """
     try:
         with open(path, "rb") as fh:
             head = fh.read(16)
@@ -169,7 +173,7 @@ class Broker:
             },
         )
         fresh = not path.exists()
-        if not fresh:
+        if not fresh and not _OPEN:
             _check_header(path)
         old_umask = os.umask(0o077) if fresh else None
         try:
