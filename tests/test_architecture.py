@@ -1,7 +1,8 @@
 """The layering rules of ARCHITECTURE.md §10, checked on the source.
 
 Only weft/broker imports simplebroker; only weft/resources imports psutil
-and pynvml; only weft/cli imports rich (and click); weft/models does no I/O
+and pynvml; only weft/cli imports rich (and click); only weft/metrics imports
+prometheus_client; weft/models does no I/O
 and imports nothing of weft above it; lower layers never import higher ones.
 """
 
@@ -22,6 +23,7 @@ OWNERS = {
     "pynvml": "resources",
     "rich": "cli",
     "click": "cli",
+    "prometheus_client": "metrics",
 }
 # layer -> weft subpackages it must not import
 FORBIDDEN = {
@@ -30,6 +32,7 @@ FORBIDDEN = {
     "resources": {"broker", "runtime", "client", "cli"},
     "runtime": {"client", "cli"},
     "client": {"cli"},
+    "metrics": {"client", "cli"},
 }
 
 

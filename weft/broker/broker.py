@@ -314,10 +314,23 @@ class Broker:
                 return
             cursor = page[-1][1]
 
-    def find_ids(self, queue: str, contains: str, *, limit: int = 1000) -> list[int]:
+    def find_ids(self, queue: str, contains: str, *, limit: int = 1000,
+                 after: int | None = None) -> list[int]:
+        """Ids of pending messages whose body contains ``contains`` (at most 1000)."""
         return self._call(
-            lambda: list(self._core.find_message_ids(queue, body_contains=contains, limit=limit))
+            lambda: list(self._core.find_message_ids(queue, body_contains=contains, limit=limit,
+                                                     after_timestamp=after))
         )
+
+    def find_all_ids(self, queue: str, contains: str, *, after: int | None = None) -> list[int]:
+        """Every pending id whose body contains ``contains``, oldest first, paged."""
+        found: list[int] = []
+        while True:
+            page = sorted(self.find_ids(queue, contains, limit=PAGE, after=after))
+            found.extend(page)
+            if len(page) < PAGE:
+                return found
+            after = page[-1]
 
     def has_pending(self, queue: str) -> bool:
         return self._call(lambda: bool(self._core.has_pending_messages(queue)))

@@ -11,6 +11,7 @@ import sys
 
 import click
 
+from weft.cli.observe import events_cmd, logs_cmd, metrics_cmd, wait_cmd
 from weft.cli.ops import queue_group, tidy_cmd
 from weft.cli.run import run_cmd
 from weft.cli.tasks import result_cmd, status_cmd, task_group
@@ -65,6 +66,10 @@ cli.add_command(task_group)
 cli.add_command(worker_group)
 cli.add_command(queue_group)
 cli.add_command(tidy_cmd)
+cli.add_command(metrics_cmd)
+cli.add_command(wait_cmd)
+cli.add_command(events_cmd)
+task_group.add_command(logs_cmd)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -27,12 +27,30 @@ def result_cmd(ctx: click.Context, tid: str, timeout: float | None, as_json: boo
 @click.command("status")
 @click.argument("tid", required=False)
 @click.option("--request-id", help="Only tasks with this request id.")
+@click.option("--watch", is_flag=True, help="Live view (managers, running tasks, queue) until Ctrl-C.")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
+              help="Seconds between --watch refreshes.")
+@click.option("--tree", is_flag=True, help="With TID: the tasks it spawned, recursively.")
 @json_option
-def status_cmd(tid: str | None, request_id: str | None, as_json: bool) -> None:
+def status_cmd(tid: str | None, request_id: str | None, watch: bool, interval: float,
+               tree: bool, as_json: bool) -> None:
     """Managers and task counts; or one task's state and timeline of events."""
+    from weft.cli import observe
+
+    if watch:
+        if tid is not None or tree or as_json:
+            raise click.UsageError("--watch shows the whole project; it takes no TID, --tree or --json")
+        observe.watch(interval)
+        return
+    if tree and tid is None:
+        raise click.UsageError("--tree needs a TID")
     c = client()
     if tid is not None:
+        if tree:
+            observe.print_tree(c.tree(tid), as_json)
+            return
         info = c.task(tid).status()
+        info["children"] = c.tree(info["tid"])["rollup"]
         if as_json:
             echo_json(info)
             return
@@ -68,6 +86,10 @@ def _print_task(info: dict[str, Any]) -> None:
     for key in ("pid", "exit_code", "attempt", "request_id", "parent_tid", "manager_tid", "error"):
         if info.get(key) is not None:
             click.echo(f"{key:<9} {info[key]}")
+    from weft.client.tree import rollup_text
+
+    if rollup_text(info.get("children") or {}):
+        click.echo(f"children  {rollup_text(info['children'])}")
     if info.get("events"):
         click.echo("timeline")
         t0 = info["events"][0].get("ts", 0)

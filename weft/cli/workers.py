@@ -30,7 +30,9 @@ def worker_group() -> None:
 @click.option("--min-free-memory", type=click.IntRange(min=0), help="Defer while free memory (MB) is below this.")
 @click.option("--max-gpu-util", type=click.FloatRange(0, 100), help="Skip GPUs busier than this %.")
 @click.option("--vram-headroom", type=click.IntRange(min=0), help="MB kept free on every GPU.")
-@click.option("--metrics-addr", help="Serve Prometheus metrics on HOST:PORT (loopback by default).")
+@click.option("--metrics-addr", callback=lambda _c, _p, v: _check_metrics_addr(v),
+              help="Serve Prometheus metrics on HOST:PORT or PORT (loopback unless a host is "
+                   "given; 0 picks a free port).")
 @json_option
 def worker_start(foreground: bool, as_json: bool, **options: Any) -> None:
     """Start a manager and print its TID (detached unless --foreground)."""
@@ -46,6 +48,19 @@ def worker_start(foreground: bool, as_json: bool, **options: Any) -> None:
         echo_json(info.to_dict())
     else:
         click.echo(info.tid)
+
+
+def _check_metrics_addr(value: str | None) -> str | None:
+    """Refuse a bad address before a project or a manager is created."""
+    if value is not None:
+        from weft.errors import UsageError
+        from weft.metrics.server import parse_addr
+
+        try:
+            parse_addr(value)
+        except UsageError as exc:
+            raise click.BadParameter(str(exc).split(": ", 1)[-1], param_hint="--metrics-addr") from None
+    return value
 
 
 @worker_group.command("stop")
@@ -104,6 +119,8 @@ def worker_status(tid: str | None, as_json: bool) -> None:
     load = rec.get("load") or {}
     caps = rec.get("capabilities") or {}
     click.echo(f"running    {load.get('running', 0)} of {caps.get('max_concurrency', '?')}")
+    if rec.get("metrics_addr"):
+        click.echo(f"metrics    http://{rec['metrics_addr']}/metrics")
     _capacity_table(caps, load)
     for name, queue in (rec.get("queues") or {}).items():
         click.echo(f"queue      {name:<9} {queue}")

@@ -140,6 +140,54 @@ class WeftClient:
 
         return overview(self.broker)
 
+    # -- observing ----------------------------------------------------------------
+    def tree(self, tid: str) -> dict[str, Any]:
+        """The task and the tasks it spawned (by parent_tid), each with a roll-up."""
+        from weft.client.tree import tree
+
+        return tree(self.broker, self.resolve_tid(tid))
+
+    def snapshot(self) -> dict[str, Any]:
+        """Managers, running tasks (elapsed, RSS), queue depth, recent failures."""
+        from weft.client.monitor import snapshot
+
+        return snapshot(self.broker)
+
+    def events(self, *, request_id: str | None = None, tid: str | None = None,
+               last: int | None = None, follow: bool = False) -> Iterator[dict[str, Any]]:
+        """Events of weft.tasks.log, oldest first; ``follow`` keeps yielding new ones."""
+        from weft.client.logs import events
+
+        full = self.resolve_tid(tid) if tid else None
+        return events(self.broker, request_id=request_id, tid=full, last=last, follow=follow)
+
+    def task_log(self, tid: str, *, follow: bool = False) -> Iterator[dict[str, Any]]:
+        """A task's output chunks, events and result, in the order they were written."""
+        from weft.client.logs import known, task_log
+        from weft.errors import NotFound
+
+        full = self.resolve_tid(tid)
+        if not known(self.broker, full):
+            raise NotFound(f"no task {full}")
+        return task_log(self.broker, full, follow=follow)
+
+    def change_marker(self) -> int | None:
+        """A marker of the broker's state, for :meth:`wait_for_change`."""
+        return self.broker.data_version()
+
+    def wait_for_change(self, marker: int | None, *, timeout: float | None = None) -> int | None:
+        """Block until the broker changes after ``marker`` (or ``timeout`` passes);
+        return the new marker. Cheap: no query until something was committed."""
+        from weft.client.polling import wait_for_change
+
+        return wait_for_change(self.broker, marker, timeout=timeout)
+
+    def metrics(self) -> str:
+        """The Prometheus exposition of the whole project, computed from the broker."""
+        from weft.metrics.exposition import render
+
+        return render(self.broker)
+
     # -- fan-out ----------------------------------------------------------------
     def map(self, fn: str | Callable[..., Any], iterable: Iterable[Any], *,
             timeout: float | None = None, max_in_flight: int = 64,

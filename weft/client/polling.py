@@ -16,6 +16,7 @@ from weft.errors import WaitTimeout
 from weft.runtime.wakeup import Backoff
 
 T = TypeVar("T")
+FOLLOW_CAP = 0.05  # a human watching a stream does not need 5 ms latency
 
 
 def poll_until(broker: Broker, check: Callable[[], T | None], *, timeout: float | None,
@@ -38,3 +39,23 @@ def poll_until(broker: Broker, check: Callable[[], T | None], *, timeout: float 
                 version = current
                 backoff.reset()
                 break
+
+
+def wait_for_change(broker: Broker, version: int | None, *, timeout: float | None) -> int | None:
+    """Block until the broker's data version differs from ``version`` (or
+    ``timeout`` passes); return the version now. For followers that print
+    what is new: they look again only when someone committed something."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    backoff = Backoff(cap=FOLLOW_CAP)
+    while True:
+        current = broker.data_version()
+        if current is not None and current != version:
+            return current
+        if deadline is not None and time.monotonic() >= deadline:
+            return current
+        pause = FOLLOW_CAP if current is None else backoff.timeout()
+        if deadline is not None:
+            pause = min(pause, max(0.0, deadline - time.monotonic()))
+        time.sleep(pause)
+        if current is None:
+            return None  # no change detection on this backend: look again after a pause

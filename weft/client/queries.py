@@ -134,9 +134,10 @@ def list_tasks(broker: Broker, *, request_id: str | None = None) -> list[dict[st
             continue
         row = rows.setdefault(tid, {"tid": tid, "status": "queued"})
         row["status"] = event.get("status", row["status"])
-        for key in ("name", "request_id", "parent_tid", "manager_tid", "attempt", "target"):
+        for key in ("name", "request_id", "parent_tid", "manager_tid", "attempt", "target", "host"):
             if event.get(key) is not None:
                 row[key] = event[key]
+        row["reason"], row["error"] = event.get("reason"), event.get("error")
         if event.get("event") == "task_started":
             row["pid"] = event.get("pid")
             row["started_at"] = event.get("ts")
@@ -150,6 +151,7 @@ def list_tasks(broker: Broker, *, request_id: str | None = None) -> list[dict[st
         row = rows.setdefault(tid, {"tid": tid, "status": "queued"})
         row.setdefault("name", spec.get("name"))
         row.setdefault("request_id", request.get("request_id") or spec.get("request_id"))
+        row.setdefault("parent_tid", spec.get("parent_tid"))
         if request.get("not_before"):
             row["not_before"] = request["not_before"]
     tasks = sorted(rows.values(), key=lambda r: r["tid"])

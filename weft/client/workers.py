@@ -89,6 +89,10 @@ class Workers:
         ctx = self.client.context
         tid = str(self.client.broker.generate_id())
         opts = {k: v for k, v in options.items() if v is not None}
+        if opts.get("metrics_addr"):
+            from weft.metrics.server import parse_addr
+
+            parse_addr(str(opts["metrics_addr"]))  # refuse a bad address before starting
         argv = [sys.executable, "-m", "weft.runtime.manager_main", "--root", str(ctx.root),
                 "--tid", tid, "--options", json.dumps(opts)]
         if foreground:

@@ -28,6 +28,7 @@ __all__ = [
     "pid_create_time",
     "process_tree_pids",
     "process_tree_usage",
+    "process_usage",
     "rss_mb",
     "this_host",
     "usable_cpu_count",
@@ -201,3 +202,17 @@ def pid_alive(pid: int, create_time: float | None) -> bool:
 def this_host() -> str:
     """The host name recorded with pids, so pids are only judged locally."""
     return socket.gethostname()
+
+
+def process_usage(pid: int) -> tuple[float, float] | None:
+    """``(rss_bytes, cpu_seconds)`` of one process alone (not its children),
+    ``None`` if it is gone: what a manager reports about itself in metrics."""
+    proc = _proc(pid)
+    if proc is None:
+        return None
+    try:
+        with proc.oneshot():
+            times = proc.cpu_times()
+            return float(proc.memory_info().rss), float(times.user + times.system)
+    except _GONE:
+        return None

@@ -172,7 +172,7 @@ class Policy:
         self.reserve(cand, gpu_ids)
         manager.batch.event("task_admitted", cand.tid, "spawning", manager_tid=manager.tid,
                             request_id=cand.spec.request_id, name=cand.spec.name,
-                            parent_tid=cand.spec.parent_tid,
+                            parent_tid=cand.spec.parent_tid, attempt=cand.request.attempt,
                             resources=cand.spec.resources.model_dump(), gpus=list(gpu_ids),
                             priority=cand.priority)
 
@@ -192,7 +192,8 @@ class Policy:
         seen.add(reason)
         manager.batch.event("task_deferred", cand.tid, "deferred", manager_tid=manager.tid,
                             reason=reason, request_id=cand.spec.request_id,
-                            name=cand.spec.name, parent_tid=cand.spec.parent_tid)
+                            name=cand.spec.name, parent_tid=cand.spec.parent_tid,
+                            attempt=cand.request.attempt)
 
     def reject(self, manager: Any, cand: Any, reason: str) -> None:
         """Never fits here: refuse it if it fits no other live manager either."""

@@ -15,7 +15,7 @@ import os
 import socket
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -36,6 +36,9 @@ class Batch:
         self.deletes: dict[str, list[int]] = defaultdict(list)
         self.last_deletes: dict[str, list[int]] = defaultdict(list)
         self._groups: list[tuple[int, int]] = []  # [start, end) of writes that go atomically
+        # Observers of every event this process writes (metrics, log lines):
+        # called inline, so they must be cheap and must not raise.
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
 
     def write(self, queue: str, body: Any) -> None:
         self.writes.append((queue, body if isinstance(body, str) else dumps(body)))
@@ -60,6 +63,8 @@ class Batch:
             if value is not None:
                 record[key] = value
         self.writes.append((TASKS_LOG, dumps(record)))
+        for listener in self.listeners:
+            listener(record)
 
     def writes_to(self, queue: str) -> bool:
         """Does the pending batch write to ``queue``?"""

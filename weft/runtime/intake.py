@@ -125,14 +125,31 @@ class Intake:
         if moved is None:
             return
         tid = str(message_id).zfill(19)
+        ids = _salvage_ids(moved[0])
         # Release anyone waiting on this TID: the request will never run.
         self.batch.write(f"T{tid}.outbox", {"v": 1, "type": "result", "tid": tid,
                                             "status": "rejected", "reason": "invalid_request",
                                             "error": problem[:500], "attempt": 1,
-                                            "finished_at": time.time()})
+                                            "finished_at": time.time(),
+                                            "request_id": ids.get("request_id")})
         self.batch.event("task_rejected", tid, "rejected", manager_tid=self.manager_tid,
                          reason="invalid_request", error=problem[:500],
-                         details={"queue": SPAWN_REJECTED})
+                         details={"queue": SPAWN_REJECTED}, **ids)
+
+
+def _salvage_ids(body: str) -> dict[str, Any]:
+    """The request id and parent of a request that failed validation, when
+    they can still be read, so its rejection can be followed like any event."""
+    try:
+        raw = json.loads(body)
+    except ValueError:
+        return {}
+    if not isinstance(raw, dict):
+        return {}
+    spec = raw["taskspec"] if isinstance(raw.get("taskspec"), dict) else {}
+    ids = {"request_id": raw.get("request_id") or spec.get("request_id"),
+           "parent_tid": spec.get("parent_tid"), "name": spec.get("name")}
+    return {k: v for k, v in ids.items() if isinstance(v, str) and len(v) <= 200}
 
 
 def seconds_until(when: float | None) -> float | None:

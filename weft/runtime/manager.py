@@ -34,6 +34,7 @@ from weft.runtime.intake import Candidate, Intake
 from weft.runtime.launcher import Launcher, LauncherLost
 from weft.runtime.outcome import lost
 from weft.runtime.recovery import recover_dead_managers
+from weft.runtime.tasklog import log_task_event
 from weft.runtime.wakeup import Backoff
 
 CHILD_CONTROL_EVERY = 0.05
@@ -68,6 +69,8 @@ class Manager(BaseTask):
         self._child_control_due = False
         self._selector = selectors.DefaultSelector()
         self._watched: tuple[int, int] | None = None
+        self.batch.listeners.append(log_task_event)
+        self.metrics = _start_metrics(self)  # None unless started with --metrics-addr
 
     # -- lifecycle --------------------------------------------------------
     def run(self) -> int:
@@ -124,6 +127,8 @@ class Manager(BaseTask):
             if recover_dead_managers(self.broker, self.batch, self.tid):
                 self._data_version = None
             self.batch.flush()
+            if self.metrics is not None:
+                self.metrics.sample()
         self._enforce_stop(now)
 
     def _wait(self, timeout: float) -> None:
@@ -191,6 +196,8 @@ class Manager(BaseTask):
                          details={"drained": self._drained} if self._drained else None)
         self.heartbeat.beat(status="stopped", stop_reason=reason)
         self.batch.flush()
+        if self.metrics is not None:
+            self.metrics.close()
         self.broker.close()
 
     # -- launcher frames ----------------------------------------------------
@@ -367,3 +374,11 @@ class Manager(BaseTask):
         except LauncherLost:
             self._launcher_lost()
         return True
+
+
+def _start_metrics(manager: Manager) -> Any:
+    if not manager.options.get("metrics_addr"):
+        return None
+    from weft.metrics.server import start
+
+    return start(manager)

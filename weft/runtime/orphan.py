@@ -42,6 +42,7 @@ from weft.runtime.recovery import (
     claim_identity,
     settle_claims,
 )
+from weft.runtime.tasklog import log_task_event
 
 CONTROL_EVERY = 0.1
 
@@ -55,6 +56,7 @@ class OrphanHost:
         settings = context.resolve(root).settings
         self.broker = Broker.open(Path(root), settings)
         self.batch = Batch(self.broker)
+        self.batch.listeners.append(log_task_event)
         self.consumers: dict[str, Consumer] = {}
         self.interval = settings.heartbeat_interval
         self._next_control = 0.0

@@ -130,7 +130,7 @@ def settle_claims(broker: Broker, batch: Batch, *, owner_tid: str, my_tid: str,
             _finish_lost(broker, batch, my_tid, body, mid, started)
             tally.finished_lost += 1
         else:
-            _requeue(broker, batch, claim, tid, mid, owner_tid)
+            _requeue(broker, batch, claim, body, mid, owner_tid)
             tally.requeued += 1
     return tally
 
@@ -216,13 +216,27 @@ def _take(broker: Broker, reserved: str, owner_tid: str, my_tid: str, mid: int) 
     return mine if broker.move_one(reserved, mine, message_id=mid) is not None else None
 
 
-def _requeue(broker: Broker, batch: Batch, claim: str, tid: str, mid: int, owner_tid: str) -> None:
+def _ids_of(body: str) -> dict[str, str]:
+    """Request id and parent of a requeued request, so its events stay correlated."""
+    try:
+        raw = json.loads(body)
+        spec = raw.get("taskspec") or {}
+        ids = {"request_id": raw.get("request_id") or spec.get("request_id"),
+               "parent_tid": spec.get("parent_tid"), "name": spec.get("name")}
+    except (ValueError, AttributeError):
+        return {}
+    return {k: v for k, v in ids.items() if isinstance(v, str)}
+
+
+def _requeue(broker: Broker, batch: Batch, claim: str, body: str, mid: int,
+             owner_tid: str) -> None:
+    tid = claim_identity(body, mid)[0]
     # A half-written hand-off: drop the work item, the next claim writes it again.
     broker.delete_queue(task_queue(tid, "inbox"))
     broker.delete_queue(task_queue(tid, "reserved"))
     if broker.move_one(claim, SPAWN_REQUESTS, message_id=mid) is not None:
         batch.event("task_requeued", tid, "queued", reason="manager_lost",
-                    details={"from_manager": owner_tid})
+                    details={"from_manager": owner_tid}, **_ids_of(body))
 
 
 def _finish_lost(broker: Broker, batch: Batch, my_tid: str, body: str, mid: int,

@@ -99,5 +99,5 @@ def reject(broker: Broker, batch: Batch, *, manager_tid: str, message_id: int, t
     })
     batch.event("task_rejected", tid, "rejected", manager_tid=manager_tid, reason=REASON,
                 error=error, request_id=request_id, name=name, parent_tid=parent_tid,
-                details={"queue": SPAWN_REJECTED, **(details or {})})
+                attempt=attempt, details={"queue": SPAWN_REJECTED, **(details or {})})
     return True

@@ -1,0 +1,85 @@
+"""``weft metrics``: the managers' families, computed once from the broker.
+
+For cron jobs and node_exporter's textfile collector, and for projects whose
+managers serve no HTTP endpoint. The task families come from replaying
+``weft.tasks.log`` through the same mapping a manager applies live
+(:class:`~weft.metrics.registry.TaskMetrics`), so the numbers mean the same
+thing; they cover every manager of the project at once, and they restart
+from what is left when ``weft tidy`` drops old events. Queue depths are read
+from the broker; the per-manager families from the registry, with CPU and
+RSS read from the processes of live managers on this host.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from prometheus_client import generate_latest
+
+from weft.broker import Broker
+from weft.metrics.registry import TaskMetrics, manager_families
+from weft.names import SPAWN_REJECTED, SPAWN_REQUESTS, TASKS_LOG
+from weft.runtime import registry
+
+EXPOSED_QUEUES = (SPAWN_REQUESTS, SPAWN_REJECTED)
+
+
+class _Families:
+    """A collector that yields families built elsewhere."""
+
+    def __init__(self, families: list[Any]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Any]:
+        return self.families
+
+
+def _loads(body: str) -> dict[str, Any] | None:
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def compute(broker: Broker) -> TaskMetrics:
+    """Replay the log, count waiting requests, read queue depths and managers."""
+    metrics = TaskMetrics()
+    for body, _mid in broker.peek_all(TASKS_LOG):
+        event = _loads(body)
+        if event is not None:
+            metrics.observe(event)
+    for body, mid in broker.peek_all(SPAWN_REQUESTS):
+        request = _loads(body) or {}
+        spec = request.get("taskspec") if isinstance(request.get("taskspec"), dict) else {}
+        tid = str((spec or {}).get("tid") or str(mid).zfill(19))
+        if (request.get("attempt") or 1) == 1 and tid not in metrics.seen:
+            metrics.seen.add(tid)
+            metrics.counts["submitted"] += 1
+    depths = {name: pending for name, pending, _total in broker.queue_stats()}
+    for queue in EXPOSED_QUEUES:
+        metrics.queue_depth[queue] = depths.get(queue, 0)
+    metrics.registry.register(_Families(_managers(broker)))
+    return metrics
+
+
+def _managers(broker: Broker) -> list[Any]:
+    from weft.resources.telemetry import process_usage
+
+    now = time.time()
+    live = [e.record for e in registry.read_all(broker).values()
+            if registry.liveness(e.record, now) == "active"]
+    usage = {}
+    for record in live:
+        if record.get("host") == registry.HOST and record.get("pid"):
+            reading = process_usage(int(record["pid"]))
+            if reading is not None:
+                usage[str(record["tid"])] = reading
+    return manager_families(live, usage)
+
+
+def render(broker: Broker) -> str:
+    """The exposition text (Prometheus text format 0.0.4)."""
+    return generate_latest(compute(broker).registry).decode("utf-8")

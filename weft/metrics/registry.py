@@ -1,0 +1,302 @@
+"""The metric families weft exposes, and how a log event moves them.
+
+One :class:`TaskMetrics` turns ``weft.tasks.log`` events into Prometheus
+counters, histograms and gauges. A manager feeds it the events it writes, as
+it writes them (a listener on its :class:`~weft.runtime.batch.Batch`);
+``weft metrics`` feeds it every event in the broker's log. Both therefore
+expose the same families with the same meaning, and the mapping from event
+to metric is written once, here.
+
+The per-event work is a few dictionary lookups and integer increments (the
+families are built only when scraped): no broker access, no locks, nothing
+that can raise on a malformed event.
+
+Families (see docs/observability.md)::
+
+    weft_tasks_{submitted,admitted,deferred,rejected,retried,
+                completed,failed,timeout,killed,cancelled}_total   counters
+    weft_admission_decisions_total{decision,reason}                counter
+    weft_task_queue_wait_seconds                                   histogram
+    weft_task_run_seconds{outcome}                                 histogram
+    weft_tasks_running                                             gauge
+    weft_reserved_{cpus,memory_bytes,gpus,vram_bytes}              gauges
+    weft_capacity_{cpus,memory_bytes,gpus}{manager}                gauges
+    weft_manager_cpu_seconds_total{manager}                        counter
+    weft_manager_resident_memory_bytes{manager}                    gauge
+    weft_queue_depth{queue}                                        gauge
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
+
+MIB = 1024 * 1024
+OUTCOMES = ("completed", "failed", "timeout", "killed", "cancelled")
+FINAL_EVENTS = {f"task_{outcome}": outcome for outcome in OUTCOMES}
+QUEUE_WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300,
+                      900, 3600)
+RUN_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400)
+SEEN_LIMIT = 100_000
+RESERVED = (("cpus", "weft_reserved_cpus", "CPUs reserved by running tasks."),
+            ("memory", "weft_reserved_memory_bytes", "Memory reserved by running tasks."),
+            ("gpus", "weft_reserved_gpus", "GPUs assigned to running tasks."),
+            ("vram", "weft_reserved_vram_bytes", "VRAM reserved by running tasks."))
+
+_COUNTER_HELP = {
+    "submitted": "Tasks first seen by an admission decision (attempt 1).",
+    "admitted": "Task attempts admitted and launched.",
+    "deferred": "Deferrals logged (once per task and distinct reason).",
+    "rejected": "Tasks rejected: invalid, or can never fit.",
+    "retried": "Failed attempts put back on the queue for a retry.",
+    "completed": "Tasks that ended completed (exit 0 / function returned).",
+    "failed": "Tasks that ended failed.",
+    "timeout": "Tasks killed at their deadline.",
+    "killed": "Tasks killed (KILL, limits, or a signal).",
+    "cancelled": "Tasks stopped on request.",
+}
+
+
+def reason_kind(reason: Any) -> str:
+    """A low-cardinality label for an admission reason.
+
+    Reasons are stable text with numbers in them ("cpus: needs 4, 2 of 8
+    unreserved"); the label keeps the part before the colon ("cpus"). A
+    reason without one is a capacity rejection ("needs 4 CPUs, ...") or a
+    code ("invalid_request").
+    """
+    text = str(reason or "").strip()
+    if not text:
+        return "unknown"
+    head, sep, _rest = text.partition(":")
+    if sep and len(head) <= 24:
+        return head.strip().replace(" ", "_").lower()
+    if text.startswith("needs "):
+        return "capacity"
+    if len(text) <= 32 and text.replace("_", "").isalnum():
+        return text.lower()
+    return "other"
+
+
+def tid_time(tid: Any) -> float | None:
+    """When a TID was minted (the broker's ids carry nanosecond time)."""
+    text = str(tid or "")
+    if not text.isdigit() or len(text) < 18:
+        return None
+    return int(text) / 1e9
+
+
+class Hist:
+    """A histogram as plain numbers: one list increment and one add per observation."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def buckets(self) -> list[tuple[str, float]]:
+        counts = list(self.counts)  # one atomic copy: a scrape runs in another thread
+        out: list[tuple[str, float]] = []
+        running = 0
+        for bound, n in zip((*self.bounds, float("inf")), counts, strict=True):
+            running += n
+            out.append(("+Inf" if bound == float("inf") else repr(float(bound)), running))
+        return out
+
+
+class TaskMetrics:
+    """The task families of one exposition, and the event → metric mapping.
+
+    State is plain Python numbers, turned into metric families only when
+    scraped (:meth:`collect`): an update is an integer increment, not a
+    locked prometheus_client call. Updates happen on one thread (the
+    manager's loop); a scrape reads atomic copies.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.counts = dict.fromkeys(_COUNTER_HELP, 0)
+        self.decisions: dict[tuple[str, str], int] = {}
+        self.queue_wait = Hist(QUEUE_WAIT_BUCKETS)
+        self.run_time = {outcome: Hist(RUN_BUCKETS) for outcome in OUTCOMES}
+        self.running = 0
+        self.reserved = [0.0, 0.0, 0.0, 0.0]  # cpus, memory bytes, gpus, vram bytes
+        self.queue_depth: dict[str, int] = {}
+        self._live: dict[str, tuple[float, float, float, float]] = {}
+        self._started: dict[str, float] = {}
+        self._queued: dict[str, float] = {}
+        self.seen: set[str] = set()
+        self._handlers = {
+            "task_spawning": self._spawning,
+            "task_started": self._started_event,
+            "task_deferred": self._deferred,
+            "task_rejected": self._rejected,
+            "task_retrying": self._retrying,
+            "task_requeued": self._requeued,
+        }
+        self.registry.register(self)
+
+    def collect(self) -> Iterator[Any]:
+        counts = dict(self.counts)
+        for name, help_text in _COUNTER_HELP.items():
+            family = CounterMetricFamily(f"weft_tasks_{name}", help_text)
+            family.add_metric([], counts[name])
+            yield family
+        decisions = CounterMetricFamily("weft_admission_decisions",
+                                        "Admission decisions logged, by decision and reason kind.",
+                                        labels=["decision", "reason"])
+        for (decision, reason), n in sorted(dict(self.decisions).items()):
+            decisions.add_metric([decision, reason], n)
+        yield decisions
+        wait = HistogramMetricFamily("weft_task_queue_wait_seconds",
+                                     "From submission (or retry) to the task's process start.")
+        wait.add_metric([], self.queue_wait.buckets(), self.queue_wait.total)
+        yield wait
+        run = HistogramMetricFamily("weft_task_run_seconds", "From process start to the task's end.",
+                                    labels=["outcome"])
+        for outcome, hist in self.run_time.items():
+            run.add_metric([outcome], hist.buckets(), hist.total)
+        yield run
+        yield GaugeMetricFamily("weft_tasks_running", "Tasks launched and not yet ended.",
+                                value=self.running)
+        reserved = list(self.reserved)
+        for (_key, name, help_text), amount in zip(RESERVED, reserved, strict=True):
+            yield GaugeMetricFamily(name, help_text, value=max(0.0, amount))
+        depth = GaugeMetricFamily("weft_queue_depth", "Messages waiting in a weft queue.",
+                                  labels=["queue"])
+        for queue, n in sorted(dict(self.queue_depth).items()):
+            depth.add_metric([queue], n)
+        yield depth
+
+    # -- the mapping ----------------------------------------------------------
+    def observe(self, event: dict[str, Any]) -> None:
+        """Move the metrics one event moves; ignore anything else. Never raises."""
+        name = event.get("event")
+        try:
+            handler = self._handlers.get(name)  # type: ignore[arg-type]
+            if handler is not None:
+                handler(event)
+            elif name in FINAL_EVENTS:
+                self._final(event, FINAL_EVENTS[name])
+        except (TypeError, ValueError, AttributeError):
+            pass  # a malformed event must not break a manager or an exposition
+
+    def _decide(self, decision: str, reason: str) -> None:
+        key = (decision, reason)
+        self.decisions[key] = self.decisions.get(key, 0) + 1
+
+    def _first_sight(self, tid: str, event: dict[str, Any]) -> None:
+        if (event.get("attempt") or 1) != 1 or tid in self.seen:
+            return
+        if len(self.seen) >= SEEN_LIMIT:
+            self.seen.clear()
+        self.seen.add(tid)
+        self.counts["submitted"] += 1
+
+    def _spawning(self, event: dict[str, Any]) -> None:
+        tid = str(event.get("tid"))
+        self._first_sight(tid, event)
+        self.counts["admitted"] += 1
+        self._decide("admit", "fits")
+        res = event.get("resources") or {}
+        gpus = float(len(event.get("gpus") or ()) or res.get("gpus") or 0)
+        usage = (float(res.get("cpus") or 0), float(res.get("memory_mb") or 0) * MIB, gpus,
+                 float(res.get("vram_mb") or 0) * MIB * gpus)
+        self._release(tid)  # a duplicate spawning event must not count twice
+        self._live[tid] = usage
+        self.running += 1
+        if any(usage):
+            self.reserved = [r + u for r, u in zip(self.reserved, usage, strict=True)]
+
+    def _release(self, tid: str) -> None:
+        usage = self._live.pop(tid, None)
+        if usage is None:
+            return
+        self.running -= 1
+        if any(usage):
+            self.reserved = [r - u for r, u in zip(self.reserved, usage, strict=True)]
+
+    def _started_event(self, event: dict[str, Any]) -> None:
+        tid = str(event.get("tid"))
+        ts = float(event["ts"])
+        since = self._queued.pop(tid, None) or tid_time(tid)
+        if since is not None and ts >= since:
+            self.queue_wait.observe(ts - since)
+        self._started[tid] = ts
+
+    def _deferred(self, event: dict[str, Any]) -> None:
+        self._first_sight(str(event.get("tid")), event)
+        self.counts["deferred"] += 1
+        self._decide("defer", reason_kind(event.get("reason")))
+
+    def _rejected(self, event: dict[str, Any]) -> None:
+        tid = str(event.get("tid"))
+        self._first_sight(tid, event)
+        self.seen.discard(tid)
+        self.counts["rejected"] += 1
+        self._decide("reject", reason_kind(event.get("reason")))
+
+    def _retrying(self, event: dict[str, Any]) -> None:
+        tid = str(event.get("tid"))
+        self.counts["retried"] += 1
+        self._release(tid)
+        self._started.pop(tid, None)
+        self._queued[tid] = float(event["ts"])
+
+    def _requeued(self, event: dict[str, Any]) -> None:
+        self._release(str(event.get("tid")))
+
+    def _final(self, event: dict[str, Any], outcome: str) -> None:
+        tid = str(event.get("tid"))
+        self.counts[outcome] += 1
+        started = self._started.pop(tid, None)
+        if started is not None:
+            self.run_time[outcome].observe(max(0.0, float(event["ts"]) - started))
+        self._release(tid)
+        self._queued.pop(tid, None)
+        self.seen.discard(tid)
+
+
+def manager_families(managers: list[dict[str, Any]],
+                     usage: dict[str, tuple[float, float]]) -> list[Any]:
+    """Per-manager gauges from registry records (capacity) and process readings.
+
+    ``usage`` maps a manager tid to ``(rss_bytes, cpu_seconds)`` for the
+    managers whose process could be read.
+    """
+    cpus = GaugeMetricFamily("weft_capacity_cpus", "CPUs a manager offers.", labels=["manager"])
+    memory = GaugeMetricFamily("weft_capacity_memory_bytes", "Memory a manager offers.",
+                               labels=["manager"])
+    gpus = GaugeMetricFamily("weft_capacity_gpus", "GPUs a manager offers.", labels=["manager"])
+    cpu_time = CounterMetricFamily("weft_manager_cpu_seconds", "CPU time of the manager process.",
+                                   labels=["manager"])
+    rss = GaugeMetricFamily("weft_manager_resident_memory_bytes",
+                            "Resident memory of the manager process.", labels=["manager"])
+    for record in managers:
+        tid = str(record.get("tid"))
+        caps = record.get("capabilities") or {}
+        if caps.get("cpus") is not None:
+            cpus.add_metric([tid], float(caps["cpus"]))
+        if caps.get("memory_mb") is not None:
+            memory.add_metric([tid], float(caps["memory_mb"]) * MIB)
+        devices = caps.get("gpus")
+        gpus.add_metric([tid], float(len(devices) if isinstance(devices, list) else devices or 0))
+        if tid in usage:
+            rss_bytes, cpu_seconds = usage[tid]
+            rss.add_metric([tid], rss_bytes)
+            cpu_time.add_metric([tid], cpu_seconds)
+    return [cpus, memory, gpus, cpu_time, rss]
