@@ -39,8 +39,8 @@ def run_huey(n: int, workers: int = 4) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(root)}
     consumer = subprocess.Popen(
         [sys.executable, "-c",
-         "import hueyapp; c = hueyapp.huey.create_consumer(workers=%d, worker_type='process',"
-         " periodic=False, initial_delay=0.001, max_delay=0.01); c.run()" % workers],
+         f"import hueyapp; c = hueyapp.huey.create_consumer(workers={workers},"
+         " worker_type='process', periodic=False, initial_delay=0.001, max_delay=0.01); c.run()"],
         cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sys.path.insert(0, str(root))
     try:

@@ -112,4 +112,5 @@ def describe_validation_error(exc: Any, *, what: str) -> str:
         if err.get("type") == "extra_forbidden":
             msg = "unknown field"
         parts.append(f"{loc}: {msg}")
-    return f"invalid {what}: " + "; ".join(parts)
+    text = f"invalid {what}: " + "; ".join(parts)
+    return text.replace("\r", "\\r").replace("\n", "\\n")  # always one line

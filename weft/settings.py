@@ -36,6 +36,10 @@ class Settings(BaseModel):
         description="SQLite page cache per connection; the hot set (queue heads) is small, "
         "and a bigger cache only grows a long-lived manager's memory with queue depth",
     )
+    lock_timeout: float = Field(
+        default=30.0, gt=0, le=3600,
+        description="seconds to keep retrying while another process holds the broker locked",
+    )
     broker_backend: Literal["sqlite", "postgres"] = "sqlite"
     broker_target: str | None = Field(default=None, description="Postgres DSN")
     broker_schema: str = Field(default="weft", description="Postgres schema of the project")

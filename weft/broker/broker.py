@@ -46,6 +46,35 @@ def _close_all() -> None:
             pass
 
 
+def _bound_lock_waits(seconds: float) -> None:
+    """How long simplebroker keeps retrying an operation that finds the file locked.
+
+    The library retries locked operations for up to 30 s whatever the SQLite
+    busy timeout says; there is no config knob, so weft sets the module-level
+    bounds (read at call time) from ``WEFT_LOCK_TIMEOUT``.
+    """
+    from simplebroker import _timestamp, db
+
+    db.OPERATION_RETRY_MAX_ELAPSED = seconds
+    _timestamp.TS_RETRY_MAX_ELAPSED = seconds
+
+
+def _check_header(path: Path) -> None:
+    """Refuse a file that is not SQLite at once (simplebroker would retry for seconds).
+
+    Only while this process has no connection open: closing *any* descriptor of
+    a file drops every POSIX lock the process holds on it, SQLite's included.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        return  # let the connection report it
+    if head and head != b"SQLite format 3\x00":
+        raise BrokerError(f"broker error at {path}: the broker file is corrupt "
+                          "(restore .weft/broker.db from a backup or remove it)")
+
+
 def _friendly(exc: BaseException, where: str) -> BrokerError:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     low = text.lower()
@@ -53,7 +82,8 @@ def _friendly(exc: BaseException, where: str) -> BrokerError:
         return BrokerError(f"broker error at {where}: {text}")
     if "locked" in low or "busy" in low:
         hint = "the broker file is locked by another process; try again"
-    elif "not a database" in low or "malformed" in low or "corrupt" in low:
+    elif ("not a database" in low or "not a valid sqlite" in low or "malformed" in low
+          or "corrupt" in low):
         hint = "the broker file is corrupt (restore .weft/broker.db from a backup or remove it)"
     elif "unable to open" in low or "readonly" in low or "permission" in low:
         hint = "the broker file cannot be opened (check permissions)"
@@ -133,6 +163,7 @@ class Broker:
         if settings.broker_backend == "postgres":
             return cls._open_postgres(settings)
         path = root / ".weft" / "broker.db"
+        _bound_lock_waits(settings.lock_timeout)
         config = resolve_config(
             "WEFT",
             env={},
@@ -143,6 +174,8 @@ class Broker:
             },
         )
         fresh = not path.exists()
+        if not fresh and not _OPEN:
+            _check_header(path)
         old_umask = os.umask(0o077) if fresh else None
         try:
             broker = cls(str(path), config=config, description=str(path))
@@ -198,6 +231,22 @@ class Broker:
 
         def run() -> list[int]:
             return [core.write(queue, body) for queue, body in records]
+
+        return self._call(run)
+
+    def write_atomic(self, records: list[tuple[str, str]]) -> list[int]:
+        """Write several messages in ONE transaction: all of them or none survive a crash.
+
+        Dearer than :meth:`write_many` (an id commit per message, then the
+        insert); for the rare groups whose parts must never be seen apart.
+        """
+        if not records:
+            return []
+
+        def run() -> list[int]:
+            ids = [self._core.generate_timestamp() for _ in records]
+            self._core.insert_messages([(q, b, i) for (q, b), i in zip(records, ids, strict=True)])
+            return ids
 
         return self._call(run)
 

@@ -85,7 +85,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except click.UsageError as exc:
         where = exc.ctx.command_path if exc.ctx else "weft"
-        click.echo(f"{where}: error: {exc.format_message()} (see '{where} --help')", err=True)
+        message = exc.format_message()
+        if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())) or "\n" in message:
+            message = "missing a command"  # click's message is the whole help page
+        click.echo(f"{where}: error: {message} (see '{where} --help')", err=True)
         sys.exit(2)
     except click.ClickException as exc:
         click.echo(f"weft: error: {exc.format_message()}", err=True)

@@ -148,7 +148,8 @@ def _spec_fields(opts: dict[str, Any]) -> dict[str, Any]:
 def follow(task: Any, *, as_json: bool) -> int:
     """Stream a task's output until it ends; return the exit code to use.
 
-    The first Ctrl-C asks the task to stop; the second detaches, printing the TID.
+    The first Ctrl-C asks the task to stop (and keeps streaming until it has);
+    the second detaches, printing the TID: the task goes on without us.
     """
     interrupts = {"n": 0}
 
@@ -157,26 +158,37 @@ def follow(task: Any, *, as_json: bool) -> int:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGINT, on_int)
+    shown = (0, 0)  # (attempt, seq) of the last chunk written: a restart must not repeat it
     try:
         while True:
             try:
                 if not as_json:
                     for chunk in task.output():
-                        write_stream(chunk.get("stream", "stdout"), chunk.get("data", ""))
+                        key = (chunk.get("attempt", 1), chunk.get("seq", 0))
+                        if key > shown:
+                            shown = key
+                            write_stream(chunk.get("stream", "stdout"), chunk.get("data", ""))
                 result = task.wait()
                 break
             except KeyboardInterrupt:
-                if interrupts["n"] >= 2:
+                if interrupts["n"] >= 2 or not _ask_stop(task):
                     click.echo(f"\nweft: detached; the task goes on: {task.tid}", err=True)
                     return 130
-                click.echo("\nweft: stopping the task (Ctrl-C again to detach)", err=True)
-                try:
-                    task.stop(timeout=5.0)
-                except Exception as exc:  # noqa: BLE001 - report and keep waiting
-                    click.echo(f"weft: could not stop: {exc}", err=True)
     finally:
         signal.signal(signal.SIGINT, previous)
     return render_result(result, as_json=as_json)
+
+
+def _ask_stop(task: Any) -> bool:
+    """Send STOP after the first Ctrl-C; False when a second Ctrl-C came meanwhile."""
+    try:
+        click.echo("\nweft: stopping the task (Ctrl-C again to detach)", err=True)
+        task.stop(timeout=5.0)
+    except KeyboardInterrupt:
+        return False
+    except Exception as exc:  # noqa: BLE001 - report and keep waiting
+        click.echo(f"weft: could not stop: {exc}", err=True)
+    return True
 
 
 def render_result(result: Any, *, as_json: bool, replay_output: bool = False) -> int:

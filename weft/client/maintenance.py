@@ -1,7 +1,9 @@
 """Keeping the broker small: drop what finished long ago, then vacuum.
 
 Safe while managers run: only tasks with a result older than the retention
-are touched, and only their own ``T{tid}.*`` queues and their events.
+are touched (their own ``T{tid}.*`` queues and their events), plus the
+registry rows and events of managers that wrote ``stopped`` before it.
+Nothing queued, claimed or running is ever removed.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import time
 from typing import Any
 
 from weft.broker import Broker
-from weft.names import TASK_QUEUE_SUFFIXES, TASKS_LOG, task_queue
+from weft.names import TASK_QUEUE_SUFFIXES, TASKS_LOG, WORKERS_REGISTRY, task_queue
 
 TERMINAL = {"completed", "failed", "timeout", "cancelled", "killed", "rejected"}
 
@@ -33,17 +35,22 @@ def tidy(broker: Broker, *, retention: float, dry_run: bool = False) -> dict[str
         if (result and result.get("type") == "result" and result.get("status") in TERMINAL
                 and float(result.get("finished_at") or 0) < cutoff):
             finished_before.add(tid)
+    gone_managers = _stopped_managers(broker, cutoff)
     old_events = []
     for body, mid in broker.peek_all(TASKS_LOG):
         try:
             event = json.loads(body)
         except ValueError:
             continue
-        if event.get("tid") in finished_before:
+        if event.get("tid") in finished_before or (
+                event.get("tid") in gone_managers and float(event.get("ts") or 0) < cutoff):
             old_events.append(mid)
-    report = {"tasks_dropped": len(finished_before), "events_dropped": len(old_events)}
+    report = {"tasks_dropped": len(finished_before), "events_dropped": len(old_events),
+              "managers_dropped": len(gone_managers)}
     if dry_run:
         return report
+    if gone_managers:
+        broker.delete(WORKERS_REGISTRY, sorted(gone_managers.values()))
     for tid in finished_before:
         for suffix in TASK_QUEUE_SUFFIXES:
             broker.delete_queue(task_queue(tid, suffix))
@@ -52,3 +59,12 @@ def tidy(broker: Broker, *, retention: float, dry_run: bool = False) -> dict[str
     broker.vacuum()
     report["vacuumed"] = True
     return report
+
+
+def _stopped_managers(broker: Broker, cutoff: float) -> dict[str, int]:
+    """Managers that wrote ``stopped`` before the cutoff: tid -> registry row id."""
+    from weft.runtime.registry import read_all
+
+    return {entry.tid: entry.message_id for entry in read_all(broker).values()
+            if entry.record.get("status") == "stopped"
+            and float(entry.record.get("heartbeat_at") or 0) < cutoff}

@@ -50,5 +50,11 @@ class Queues:
         return self.client.broker.delete(queue, message_ids)
 
     def clear(self, queue: str) -> int:
-        """Delete every message in ``queue``; return how many went."""
-        return self.client.broker.delete_queue(queue)
+        """Delete every message in ``queue``; return how many pending messages went.
+
+        (Rows already read but not yet vacuumed go too, uncounted.)
+        """
+        broker = self.client.broker
+        pending = broker.count(queue)
+        broker.delete_queue(queue)
+        return pending

@@ -63,7 +63,7 @@ class RegistryRecord(_Message):
 
     tid: str
     role: Literal["manager"] = "manager"
-    status: Literal["active", "stopped"]
+    status: Literal["active", "orphaned", "stopped"]
     host: str
     pid: int
     pid_create_time: float | None = None
@@ -79,6 +79,7 @@ class RegistryRecord(_Message):
     metrics_addr: str | None = None
     stop_reason: str | None = None
     launcher_pid: int | None = None
+    launcher_create_time: float | None = None
     paused: bool = False
 
 

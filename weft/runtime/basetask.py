@@ -60,9 +60,12 @@ class BaseTask:
                 raw = {"command": raw}
             if isinstance(raw, dict):
                 request_id = raw.get("request_id")
+                request_id = request_id if isinstance(request_id, str) else None
             request = ControlRequest.model_validate(raw)
-        except (ValueError, ValidationError) as exc:
-            text = str(exc).splitlines()[0]
+        except (ValueError, ValidationError, RecursionError, TypeError) as exc:
+            text = (str(exc).splitlines() or [type(exc).__name__])[0]
+            if not isinstance(request_id, str):
+                request_id = None
             return self.reply(None, request_id, ok=False, error=f"malformed control message: {text}")
         command = request.command
         if command not in CONTROL_COMMANDS:

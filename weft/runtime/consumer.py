@@ -18,7 +18,7 @@ import time
 from typing import Any, Protocol
 
 from weft.models import SpawnRequest, TaskSpec, TaskState
-from weft.names import SPAWN_REQUESTS
+from weft.names import SPAWN_REQUESTS, task_queue
 from weft.runtime.basetask import BaseTask
 from weft.runtime.batch import Batch, dumps
 from weft.runtime.outcome import Outcome, classify
@@ -51,6 +51,10 @@ class Consumer(BaseTask):
         self.request = request
         self.host = host
         self.work_id = work_id
+        # The spawn request this attempt was claimed as: it stays in the host
+        # manager's reserved queue until the attempt is settled (result or retry),
+        # so recovery can always tell what a dead host was responsible for.
+        self.claim_id: int | None = None
         self.gpu_ids = gpu_ids
         self.attempt = request.attempt
         self.request_id = request.request_id or spec.request_id
@@ -110,8 +114,9 @@ class Consumer(BaseTask):
             # What an orphaned launcher needs to finish the task on its own
             # (the request as it was queued; the tid is filled in on adoption):
             "task": {"request": request_json or self.request.model_dump_json(exclude_none=True),
-                     "tid": self.tid, "request_id": self.request_id,
-                     "work_id": self.work_id, "gpu_ids": list(self.gpu_ids)},
+                     "tid": self.tid, "request_id": self.request_id, "attempt": self.attempt,
+                     "work_id": self.work_id, "gpu_ids": list(self.gpu_ids),
+                     "claim_id": self.claim_id},
         }
         if stdin is not None:
             op["stdin"] = stdin if isinstance(stdin, str) else dumps(stdin)
@@ -158,8 +163,15 @@ class Consumer(BaseTask):
         self.batch.write(self.queues["outbox"], result)
         self.transition(outcome.state, FINAL_EVENTS[outcome.state], exit_code=outcome.exit_code,
                         reason=outcome.reason, error=_short(outcome.error))
+        self._release()
+
+    def _release(self) -> None:
+        """Deletes go after the writes of the same batch: a crash leaves a duplicate, not a loss."""
         if self.work_id is not None:
             self.batch.delete(self.queues["reserved"], self.work_id)
+        if self.claim_id is not None:
+            self.batch.delete(task_queue(self.host.manager_tid, "reserved"), self.claim_id,
+                              last=True)
 
     def _maybe_retry(self, outcome: Outcome) -> bool:
         policy = self.spec.retry
@@ -172,12 +184,13 @@ class Consumer(BaseTask):
             "attempt": self.attempt + 1,
             "not_before": time.time() + delay if delay > 0 else None,
         })
-        self.batch.write(SPAWN_REQUESTS, retry.model_dump_json(exclude_none=True))
-        self.transition(TaskState.QUEUED, "task_retrying", exit_code=outcome.exit_code,
-                        reason=outcome.reason or key, error=_short(outcome.error),
-                        details={"next_attempt": self.attempt + 1, "delay": delay})
-        if self.work_id is not None:
-            self.batch.delete(self.queues["reserved"], self.work_id)
+        # Atomic: a retry request without its event would be queued again by recovery.
+        with self.batch.atomic():
+            self.batch.write(SPAWN_REQUESTS, retry.model_dump_json(exclude_none=True))
+            self.transition(TaskState.QUEUED, "task_retrying", exit_code=outcome.exit_code,
+                            reason=outcome.reason or key, error=_short(outcome.error),
+                            details={"next_attempt": self.attempt + 1, "delay": delay})
+        self._release()
         return True
 
     # -- control ----------------------------------------------------------

@@ -26,6 +26,7 @@ class Heartbeat:
         self.started_at = time.time()
         self.create_time = pid_create_time(os.getpid())
         self._row: int | None = None
+        self._launcher: tuple[int | None, float | None] = (None, None)
         self._next = 0.0
 
     def due(self, now: float) -> bool:
@@ -41,8 +42,18 @@ class Heartbeat:
             "capabilities": m.policy.capacity_record(), "load": m.policy.load_record(),
             "version": __version__, "idle_timeout": m.idle_timeout, "name": m.name,
             "metrics_addr": m.options.get("metrics_addr"), "stop_reason": stop_reason,
-            "launcher_pid": m.launcher.pid, "paused": m.state.value == "paused",
+            "launcher_pid": m.launcher.pid, "launcher_create_time": self._launcher_ct(),
+            "paused": m.state.value == "paused",
         }
+
+    def _launcher_ct(self) -> float | None:
+        """The launcher's create time (cached per pid), so a reused pid is not taken for it."""
+        from weft.resources.telemetry import pid_create_time
+
+        pid = self.manager.launcher.pid
+        if pid and self._launcher[0] != pid:
+            self._launcher = (pid, pid_create_time(pid))
+        return self._launcher[1] if pid else None
 
     def beat(self, *, status: str, stop_reason: str | None = None) -> None:
         broker = self.manager.broker

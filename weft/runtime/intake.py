@@ -22,6 +22,7 @@ from weft.names import SPAWN_REJECTED, SPAWN_REQUESTS
 from weft.runtime.batch import Batch
 
 WINDOW = 64
+SCAN_LIMIT = 1024
 CACHE_LIMIT = 4096
 
 
@@ -46,7 +47,7 @@ def parse(body: str, message_id: int) -> Candidate:
     """Validate one spawn request; raise ValueError naming the problem."""
     try:
         raw = json.loads(body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ValueError(f"not JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise ValueError("a spawn request must be a JSON object")
@@ -74,30 +75,47 @@ class Intake:
         self.next_due: float | None = None
 
     def runnable(self, now: float) -> list[Candidate]:
-        """Requests at the head of the queue whose time has come, best first."""
-        rows = self.broker.peek_many(SPAWN_REQUESTS, WINDOW)
-        seen = set()
+        """Requests near the head of the queue whose time has come, best first.
+
+        Requests deferred by ``not_before`` are skipped, not waited on: the scan
+        pages past them (up to ``SCAN_LIMIT`` rows) so a delayed request at the
+        head never blocks the ones behind it. ``next_due`` is the earliest
+        ``not_before`` seen, so the manager can sleep until then.
+        """
+        seen: set[int] = set()
         ready: list[Candidate] = []
         self.next_due = None
-        for body, mid in rows:
-            seen.add(mid)
-            cand = self._cache.get(mid)
-            if cand is None:
-                try:
-                    cand = parse(body, mid)
-                except ValueError as exc:
-                    self.dead_letter(mid, str(exc))
+        after: int | None = None
+        while len(ready) < WINDOW and len(seen) < SCAN_LIMIT:
+            rows = self.broker.peek_many(SPAWN_REQUESTS, WINDOW, after=after)
+            for body, mid in rows:
+                seen.add(mid)
+                cand = self._candidate(body, mid)
+                if cand is None:
                     continue
-                self._cache[mid] = cand
-            not_before = cand.request.not_before
-            if not_before is not None and not_before > now:
-                self.next_due = not_before if self.next_due is None else min(self.next_due, not_before)
-                continue
-            ready.append(cand)
+                not_before = cand.request.not_before
+                if not_before is not None and not_before > now:
+                    self.next_due = min(self.next_due or not_before, not_before)
+                    continue
+                ready.append(cand)
+            if len(rows) < WINDOW:
+                break
+            after = rows[-1][1]
         if len(self._cache) > CACHE_LIMIT:
             self._cache = {k: v for k, v in self._cache.items() if k in seen}
         ready.sort(key=lambda c: (-c.priority, c.message_id))
         return ready
+
+    def _candidate(self, body: str, mid: int) -> Candidate | None:
+        cand = self._cache.get(mid)
+        if cand is None:
+            try:
+                cand = parse(body, mid)
+            except ValueError as exc:
+                self.dead_letter(mid, str(exc))
+                return None
+            self._cache[mid] = cand
+        return cand
 
     def forget(self, message_id: int) -> None:
         self._cache.pop(message_id, None)
@@ -112,6 +130,7 @@ class Intake:
         self.batch.write(f"T{tid}.outbox", {"v": 1, "type": "result", "tid": tid,
                                             "status": "rejected", "reason": "invalid_request",
                                             "error": problem[:500], "attempt": 1,
+                                            "finished_at": time.time(),
                                             "request_id": ids.get("request_id")})
         self.batch.event("task_rejected", tid, "rejected", manager_tid=self.manager_tid,
                          reason="invalid_request", error=problem[:500],

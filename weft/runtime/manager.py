@@ -8,8 +8,9 @@ One loop, read top to bottom in :meth:`Manager.step`:
 3. write everything the step produced in one batch;
 4. heartbeat, recover dead peers' claims, honour the idle timeout.
 
-A claimed request stays in ``T{mgr}.reserved`` until its task has started,
-so a manager that dies mid-launch loses nothing (see :mod:`recovery`).
+A claimed request stays in ``T{mgr}.reserved`` until its attempt is settled
+(result written or retry queued), so a manager that dies at any point loses
+nothing and runs nothing twice (see :mod:`recovery`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from weft.runtime.tasklog import log_task_event
 from weft.runtime.wakeup import Backoff
 
 CHILD_CONTROL_EVERY = 0.05
+STOP_GRACE = 5.0  # between TERM and KILL when the drain grace runs out
 
 
 class Manager(BaseTask):
@@ -51,7 +53,6 @@ class Manager(BaseTask):
         self.idle_timeout = float(options.get("idle_timeout", ctx.settings.manager_idle_timeout))
         self.grace = float(options.get("grace", 30.0))
         self.consumers: dict[str, Consumer] = {}
-        self.claims: dict[str, int] = {}
         self.intake = Intake(self.broker, self.batch, manager_tid=tid)
         self.policy: Policy = make_policy(ctx.settings, options)
         self.launcher = Launcher(root=str(ctx.root), manager_tid=tid)
@@ -60,6 +61,8 @@ class Manager(BaseTask):
         self.stop_reason: str | None = None
         self.kill_now = False
         self.draining_since: float | None = None
+        self._drain_phase: str | None = None
+        self._drained: dict[str, str] = {}  # how each task ended while draining
         self.last_activity = time.monotonic()
         self._data_version: int | None = None
         self._next_child_control = 0.0
@@ -148,7 +151,7 @@ class Manager(BaseTask):
             return True
         if self.stop_reason is not None:
             return not self.consumers
-        if self.idle_timeout > 0 and not self.consumers:
+        if self.idle_timeout > 0 and not self.consumers and self.intake.next_due is None:
             if time.monotonic() - self.last_activity >= self.idle_timeout:
                 self.stop_reason = "idle_timeout"
                 return True
@@ -168,12 +171,16 @@ class Manager(BaseTask):
         if self.draining_since is None:
             self.draining_since = now
         waited = now - self.draining_since
-        if self.kill_now or waited >= self.grace + 5.0:
-            for tid in list(self.consumers):
+        phase = ("KILL" if self.kill_now or waited >= self.grace + STOP_GRACE
+                 else "TERM" if waited >= self.grace else None)
+        if phase is None or phase == self._drain_phase:
+            return  # each phase signals once; the launcher escalates TERM to KILL itself
+        self._drain_phase = phase
+        for tid in list(self.consumers):
+            if phase == "KILL":
                 self._signal_quietly(tid, "KILL", "kill")
-        elif waited >= self.grace:
-            for tid in list(self.consumers):
-                self._signal_quietly(tid, "TERM", "stop", 5.0)
+            else:
+                self._signal_quietly(tid, "TERM", "stop", STOP_GRACE)
 
     def _shutdown(self) -> None:
         reason = self.stop_reason or "exit"
@@ -183,8 +190,10 @@ class Manager(BaseTask):
             self.launcher.reap()
         for tid in list(self.consumers):
             self._finish_lost(tid, "manager exited before the task reported")
+            self._drained[tid] = "failed"
         self.state = TaskState.COMPLETED
-        self.batch.event("manager_stopped", self.tid, "stopped", pid=self.pid, reason=reason)
+        self.batch.event("manager_stopped", self.tid, "stopped", pid=self.pid, reason=reason,
+                         details={"drained": self._drained} if self._drained else None)
         self.heartbeat.beat(status="stopped", stop_reason=reason)
         self.batch.flush()
         if self.metrics is not None:
@@ -211,11 +220,10 @@ class Manager(BaseTask):
             consumer.output(frame["s"], frame["d"])
         elif kind == "started":
             consumer.started(frame["pid"], frame["t"])
-            claim = self.claims.pop(consumer.tid, None)
-            if claim is not None:
-                self.batch.delete(self.queues["reserved"], claim)
         elif kind == "exit":
             outcome = consumer.exited(frame)
+            if self.stop_reason is not None:
+                self._drained[consumer.tid] = consumer.state.value
             self.policy.release(consumer.tid)
             del self.consumers[consumer.tid]
             self.policy.observe(consumer, outcome)
@@ -242,9 +250,6 @@ class Manager(BaseTask):
         consumer = self.consumers.pop(tid, None)
         if consumer is None:
             return
-        claim = self.claims.pop(tid, None)
-        if claim is not None:
-            self.batch.delete(self.queues["reserved"], claim)
         consumer.finish(lost(reason, error))
         self.policy.release(tid)
 
@@ -281,8 +286,7 @@ class Manager(BaseTask):
     def _serve_child_control(self) -> bool:
         served = False
         for consumer in list(self.consumers.values()):
-            body = self._take_control(consumer.queues["ctrl_in"])
-            if body is not None:
+            while (body := self._take_control(consumer.queues["ctrl_in"])) is not None:
                 consumer.send_reply(consumer.handle_control(body))
                 served = True
         return served
@@ -351,6 +355,8 @@ class Manager(BaseTask):
         self.policy.admit(self, cand, gpu_ids)
         consumer = Consumer(cand.spec, request=cand.request, batch=self.batch, host=self,
                             gpu_ids=gpu_ids)
+        if cand.request.attempt > 1:  # a work item an earlier attempt's host died holding
+            self.broker.delete_queue(consumer.queues["reserved"])
         if cand.request.inbox_message is not None:
             # The work item: written to the inbox, handed over (inbox -> reserved)
             # at launch, deleted once the result is on the outbox.
@@ -360,7 +366,7 @@ class Manager(BaseTask):
             consumer.work_id = work_id
         consumer.spawning()
         self.consumers[consumer.tid] = consumer
-        self.claims[consumer.tid] = cand.message_id
+        consumer.claim_id = cand.message_id  # deleted by the consumer once settled
         env, unset = consumer.child_env(str(self.ctx.root))
         op = consumer.launch_op(env, unset, stdin=cand.request.inbox_message, request_json=cand.body)
         try:

@@ -48,8 +48,14 @@ def read_all(broker: Broker) -> dict[str, Entry]:
 
 
 def liveness(record: dict[str, Any], now: float) -> str:
-    """``active``, ``stopped`` or ``dead`` (active on paper, gone in fact)."""
-    if record.get("status") != "active":
+    """``active``, ``orphaned``, ``stopped`` or ``dead`` (alive on paper, gone in fact).
+
+    ``orphaned`` is a dead manager whose launcher took over its record to
+    finish the running tasks (:mod:`weft.runtime.orphan`): alive, but it
+    claims nothing new, so it is not a manager clients can count on.
+    """
+    status = record.get("status")
+    if status not in ("active", "orphaned"):
         return "stopped"
     interval = float(record.get("heartbeat_interval") or 5.0)
     if now - float(record.get("heartbeat_at") or 0) > interval * LEASE_FACTOR + LEASE_SLACK:
@@ -59,7 +65,27 @@ def liveness(record: dict[str, Any], now: float) -> str:
 
         if not pid_alive(int(record.get("pid") or 0), record.get("pid_create_time")):
             return "dead"
-    return "active"
+    return str(status)
+
+
+def recoverable(record: dict[str, Any], now: float) -> bool:
+    """May a peer take over this manager's claims now?
+
+    Only when the manager is dead *and* nobody else is finishing its tasks:
+    on this host its launcher must be gone too (a live launcher adopts the
+    running tasks and settles the other claims itself); on another host the
+    lease must have expired (an orphaned launcher keeps the lease fresh).
+    """
+    if liveness(record, now) != "dead":
+        return False
+    if record.get("host") != HOST or record.get("status") == "orphaned":
+        return True
+    launcher = int(record.get("launcher_pid") or 0)
+    if not launcher:
+        return True
+    from weft.resources.telemetry import pid_alive
+
+    return not pid_alive(launcher, record.get("launcher_create_time"))
 
 
 def dead_on_this_host(record: dict[str, Any]) -> bool:

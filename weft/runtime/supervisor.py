@@ -37,6 +37,7 @@ KILL_GRACE = 2.0
 DRAIN_GRACE = 1.0
 SAMPLE_EVERY = 0.25
 READ_SIZE = 1 << 16
+LAUNCHED_MEMORY = 10_000
 
 
 @dataclass
@@ -75,6 +76,10 @@ class Supervisor:
         self.by_fd: dict[int, Proc] = {}
         self.by_pid: dict[int, Proc] = {}
         self.orphan: Any = None
+        self.launched: dict[str, int] = {}
+        # The last reports sent to the manager: if it dies before recording one, the
+        # orphan host records it instead of re-running or failing the task.
+        self.recent: dict[str, tuple[Proc, dict[str, Any]]] = {}
         self.stopping = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -195,8 +200,7 @@ class Supervisor:
         from weft.runtime.orphan import OrphanHost
 
         self.orphan = OrphanHost(self, root=self.root, manager_tid=self.manager_tid)
-        for proc in self.procs.values():
-            self.orphan.adopt(proc.launch, proc.pid, proc.started_at)
+        self.orphan.take_over(list(self.procs.values()), self.launched, list(self.recent.values()))
 
     # -- launching --------------------------------------------------------
     def _launch(self, op: dict[str, Any]) -> None:
@@ -251,7 +255,16 @@ class Supervisor:
             self.by_fd[in_w] = proc
         self.procs[tid] = proc
         self.by_pid[pid] = proc
+        self._remember_launch(tid, op)
         self.emit({"ev": "started", "tid": tid, "pid": pid, "t": started})
+
+    def _remember_launch(self, tid: str, op: dict[str, Any]) -> None:
+        """Which attempt of which task this launcher forked: if the manager dies before
+        recording a report, the orphan host must not let that attempt run again."""
+        self.launched.pop(tid, None)
+        self.launched[tid] = int((op.get("task") or {}).get("attempt") or 1)
+        if len(self.launched) > LAUNCHED_MEMORY:
+            del self.launched[next(iter(self.launched))]
 
     def _become_child(self, op: dict[str, Any], out_w: int | None, err_w: int | None,
                       res_w: int, in_r: int | None) -> None:
@@ -421,7 +434,7 @@ class Supervisor:
         )
         maxrss_mb = (proc.rusage.ru_maxrss / 1024.0) if proc.rusage else 0.0
         cpu_s = (proc.rusage.ru_utime + proc.rusage.ru_stime) if proc.rusage else 0.0
-        self.emit({
+        frame = {
             "ev": "exit",
             "tid": proc.tid,
             "pid": proc.pid,
@@ -432,7 +445,11 @@ class Supervisor:
             "cpu_s": round(max(cpu_s, proc.cpu_s), 4),
             "started_at": proc.started_at,
             "t": time.time(),
-        })
+        }
+        self.recent[proc.tid] = (proc, frame)
+        if len(self.recent) > LAUNCHED_MEMORY:
+            del self.recent[next(iter(self.recent))]
+        self.emit(frame)
 
 
 def now_or_never(proc: Proc) -> bool:

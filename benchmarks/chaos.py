@@ -1,0 +1,257 @@
+"""Chaos run: tasks flow through managers while managers and task processes are SIGKILLed.
+
+    python benchmarks/chaos.py --tasks 1000 [--managers 2] [--seed 1] [--dir DIR]
+
+Submits ``--tasks`` short tasks (mostly ``true``, some short sleeps, a third
+with one retry), and while they flow, at random moments: SIGKILLs a manager
+(then starts a replacement), SIGKILLs a manager together with its launcher,
+or SIGKILLs a running task's process. When everything has settled it checks
+the promise of ARCHITECTURE.md §5 and prints the figures as JSON:
+
+- every task reached exactly one terminal state (one final event, one result);
+- no attempt of any task was started twice;
+- nothing is left in any reserved queue and nothing waits in the spawn queue.
+
+Exit status 0 when every check holds. ``tests/test_chaos.py`` runs a small
+version of it (marked slow).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import sqlite3
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+FINAL_EVENTS = {"task_completed", "task_failed", "task_timeout", "task_killed",
+                "task_cancelled", "task_rejected"}
+
+
+class Chaos:
+    def __init__(self, root: Path, *, tasks: int, managers: int, seed: int) -> None:
+        from weft.client.client import WeftClient
+
+        self.root = root
+        self.n_tasks = tasks
+        self.n_managers = managers
+        self.rng = random.Random(seed)
+        os.environ.setdefault("WEFT_HEARTBEAT_INTERVAL", "1")
+        self.client = WeftClient(root, auto_start=False)
+        self.managers: list[Any] = []
+        self.all_pids: set[int] = set()
+        self.kills = Counter()
+        self.tids: list[str] = []
+
+    # -- processes ------------------------------------------------------------
+    def start_manager(self) -> None:
+        info = self.client.workers.start(idle_timeout=60, max_concurrency=8)
+        self.managers.append(info)
+        self.all_pids.update({info.pid, int(info.record.get("launcher_pid") or 0)})
+
+    def kill_manager(self, with_launcher: bool) -> None:
+        victim = self.managers.pop(self.rng.randrange(len(self.managers)))
+        if with_launcher:
+            _quietly(os.killpg, victim.pid, signal.SIGKILL)  # manager and launcher share a group
+            self.kills["manager_and_launcher"] += 1
+        else:
+            _quietly(os.kill, victim.pid, signal.SIGKILL)
+            self.kills["manager"] += 1
+        _reap(victim.pid)
+        self.start_manager()
+
+    def kill_consumer(self) -> None:
+        running = self._running_pids()
+        if not running:
+            return
+        _quietly(os.kill, self.rng.choice(running), signal.SIGKILL)
+        self.kills["consumer"] += 1
+
+    def _running_pids(self) -> list[int]:
+        started: dict[str, int] = {}
+        for event in self.events():
+            if event.get("event") == "task_started" and event.get("pid"):
+                started[event["tid"]] = int(event["pid"])
+            elif event.get("event") in FINAL_EVENTS or event.get("event") == "task_retrying":
+                started.pop(event.get("tid", ""), None)
+        return list(started.values())
+
+    # -- the run ----------------------------------------------------------------
+    def submit(self, count: int) -> None:
+        for _ in range(count):
+            roll = self.rng.random()
+            command = ["sleep", "0.3"] if roll < 0.15 else ["true"]
+            retry = {"retries": 1} if self.rng.random() < 0.33 else None
+            task = self.client.submit(command=command, retry=retry)
+            self.tids.append(task.tid)
+
+    def run(self, *, kill_every: float = 0.5, deadline: float = 600.0) -> dict[str, Any]:
+        started = time.monotonic()
+        for _ in range(self.n_managers):
+            self.start_manager()
+        batch = max(1, self.n_tasks // 20)
+        while len(self.tids) < self.n_tasks or not self.settled():
+            if len(self.tids) < self.n_tasks:
+                self.submit(min(batch, self.n_tasks - len(self.tids)))
+            if len(self.tids) < self.n_tasks or self.rng.random() < 0.3:
+                self.chaos_step()
+            time.sleep(self.rng.uniform(0.5, 1.5) * kill_every)
+            if time.monotonic() - started > deadline:
+                break
+        elapsed = time.monotonic() - started
+        return self.report(elapsed)
+
+    def chaos_step(self) -> None:
+        roll = self.rng.random()
+        if roll < 0.25:
+            self.kill_manager(with_launcher=False)
+        elif roll < 0.35:
+            self.kill_manager(with_launcher=True)
+        elif roll < 0.75:
+            self.kill_consumer()
+
+    def settled(self) -> bool:
+        finished = {e["tid"] for e in self.events() if e.get("event") in FINAL_EVENTS}
+        return finished >= set(self.tids)
+
+    # -- checking -----------------------------------------------------------------
+    def sql(self, query: str, *args: Any) -> list[tuple[Any, ...]]:
+        con = sqlite3.connect(self.root / ".weft" / "broker.db", timeout=30)
+        try:
+            return con.execute(query, args).fetchall()
+        finally:
+            con.close()
+
+    def events(self) -> list[dict[str, Any]]:
+        rows = self.sql("SELECT body FROM messages WHERE queue = 'weft.tasks.log' "
+                        "AND claimed = 0 ORDER BY ts")
+        return [json.loads(body) for (body,) in rows]
+
+    def report(self, elapsed: float) -> dict[str, Any]:
+        events = self.events()
+        wanted = set(self.tids)
+        finals = Counter(e["tid"] for e in events if e.get("event") in FINAL_EVENTS
+                         and e["tid"] in wanted)
+        starts = Counter((e["tid"], e.get("attempt", 1)) for e in events
+                         if e.get("event") == "task_started" and e["tid"] in wanted)
+        results = Counter()
+        statuses = Counter()
+        reasons = Counter()
+        for queue, body in self.sql("SELECT queue, body FROM messages WHERE queue LIKE 'T%.outbox' "
+                                    "AND claimed = 0 AND body LIKE '%\"type\":\"result\"%'"):
+            tid = queue[1:].split(".", 1)[0]
+            if tid in wanted:
+                results[tid] += 1
+                message = json.loads(body)
+                statuses[message["status"]] += 1
+                if message["status"] != "completed":
+                    reasons[message.get("reason") or "?"] += 1
+        leftovers = self.sql("SELECT queue, count(*) FROM messages WHERE claimed = 0 AND "
+                             "(queue LIKE 'T%.reserved' OR queue = 'weft.spawn.requests') "
+                             "GROUP BY queue")
+        attempts = Counter(e.get("attempt", 1) for e in events
+                           if e.get("event") in FINAL_EVENTS and e["tid"] in wanted)
+        checks = {
+            "every_task_one_terminal_event": all(finals[t] == 1 for t in wanted),
+            "every_task_one_result": all(results[t] == 1 for t in wanted),
+            "no_attempt_started_twice": all(n == 1 for n in starts.values()),
+            "nothing_left_reserved_or_queued": not leftovers,
+        }
+        return {
+            "tasks": len(wanted), "seconds": round(elapsed, 1),
+            "tasks_per_second": round(len(wanted) / elapsed, 1) if elapsed else None,
+            "kills": dict(self.kills), "final_status": dict(statuses),
+            "not_completed_reasons": dict(reasons),
+            "final_attempt": {str(k): v for k, v in sorted(attempts.items())},
+            "missing_results": sorted(wanted - set(results))[:10],
+            "leftovers": leftovers[:10], "checks": checks, "ok": all(checks.values()),
+        }
+
+    def close(self) -> None:
+        for info in self.managers:
+            _quietly(os.kill, info.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        for info in self.managers:
+            while _alive(info.pid) and time.monotonic() < deadline:
+                _reap(info.pid)
+                time.sleep(0.05)
+        for pid in self.all_pids:
+            if pid:
+                _quietly(os.killpg, pid, signal.SIGKILL)
+                _reap(pid)
+        self.client.close()
+
+    def quiesce(self, timeout: float = 30.0) -> None:
+        """Wait for recovery to finish: no claim or request left (or the timeout)."""
+        deadline = time.monotonic() + timeout
+        query = ("SELECT count(*) FROM messages WHERE claimed = 0 AND "
+                 "(queue LIKE 'T%.reserved' OR queue = 'weft.spawn.requests')")
+        while time.monotonic() < deadline and self.sql(query)[0][0]:
+            time.sleep(0.2)
+
+
+def _quietly(fn: Any, *args: Any) -> None:
+    try:
+        fn(*args)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def run_chaos(root: Path, *, tasks: int, managers: int = 2, seed: int = 1,
+              kill_every: float = 0.5) -> dict[str, Any]:
+    """One chaos run in an initialised project; returns the report."""
+    chaos = Chaos(root, tasks=tasks, managers=managers, seed=seed)
+    started = time.monotonic()
+    try:
+        chaos.run(kill_every=kill_every)
+        chaos.quiesce()
+        return chaos.report(time.monotonic() - started)
+    finally:
+        chaos.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=1000)
+    parser.add_argument("--managers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--kill-every", type=float, default=0.5,
+                        help="mean seconds between chaos actions while submitting")
+    parser.add_argument("--dir", help="project directory (default: a new temporary one)")
+    args = parser.parse_args(argv)
+    root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="weft-chaos-"))
+    root.mkdir(parents=True, exist_ok=True)
+    from weft import context
+
+    context.init(root)
+    report = run_chaos(root, tasks=args.tasks, managers=args.managers, seed=args.seed,
+                       kill_every=args.kill_every)
+    report["project"] = str(root)
+    print(json.dumps(report, indent=2))
+    return 0 if report["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
