@@ -12,23 +12,14 @@ on a fixed sleep.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
 from weft.broker import Broker
 from weft.client.polling import wait_for_change
-from weft.client.queries import task_status
+from weft.client.queries import _load, task_status
 from weft.errors import NotFound
 from weft.names import TASKS_LOG, task_queue
-
-
-def _load(body: str) -> dict[str, Any] | None:
-    try:
-        obj = json.loads(body)
-    except ValueError:
-        return None
-    return obj if isinstance(obj, dict) else None
 
 
 class TaskLog:
