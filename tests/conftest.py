@@ -123,6 +123,15 @@ def wait_for(predicate: Callable[[], Any], *, timeout: float = 20.0, what: str =
         delay = min(0.1, delay * 1.5)
 
 
+def running_status(task: Any) -> dict[str, Any] | None:
+    """A task's status while it runs with a known pid, else None (for ``wait_for``)."""
+    try:
+        info = task.status()
+    except Exception:  # noqa: BLE001 - not visible yet
+        return None
+    return info if info["status"] == "running" and info.get("pid") else None
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

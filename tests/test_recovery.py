@@ -13,7 +13,7 @@ import sys
 from collections import Counter
 
 import pytest
-from conftest import pid_alive, wait_for
+from conftest import pid_alive, running_status, wait_for
 
 from weft.names import SPAWN_REQUESTS
 
@@ -61,7 +61,7 @@ def test_manager_sigkill_mid_flow_new_manager_finishes_everything(project, clien
 
 def test_children_of_a_dead_manager_finish_and_their_results_land(project, client, manager):
     task = client.submit(command=["sh", "-c", "sleep 1; echo done"])
-    status = wait_for(lambda: _running(task), what="task running")
+    status = wait_for(lambda: running_status(task), what="task running")
     launcher = project.registry()[manager.tid]["launcher_pid"]
     os.kill(manager.pid, signal.SIGKILL)
     result = task.wait(timeout=20)
@@ -73,14 +73,6 @@ def test_children_of_a_dead_manager_finish_and_their_results_land(project, clien
     record = project.registry()[manager.tid]
     assert record["status"] == "stopped" and "launcher" in record["stop_reason"]
     wait_for(lambda: not _reserved_claims(project), what="claims and work items deleted")
-
-
-def _running(task):
-    try:
-        info = task.status()
-    except Exception:  # noqa: BLE001 - not visible yet
-        return None
-    return info if info["status"] == "running" and info.get("pid") else None
 
 
 def test_orphaned_launcher_writes_the_missing_started_event(project, client):
@@ -154,7 +146,7 @@ def test_task_whose_manager_and_launcher_died_is_finished_and_retried(project, c
     script = (f'echo $WEFT_ATTEMPT >> {marker}; '
               '[ "$WEFT_ATTEMPT" = 1 ] && sleep 30; echo second')
     task = client.submit(command=["sh", "-c", script], retry={"retries": 1})
-    info = wait_for(lambda: _running(task), what="task running")
+    info = wait_for(lambda: running_status(task), what="task running")
     wait_for(lambda: marker.exists() and marker.read_text() == "1\n", what="attempt 1 at work")
     os.killpg(manager.pid, signal.SIGKILL)  # manager and launcher share a process group
     os.killpg(info["pid"], signal.SIGKILL)  # and the task's own group: nothing is left

@@ -8,15 +8,7 @@ import signal
 import threading
 
 import pytest
-from conftest import pid_alive, wait_for
-
-
-def _running(task):
-    try:
-        info = task.status()
-    except Exception:  # noqa: BLE001 - not visible yet
-        return None
-    return info if info["status"] == "running" and info.get("pid") else None
+from conftest import pid_alive, running_status, wait_for
 
 
 def _stopped_event(project, mgr_tid):
@@ -29,7 +21,7 @@ def test_signal_drains_running_tasks_and_claims_nothing_new(project, client, sig
     project.track(mgr.pid)
     client.auto_start = False
     task = client.submit(command=["sh", "-c", "sleep 1; echo finished"])
-    wait_for(lambda: _running(task), what="task running")
+    wait_for(lambda: running_status(task), what="task running")
     os.kill(mgr.pid, sig)
     wait_for(lambda: task.client.task(mgr.tid).control("STATUS")["details"]["draining"],
              what="manager draining")
@@ -49,7 +41,7 @@ def test_grace_runs_out_then_tasks_are_stopped_and_recorded(project, client):
     mgr = client.workers.start(grace=0.5)
     project.track(mgr.pid)
     task = client.submit(command=["sleep", "30"])
-    wait_for(lambda: _running(task), what="task running")
+    wait_for(lambda: running_status(task), what="task running")
     stop = project.cli("worker", "stop", mgr.tid, "--timeout", "20")
     assert stop.returncode == 0, stop.stderr
     result = task.wait(timeout=10)
@@ -62,7 +54,7 @@ def test_second_sigint_kills_what_is_left(project, client):
     mgr = client.workers.start(grace=30)
     project.track(mgr.pid)
     task = client.submit(command=["sh", "-c", "trap '' TERM; sleep 30"])
-    wait_for(lambda: _running(task), what="task running")
+    wait_for(lambda: running_status(task), what="task running")
     os.kill(mgr.pid, signal.SIGINT)
     wait_for(lambda: task.control("STATUS")["ok"], what="manager still serving while draining")
     os.kill(mgr.pid, signal.SIGINT)

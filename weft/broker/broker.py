@@ -333,6 +333,16 @@ class Broker:
                 return found
             after = page[-1]
 
+    def find_messages(self, queue: str, contains: str, *,
+                      after: int | None = None) -> list[Message]:
+        """Every pending (body, id) whose body contains ``contains``, oldest first."""
+        found = []
+        for mid in self.find_all_ids(queue, contains, after=after):
+            msg = self.peek_one(queue, message_id=mid)
+            if msg is not None:
+                found.append(msg)
+        return found
+
     def has_pending(self, queue: str) -> bool:
         return self._call(lambda: bool(self._core.has_pending_messages(queue)))
 

@@ -48,13 +48,14 @@ class TaskLog:
         return entries
 
     def _events(self) -> list[dict[str, Any]]:
-        ids = self.broker.find_all_ids(TASKS_LOG, f'"tid":"{self.tid}"',
-                                       after=self._event_cursor or None)
+        found = self.broker.find_messages(TASKS_LOG, f'"tid":"{self.tid}"',
+                                          after=self._event_cursor or None)
         out = []
-        for mid in sorted(i for i in ids if i > self._event_cursor):
-            msg = self.broker.peek_one(TASKS_LOG, message_id=mid)
-            event = _load(msg[0]) if msg else None
-            self._event_cursor = max(self._event_cursor, mid)
+        for body, mid in found:
+            if mid <= self._event_cursor:
+                continue
+            event = _load(body)
+            self._event_cursor = mid
             if event is not None and event.get("tid") == self.tid:
                 out.append({"type": "event", "id": mid, **event})
         return out

@@ -7,21 +7,15 @@ events is ``queued``.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from weft.broker import Broker
+from weft.codec import loads_object
 from weft.errors import AmbiguousTid, NotFound, UsageError
 from weft.names import SPAWN_REJECTED, SPAWN_REQUESTS, TASKS_LOG, WORKERS_REGISTRY, task_queue
 from weft.runtime.registry import read_all
 
-
-def _load(body: str) -> dict[str, Any] | None:
-    try:
-        obj = json.loads(body)
-    except ValueError:
-        return None
-    return obj if isinstance(obj, dict) else None
+_load = loads_object
 
 
 def all_events(broker: Broker) -> list[dict[str, Any]]:
@@ -35,13 +29,9 @@ def all_events(broker: Broker) -> list[dict[str, Any]]:
 
 
 def task_events(broker: Broker, tid: str) -> list[dict[str, Any]]:
-    ids = broker.find_ids(TASKS_LOG, f'"tid":"{tid}"')
     events = []
-    for mid in sorted(ids):
-        msg = broker.peek_one(TASKS_LOG, message_id=mid)
-        if msg is None:
-            continue
-        event = _load(msg[0])
+    for body, _mid in broker.find_messages(TASKS_LOG, f'"tid":"{tid}"'):
+        event = loads_object(body)
         if event is not None and event.get("tid") == tid:
             events.append(event)
     return events

@@ -8,11 +8,11 @@ search the broker answers without reading every event.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from weft.broker import Broker
 from weft.client.queries import task_status
+from weft.codec import loads_object
 from weft.names import SPAWN_REQUESTS, TASKS_LOG
 
 RUNNING = frozenset({"spawning", "running", "paused"})
@@ -37,13 +37,9 @@ def children(broker: Broker, tid: str) -> list[str]:
     needle = f'"parent_tid":"{tid}"'
     found: set[str] = set()
     for queue in (TASKS_LOG, SPAWN_REQUESTS):
-        for mid in broker.find_all_ids(queue, needle):
-            msg = broker.peek_one(queue, message_id=mid)
-            if msg is None:
-                continue
-            try:
-                body = json.loads(msg[0])
-            except ValueError:
+        for raw, mid in broker.find_messages(queue, needle):
+            body = loads_object(raw)
+            if body is None:
                 continue
             if queue == TASKS_LOG:
                 if body.get("parent_tid") == tid and body.get("tid"):

@@ -12,13 +12,13 @@ RSS read from the processes of live managers on this host.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 from prometheus_client import generate_latest
 
 from weft.broker import Broker
+from weft.codec import loads_object
 from weft.metrics.registry import TaskMetrics, manager_families
 from weft.names import SPAWN_REJECTED, SPAWN_REQUESTS, TASKS_LOG
 from weft.runtime import registry
@@ -36,12 +36,7 @@ class _Families:
         return self.families
 
 
-def _loads(body: str) -> dict[str, Any] | None:
-    try:
-        obj = json.loads(body)
-    except ValueError:
-        return None
-    return obj if isinstance(obj, dict) else None
+_loads = loads_object
 
 
 def compute(broker: Broker) -> TaskMetrics:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from weft.broker import Broker
+from weft.codec import loads_object
 from weft.models import TaskState
 from weft.names import SPAWN_REQUESTS, TASKS_LOG, WORKERS_REGISTRY, task_queue
 from weft.runtime import registry
@@ -178,15 +179,9 @@ def attempt_settled(broker: Broker, batch: Batch, tid: str, attempt: int,
 def attempt_events(broker: Broker, tid: str, attempt: int) -> list[dict[str, Any]]:
     """This task's log events that belong to ``attempt``, oldest first."""
     out = []
-    for mid in sorted(broker.find_ids(TASKS_LOG, f'"tid":"{tid}"', limit=1000)):
-        msg = broker.peek_one(TASKS_LOG, message_id=mid)
-        if msg is None:
-            continue
-        try:
-            event = json.loads(msg[0])
-        except ValueError:
-            continue
-        if event.get("tid") == tid and int(event.get("attempt") or 1) == attempt:
+    for body, _mid in broker.find_messages(TASKS_LOG, f'"tid":"{tid}"'):
+        event = loads_object(body)
+        if event is not None and event.get("tid") == tid and int(event.get("attempt") or 1) == attempt:
             out.append(event)
     return out
 
