@@ -65,7 +65,7 @@ def read_config(root: Path) -> dict[str, Any]:
         return {}
     except (OSError, ValueError) as exc:
         raise ContextError(f"cannot read {path}: {exc}") from None
-    unknown = sorted(set(data) - (set(Settings.model_fields) - {"context"})) \
+    unknown = sorted(set(data) - (set(Settings.names()) - {"context"})) \
         if isinstance(data, dict) else ["(not a JSON object)"]
     if unknown:
         raise ContextError(f"{path}: unknown setting(s) {', '.join(unknown)}")
