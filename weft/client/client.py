@@ -6,20 +6,24 @@ Methods return data and raise :mod:`weft.errors`; nothing here prints.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Unpack
+from typing import TYPE_CHECKING, Any, Unpack
 
 from weft import context as _context
 from weft.broker import Broker
 from weft.client.queues import Queues
-from weft.client.result import Result
-from weft.client.specs import CommonOptions, TaskOptions, build_spec
 from weft.client.task import Task
 from weft.client.workers import Workers
-from weft.models import SpawnRequest, TaskSpec
 from weft.names import SPAWN_REQUESTS
+
+if TYPE_CHECKING:
+    # Loaded on first use: pydantic is most of a short CLI command's start-up.
+    from weft.client.result import Result
+    from weft.client.specs import CommonOptions, TaskOptions
+    from weft.models import TaskSpec
 
 
 class WeftClient:
@@ -67,6 +71,8 @@ class WeftClient:
     # -- building specs -----------------------------------------------------
     def build_spec(self, **pieces: Any) -> TaskSpec:
         """Validate the pieces of a task into a TaskSpec; InvalidSpec names the field."""
+        from weft.client.specs import build_spec
+
         return build_spec(**pieces)
 
     # -- submitting ---------------------------------------------------------
@@ -86,6 +92,8 @@ class WeftClient:
         ``inbox_message`` (the task's stdin) and ``delay`` (seconds before it
         may start). Bad input raises InvalidSpec before anything is queued.
         """
+        from weft.client.specs import build_spec
+
         opts: dict[str, Any] = dict(options)
         inbox_message = opts.pop("inbox_message", None)
         delay = opts.pop("delay", None)
@@ -96,10 +104,30 @@ class WeftClient:
     def submit_spec(self, spec: TaskSpec, *, inbox_message: Any = None,
                     delay: float | None = None) -> Task:
         """Queue an already validated TaskSpec (see :meth:`submit`)."""
+        from weft.models import SpawnRequest
+
         not_before = time.time() + delay if delay else None
         request = SpawnRequest(taskspec=spec, inbox_message=inbox_message,
                                request_id=spec.request_id, not_before=not_before)
-        tid = self.broker.write(SPAWN_REQUESTS, request.model_dump_json(exclude_none=True))
+        return self._queue(request.model_dump_json(exclude_none=True))
+
+    def submit_fields(self, fields: Mapping[str, Any], *, delay: float | None = None) -> Task:
+        """Queue a task given as plain fields that :func:`weft.client.fields.checked_fields`
+        has passed: the CLI's way, which must not pay for importing pydantic.
+
+        The request has the same shape :meth:`submit_spec` writes (a test
+        holds them equal), and the manager validates it as a TaskSpec when
+        it reads it, as it does every request.
+        """
+        request: dict[str, Any] = {"v": 1, "taskspec": dict(fields), "attempt": 1}
+        if fields.get("request_id") is not None:
+            request["request_id"] = fields["request_id"]
+        if delay:
+            request["not_before"] = time.time() + delay
+        return self._queue(json.dumps(request, separators=(",", ":")))
+
+    def _queue(self, body: str) -> Task:
+        tid = self.broker.write(SPAWN_REQUESTS, body)
         if self.auto_start:
             self.workers.ensure_running()
         return Task(self, str(tid).zfill(19))

@@ -6,16 +6,14 @@ lives (state, attempts, pids) is recorded in log events, never in the spec.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-SCHEMA_VERSION: Final = 1
+from weft.models import rules
+from weft.models.rules import TEXT_MAX
 
-TID_RE = re.compile(r"^\d{19}$")
-FUNCTION_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
-RETRYABLE = ("failed", "timeout", "consumer_lost", "killed")
+SCHEMA_VERSION: Final = 1
 
 
 class _Frozen(BaseModel):
@@ -36,8 +34,7 @@ class Resources(_Frozen):
 
     @model_validator(mode="after")
     def _vram_needs_gpu(self) -> Resources:
-        if self.vram_mb and not self.gpus:
-            raise ValueError("vram_mb needs gpus >= 1")
+        rules.vram_needs_gpus(self.vram_mb, self.gpus)
         return self
 
 
@@ -61,10 +58,7 @@ class RetryPolicy(_Frozen):
     @field_validator("retry_on")
     @classmethod
     def _known_reasons(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [v for v in value if v not in RETRYABLE]
-        if unknown:
-            raise ValueError(f"unknown retry reason(s) {unknown}; choose from {list(RETRYABLE)}")
-        return value
+        return rules.retry_reasons(value)
 
     def delay_before(self, attempt: int) -> float:
         """Seconds to wait before ``attempt`` (2 = first retry)."""
@@ -76,10 +70,10 @@ class TaskSpec(_Frozen):
 
     v: Literal[1] = SCHEMA_VERSION
     tid: str | None = None
-    name: str | None = Field(default=None, max_length=200)
+    name: str | None = Field(default=None, max_length=TEXT_MAX)
     labels: dict[str, str] = Field(default_factory=dict)
     parent_tid: str | None = None
-    request_id: str | None = Field(default=None, max_length=200)
+    request_id: str | None = Field(default=None, max_length=TEXT_MAX)
 
     command: tuple[str, ...] | None = None
     shell: bool = False
@@ -99,43 +93,28 @@ class TaskSpec(_Frozen):
     @field_validator("tid", "parent_tid")
     @classmethod
     def _tid_shape(cls, value: str | None) -> str | None:
-        if value is not None and not TID_RE.match(value):
-            raise ValueError("must be a 19-digit task id")
-        return value
+        return rules.tid_shape(value)
 
     @field_validator("command")
     @classmethod
     def _command_shape(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        if value is not None:
-            if not value:
-                raise ValueError("must not be empty")
-            if any("\x00" in part for part in value):
-                raise ValueError("must not contain NUL bytes")
-        return value
+        return rules.command_shape(value)
 
     @field_validator("function")
     @classmethod
     def _function_shape(cls, value: str | None) -> str | None:
-        if value is not None and not FUNCTION_RE.match(value):
-            raise ValueError("must look like 'package.module:callable'")
-        return value
+        return rules.function_shape(value)
 
     @field_validator("env")
     @classmethod
     def _env_shape(cls, value: dict[str, str]) -> dict[str, str]:
-        for key in value:
-            if not key or "=" in key or "\x00" in key:
-                raise ValueError(f"invalid environment variable name {key!r}")
+        rules.env_names(value)
         return value
 
     @model_validator(mode="after")
     def _one_target(self) -> TaskSpec:
-        if (self.command is None) == (self.function is None):
-            raise ValueError("give exactly one of 'command' or 'function'")
-        if self.shell and (self.command is None or len(self.command) != 1):
-            raise ValueError("shell=True needs a command of exactly one string")
-        if self.function is None and (self.args or self.kwargs):
-            raise ValueError("args/kwargs are only for function targets")
+        rules.one_target(command=self.command, function=self.function, shell=self.shell,
+                         args=self.args, kwargs=self.kwargs)
         return self
 
     @property
