@@ -166,3 +166,32 @@ def test_readings_describe_the_host():
     assert 0.0 <= readings.cpu_percent <= 100.0
     assert readings.memory_total_mb >= readings.memory_available_mb > 0
     assert [g.name for g in readings.gpus] == ["Sim"]
+
+
+def test_proc_reading_agrees_with_psutil():
+    """Records hold psutil's create times; the /proc reader must match them."""
+    import psutil
+
+    from weft.resources.pids import CREATE_TIME_TOLERANCE, read_proc_stat
+
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        for pid in (os.getpid(), child.pid):
+            state, started = read_proc_stat(pid)
+            assert state in ("R", "S", "D")
+            assert abs(started - psutil.Process(pid).create_time()) <= CREATE_TIME_TOLERANCE / 10
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+    assert read_proc_stat(child.pid) == ("", 0.0)  # reaped: gone
+
+
+def test_without_procfs_psutil_answers(tmp_path):
+    from weft.resources import pids
+
+    assert pids.read_proc_stat(os.getpid(), procfs=str(tmp_path)) is None
+    assert pids._psutil_alive(os.getpid(), pid_create_time(os.getpid()))
+    assert not pids._psutil_alive(os.getpid(), 1.0)
+    gone = subprocess.Popen(["true"])
+    gone.wait(timeout=10)
+    assert not pids._psutil_alive(gone.pid, None)

@@ -205,7 +205,7 @@ class Workers:
         """On this host, 'stopped' also means the process has exited."""
         if worker.host != registry.HOST:
             return True
-        from weft.resources.telemetry import pid_alive
+        from weft.resources.pids import pid_alive
 
         for pid in (worker.pid, worker.record.get("launcher_pid")):
             if pid and pid_alive(int(pid), None):

@@ -40,7 +40,7 @@ _WHERE = {
     "effective_priority": "weft.resources.admission",
     "make_gpu_reader": "weft.resources.gpu",
     "order": "weft.resources.admission",
-    "pid_alive": "weft.resources.telemetry",
+    "pid_alive": "weft.resources.pids",
     "pid_create_time": "weft.resources.telemetry",
     "plan": "weft.resources.admission",
     "process_tree_pids": "weft.resources.telemetry",

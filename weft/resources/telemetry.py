@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 
 import psutil
 
+from weft.resources.pids import pid_alive
+
 if TYPE_CHECKING:
     from weft.resources.gpu import GpuDevice, GpuReader
 
@@ -38,7 +40,6 @@ __all__ = [
 
 _MIB = 1024 * 1024
 _GONE = (psutil.NoSuchProcess, psutil.AccessDenied)
-CREATE_TIME_TOLERANCE = 0.01
 
 
 @dataclass(frozen=True)
@@ -180,25 +181,6 @@ def pid_create_time(pid: int) -> float | None:
         return float(proc.create_time())
     except _GONE:
         return None
-
-
-def pid_alive(pid: int, create_time: float | None) -> bool:
-    """True only if ``pid`` runs, is not a zombie, and (when given) started
-    at ``create_time`` within 0.01 s."""
-    proc = _proc(pid)
-    if proc is None:
-        return False
-    try:
-        with proc.oneshot():
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                return False
-            started = proc.create_time()
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.AccessDenied:
-        # It exists but cannot be inspected: only an unverified answer is possible.
-        return create_time is None
-    return create_time is None or abs(started - create_time) <= CREATE_TIME_TOLERANCE
 
 
 def this_host() -> str:

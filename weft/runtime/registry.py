@@ -61,7 +61,7 @@ def liveness(record: dict[str, Any], now: float) -> str:
     if now - float(record.get("heartbeat_at") or 0) > interval * LEASE_FACTOR + LEASE_SLACK:
         return "dead"
     if record.get("host") == HOST:
-        from weft.resources.telemetry import pid_alive
+        from weft.resources.pids import pid_alive
 
         if not pid_alive(int(record.get("pid") or 0), record.get("pid_create_time")):
             return "dead"
@@ -83,7 +83,7 @@ def recoverable(record: dict[str, Any], now: float) -> bool:
     launcher = int(record.get("launcher_pid") or 0)
     if not launcher:
         return True
-    from weft.resources.telemetry import pid_alive
+    from weft.resources.pids import pid_alive
 
     return not pid_alive(launcher, record.get("launcher_create_time"))
 
@@ -92,7 +92,7 @@ def dead_on_this_host(record: dict[str, Any]) -> bool:
     """True when we can prove at once that this host's manager is gone."""
     if record.get("status") != "active" or record.get("host") != HOST:
         return False
-    from weft.resources.telemetry import pid_alive
+    from weft.resources.pids import pid_alive
 
     return not pid_alive(int(record.get("pid") or 0), record.get("pid_create_time"))
 
