@@ -18,7 +18,6 @@ host that points at it. Three things here, all specific to that backend:
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 from typing import Any
@@ -91,6 +90,8 @@ def redact(dsn: str | None) -> str:
 
 def channel(schema: str) -> str:
     """The NOTIFY channel simplebroker-pg uses for ``schema``."""
+    import hashlib  # here, not at the top: OpenSSL's start-up is wasted on SQLite projects
+
     return "simplebroker_" + hashlib.md5(schema.encode()).hexdigest()[:24]
 
 
