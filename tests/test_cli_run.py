@@ -193,3 +193,23 @@ def test_help_is_fast_and_lists_commands(project):
     for name in ("run", "worker", "task", "result", "status", "queue", "tidy"):
         assert name in proc.stdout
     assert os.environ.get("WEFT_CONTEXT") is None
+
+
+def test_output_is_complete_and_a_closed_pipe_is_one_exit_code(project, manager):
+    """The executable ends with os._exit after flushing: nothing may be lost,
+    and a reader that goes away early is exit 1, not a traceback."""
+    import subprocess
+    import sys
+
+    big = project.cli("run", "--", sys.executable, "-c", "print('x' * 300000)")
+    assert big.returncode == 0, big.stderr
+    assert big.stdout == "x" * 300000 + "\n"
+    as_json = project.cli("run", "--json", "--", sys.executable, "-c", "print('y' * 100000)")
+    assert json.loads(as_json.stdout)["exit_code"] == 0
+    closed = subprocess.run(
+        ["bash", "-c", f"'{sys.executable}' -m weft.cli.main run -- '{sys.executable}' -c "
+                       "\"print('z' * 300000)\" | head -c 10 >/dev/null; "
+                       "echo \"weft exit ${PIPESTATUS[0]}\""],
+        cwd=project.root, env=project.env, capture_output=True, text=True, timeout=60)
+    assert closed.stdout == "weft exit 1\n", (closed.stdout, closed.stderr)
+    assert "Traceback" not in closed.stderr and "Exception ignored" not in closed.stderr
