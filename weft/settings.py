@@ -58,9 +58,9 @@ def _whole(value: str | int | float) -> int:
     return int(number)
 
 
-def _choice(*allowed: str) -> Callable[[Any], str]:
+def _choice(*allowed: str, upper: bool = False) -> Callable[[Any], str]:
     def check(value: Any) -> str:
-        text = str(value).upper() if allowed[0].isupper() else str(value)
+        text = str(value).upper() if upper else str(value)
         if text not in allowed:
             raise ValueError(f"must be one of {', '.join(allowed)}")
         return text
@@ -105,7 +105,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "context": _text(True),
     "manager_idle_timeout": _number(float, ge=0),
     "heartbeat_interval": _number(float, gt=0, le=3600),
-    "sync_mode": _choice("FULL", "NORMAL", "OFF"),
+    "sync_mode": _choice("FULL", "NORMAL", "OFF", upper=True),
     "busy_timeout_ms": _number(int, ge=0),
     "cache_mb": _number(int, ge=1, le=1024),
     "lock_timeout": _number(float, gt=0, le=3600),

@@ -107,10 +107,10 @@ if TYPE_CHECKING:
         SimulatedReader,
         make_gpu_reader,
     )
+    from weft.resources.pids import pid_alive
     from weft.resources.telemetry import (
         HostReadings,
         HostTelemetry,
-        pid_alive,
         pid_create_time,
         process_tree_pids,
         process_tree_usage,

@@ -12,10 +12,10 @@ agree: tests/test_resources_telemetry.py holds them to it.
 
 from __future__ import annotations
 
+import functools
 import os
 
 CREATE_TIME_TOLERANCE = 0.01  # seconds; /proc start times are in clock ticks
-_boot_time: float | None = None
 
 
 def pid_alive(pid: int, create_time: float | None) -> bool:
@@ -52,18 +52,14 @@ def read_proc_stat(pid: int, procfs: str = "/proc") -> tuple[str, float] | None:
     return state, ticks / os.sysconf("SC_CLK_TCK") + boot
 
 
+@functools.cache
 def _boot(procfs: str) -> float:
-    global _boot_time
-    if _boot_time is None or procfs != "/proc":
-        with open(f"{procfs}/stat", "rb") as fh:
-            for line in fh:
-                if line.startswith(b"btime"):
-                    value = float(line.split()[1])
-                    if procfs == "/proc":
-                        _boot_time = value
-                    return value
-        raise ValueError("no btime")
-    return _boot_time
+    """The boot time (epoch seconds) from ``procfs``'s ``stat``; it never changes."""
+    with open(f"{procfs}/stat", "rb") as fh:
+        for line in fh:
+            if line.startswith(b"btime"):
+                return float(line.split()[1])
+    raise ValueError("no btime")
 
 
 def _psutil_alive(pid: int, create_time: float | None) -> bool:

@@ -5,7 +5,7 @@
 dispatch loop that polls often stays cheap. The caller passes ``now``; the
 cache never reads the clock itself.
 
-The process helpers (:func:`process_tree_usage`, :func:`pid_alive`, ...)
+The process helpers (:func:`process_tree_usage`, :func:`pid_create_time`, ...)
 are what the manager uses to watch and identify its children. They never
 raise for a process that is gone or vanishes mid-call: they answer
 ``None``/``False`` instead.
@@ -20,15 +20,12 @@ from typing import TYPE_CHECKING
 
 import psutil
 
-from weft.resources.pids import pid_alive
-
 if TYPE_CHECKING:
     from weft.resources.gpu import GpuDevice, GpuReader
 
 __all__ = [
     "HostReadings",
     "HostTelemetry",
-    "pid_alive",
     "pid_create_time",
     "process_tree_pids",
     "process_tree_usage",
@@ -171,7 +168,7 @@ def rss_mb(pid: int) -> float | None:
 def pid_create_time(pid: int) -> float | None:
     """When ``pid`` started (epoch seconds), ``None`` if it does not exist.
 
-    Stored next to a pid so a later :func:`pid_alive` can tell the original
+    Stored next to a pid so a later :func:`weft.resources.pids.pid_alive` can tell the original
     process from an unrelated one that reused the number.
     """
     proc = _proc(pid)
