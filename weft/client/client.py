@@ -243,6 +243,17 @@ class WeftClient:
 
         return render(self.broker)
 
+    # -- jobs -------------------------------------------------------------------
+    def job(self, definition: Any, *, overrides: Sequence[str] = (),
+            **options: Any) -> Any:
+        """Run a job (docs/jobs.md): ``definition`` is a dict, a JobDefinition or a
+        TOML/JSON file path; ``overrides`` are ``key=value`` like ``--set``.
+        Returns a JobHandle (``.steps``, ``.status()``, ``.wait()``, ``.cancel()``);
+        a bad definition raises InvalidSpec before anything is queued."""
+        from weft.jobs.handle import definition_of, submit_job
+
+        return submit_job(self, definition_of(definition, tuple(overrides)), **options)
+
     # -- fan-out ----------------------------------------------------------------
     def map(self, fn: str | Callable[..., Any], iterable: Iterable[Any], *,
             timeout: float | None = None, max_in_flight: int = 64,
