@@ -75,6 +75,9 @@ class JobHandle:
             summary["output"] = result.value.get("output")
         return summary
 
-    def cancel(self, timeout: float = 10.0) -> dict[str, Any]:
-        """STOP: no further steps; queued children cancelled, running ones stopped."""
-        return self.task.stop(timeout=timeout)
+    def cancel(self, timeout: float = 30.0) -> dict[str, Any]:
+        """STOP the job and wait until it has ended: when this returns no further
+        step or child starts; queued children were cancelled, running ones stopped."""
+        reply = self.task.stop(timeout=min(timeout, 10.0))
+        self.task.wait(timeout)
+        return reply
