@@ -169,6 +169,9 @@ def test_the_cli_runs_a_job_file_and_reports_each_step(project: Project) -> None
         assert [j["tid"] for j in json.loads(listed.stdout)] == [summary["tid"]]
         status = json.loads(project.cli("job", "status", summary["tid"][-8:], "--json").stdout)
         assert [s["completed"] for s in status["steps"]] == [1, 3, 1]
+        logs = project.cli("task", "logs", summary["tid"])
+        assert logs.returncode == 0, logs.stderr
+        assert "a[0] hi\n" in logs.stdout and "# b[2] " in logs.stdout
     finally:
         project.cli("worker", "stop", "--all")
 

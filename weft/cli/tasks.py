@@ -83,7 +83,8 @@ def status_cmd(tid: str | None, request_id: str | None, watch: bool, interval: f
 def _print_task(info: dict[str, Any]) -> None:
     click.echo(f"task      {info['tid']}  {info.get('name') or ''}".rstrip())
     click.echo(f"status    {info['status']}")
-    for key in ("pid", "exit_code", "attempt", "request_id", "parent_tid", "manager_tid", "error"):
+    for key in ("pid", "exit_code", "attempt", "reason", "request_id", "parent_tid", "manager_tid",
+                "error"):
         if info.get(key) is not None:
             click.echo(f"{key:<9} {info[key]}")
     from weft.client.tree import rollup_text
