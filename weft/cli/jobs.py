@@ -134,3 +134,8 @@ def _render(summary: dict[str, Any]) -> None:
     if rows:
         table(None, ["STEP", "ITEMS", "PENDING", "QUEUED", "RUNNING", "COMPLETED", "FAILED"],
               rows)
+    if summary.get("output") is not None:
+        import json
+
+        output = summary["output"]
+        click.echo(f"output: {output if isinstance(output, str) else json.dumps(output)}")

@@ -85,6 +85,7 @@ class JobDefinition(BaseModel):
 
     name: str = "job"
     description: str | None = None
+    cwd: str | None = None  # every step's working directory unless it sets its own
     vars: dict[str, Any] = Field(default_factory=dict)
     steps: list[Step] = Field(min_length=1)
 
@@ -137,7 +138,17 @@ def load(path: str | Path, overrides: Iterable[str] = ()) -> JobDefinition:
     doc = parse_text(text, path)
     for item in overrides:
         apply_set(doc, item)
+    _anchor_paths(doc, path.resolve().parent)
     return check(doc, text=text, where=str(path))
+
+
+def _anchor_paths(doc: dict[str, Any], base: Path) -> None:
+    """A relative ``cwd`` in a job file means relative to the file, wherever it is run from."""
+    holders = [doc, *[s for s in doc.get("steps") or [] if isinstance(s, dict)]]
+    for holder in holders:
+        cwd = holder.get("cwd")
+        if isinstance(cwd, str) and not Path(cwd).expanduser().is_absolute():
+            holder["cwd"] = str((base / cwd).resolve())
 
 
 def parse_text(text: str, path: Path) -> dict[str, Any]:

@@ -177,7 +177,7 @@ class JobRun:
             "name": f"{self.job.name}.{step.name}" + (f"[{index}]" if step.fan_out else ""),
             "labels": {"weft.job": self.tid, "weft.step": step.name, "weft.item": str(index)},
             "env": step.env, "timeout": step.timeout, "resources": step.resources or None,
-            "priority": step.priority, "cwd": step.cwd,
+            "priority": step.priority, "cwd": step.cwd or self.job.cwd,
         }
         if step.retries:
             fields["retries"] = step.retries
