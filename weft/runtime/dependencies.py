@@ -139,12 +139,11 @@ class Resolver:
         full = self.cursor is None or now >= self.next_full
         if full:
             self._sweep_cancelling()
-        if self.broker.peek_one(SPAWN_WAITING) is None:
+        waiting = self._waiting()  # one query when nothing waits
+        if not waiting:
             self.cursor = None  # nothing waits: read nothing until something does
-            self._parsed.clear()
             self._looked_up.clear()
             return 0
-        waiting = self._waiting()
         if full:
             self.cursor = self.broker.generate_id()
             self.next_full = now + FULL_CHECK_EVERY
