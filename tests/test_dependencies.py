@@ -177,3 +177,28 @@ def test_a_cancellation_interrupted_by_a_crash_is_finished_by_the_sweep(project:
         assert broker.peek_one(SPAWN_CANCELLING) is None
         wait_for(lambda: api.task(str(mid)).status()["status"] == "cancelled",
                  what="the cancelled status")
+
+
+def test_dependencies_survive_their_manager_dying(project: Project, client: WeftClient) -> None:
+    """The manager running A dies with A; another recovers A (retried) and B runs after it."""
+    import os
+    import signal
+
+    from conftest import pid_alive
+
+    first = client.workers.start()
+    project.track(first.pid)
+    code = "import os,time; time.sleep(60 if os.environ['WEFT_ATTEMPT'] == '1' else 0)"
+    a = client.submit(command=[PY, "-c", code], retry={"retries": 1, "retry_on": ["consumer_lost"]})
+    b = _stamp(client, after=[a])
+    info = wait_for(lambda: (s := a.status())["status"] == "running" and s.get("pid") and s,
+                    timeout=30, what="A running")
+    record = project.registry()[first.tid]
+    os.killpg(int(info["pid"]), signal.SIGKILL)
+    for pid in (record["pid"], record["launcher_pid"]):
+        os.kill(int(pid), signal.SIGKILL)
+    wait_for(lambda: not pid_alive(int(record["pid"])), what="the manager gone")
+    assert b.status()["status"] == "queued"  # still waiting: nothing lost with the manager
+    project.track(client.workers.start().pid)
+    assert a.result(timeout=60).attempt == 2
+    assert _started_at(b) >= a.wait().finished_at

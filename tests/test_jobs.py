@@ -169,6 +169,10 @@ def test_the_cli_runs_a_job_file_and_reports_each_step(project: Project) -> None
         assert [j["tid"] for j in json.loads(listed.stdout)] == [summary["tid"]]
         status = json.loads(project.cli("job", "status", summary["tid"][-8:], "--json").stdout)
         assert [s["completed"] for s in status["steps"]] == [1, 3, 1]
+        tree = json.loads(project.cli("status", summary["tid"], "--tree", "--json").stdout)
+        assert [n["name"] for n in tree["children"]] == ["step a", "step b", "step sum"]
+        assert [len(n["children"]) for n in tree["children"]] == [1, 3, 1]
+        assert tree["children"][1]["children"][2]["name"] == "ok.b[2]"
         logs = project.cli("task", "logs", summary["tid"])
         assert logs.returncode == 0, logs.stderr
         assert "a[0] hi\n" in logs.stdout and "# b[2] " in logs.stdout
@@ -227,6 +231,20 @@ def test_stop_mid_fan_out_cancels_the_rest(project: Project, api: Any) -> None:
                and e["event"] == "task_started"]
     assert all(e["ts"] <= ended.finished_at for e in started)
     assert len(_children(api, handle.tid)) == len(kids)  # nothing submitted since
+
+
+def test_pause_holds_further_items_until_resume(project: Project, api: Any) -> None:
+    handle = api.job(_job(project, 12, parallel=2, delay=0.3))
+    wait_for(lambda: len(_children(api, handle.tid)) >= 4, timeout=60, what="fan-out under way")
+    assert handle.task.pause()["ok"]
+    held = _children(api, handle.tid)
+    # Once what was in flight has finished, nothing new may have been submitted.
+    wait_for(lambda: all(api.task(t).done() for t in held.values()), timeout=30,
+             what="the children in flight to finish")
+    assert _children(api, handle.tid) == held
+    assert handle.task.resume()["ok"]
+    summary = handle.wait(timeout=60)
+    assert summary["status"] == "completed" and summary["output"] == sum(i * i for i in range(12))
 
 
 # -- crash safety --------------------------------------------------------------------

@@ -70,3 +70,42 @@ def list_jobs(broker: Broker) -> list[dict[str, Any]]:
             tid = str(spec.get("tid") or str(mid).zfill(19))
             jobs.setdefault(tid, {"tid": tid, "name": spec.get("name"), "status": "queued"})
     return sorted(jobs.values(), key=lambda j: j["tid"])
+
+
+def job_tree(broker: Broker, tid: str) -> dict[str, Any]:
+    """The task tree of ``tid`` with a job's children grouped under one node per step.
+
+    Same shape as :func:`weft.client.tree.tree` (step nodes have no TID and
+    the step's roll-up as their status), so any tree renderer shows it.
+    """
+    from weft.client.tree import tree
+
+    node = tree(broker, tid)
+    found = progress.records(broker, tid)
+    plan = next((r for r in found if r.get("kind") == "plan"), None)
+    if plan is None:
+        return node
+    by_tid = {kid["tid"]: kid for kid in node["children"]}
+    step_of = {child: step for (step, _i), child in progress.children(found).items()}
+    groups: dict[str, list[dict[str, Any]]] = {name: [] for name in plan.get("steps", [])}
+    others = []
+    for child_tid, kid in by_tid.items():
+        step = step_of.get(child_tid)
+        (groups.setdefault(step, []) if step else others).append(kid)
+    steps = []
+    for name, kids in groups.items():
+        rollup = {"running": 0, "queued": 0, "done": 0, "failed": 0}
+        for kid in kids:
+            rollup[bucket(kid["status"])] += 1
+        steps.append({"tid": None, "name": f"step {name}", "status": _step_word(rollup, kids),
+                      "exit_code": None, "children": kids, "rollup": rollup})
+    node["children"] = steps + others
+    return node
+
+
+def _step_word(rollup: dict[str, int], kids: list[dict[str, Any]]) -> str:
+    if not kids:
+        return "pending"
+    if rollup["running"] or rollup["queued"]:
+        return "running"
+    return "failed" if rollup["failed"] else "completed"
