@@ -88,7 +88,7 @@ def job_tree(broker: Broker, tid: str) -> dict[str, Any]:
     by_tid = {kid["tid"]: kid for kid in node["children"]}
     step_of = {child: step for (step, _i), child in progress.children(found).items()}
     groups: dict[str, list[dict[str, Any]]] = {name: [] for name in plan.get("steps", [])}
-    others = []
+    others: list[dict[str, Any]] = []
     for child_tid, kid in by_tid.items():
         step = step_of.get(child_tid)
         (groups.setdefault(step, []) if step else others).append(kid)
