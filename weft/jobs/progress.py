@@ -15,8 +15,7 @@ is what ``weft job status`` rolls up.
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from typing import Any, Literal
 
 from weft.broker import Broker
 from weft.codec import loads_object
@@ -39,9 +38,17 @@ def children(found: list[dict[str, Any]]) -> dict[tuple[str, int], str]:
             for r in found if r.get("kind") == "child"}
 
 
-def record(broker: Broker, job_tid: str, kind: str, **fields: Any) -> None:
-    broker.write(JOBS_PROGRESS, json.dumps({"v": 1, "job": job_tid, "kind": kind, **fields},
-                                           separators=(",", ":")))
+Kind = Literal["plan", "items", "child"]
+
+
+def _body(job_tid: str, kind: Kind, **fields: Any) -> str:
+    from weft.models import JobRecord
+
+    return JobRecord(job=job_tid, kind=kind, **fields).model_dump_json(exclude_none=True)
+
+
+def record(broker: Broker, job_tid: str, kind: Kind, **fields: Any) -> None:
+    broker.write(JOBS_PROGRESS, _body(job_tid, kind, **fields))
 
 
 def submit_child(broker: Broker, job_tid: str, step: str, item: int, request: str) -> str:
@@ -49,8 +56,7 @@ def submit_child(broker: Broker, job_tid: str, step: str, item: int, request: st
     child = broker.generate_id()
     record_id = broker.generate_id()
     tid = str(child).zfill(19)
-    body = json.dumps({"v": 1, "job": job_tid, "kind": "child", "step": step, "item": item,
-                       "tid": tid}, separators=(",", ":"))
+    body = _body(job_tid, "child", step=step, item=item, tid=tid)
     broker.insert_atomic([(SPAWN_REQUESTS, request, child), (JOBS_PROGRESS, body, record_id)])
     return tid
 

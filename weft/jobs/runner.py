@@ -26,16 +26,12 @@ from weft.client.client import WeftClient
 from weft.client.current import current_task
 from weft.client.result import Result
 from weft.client.task import Task
-from weft.errors import WeftError
+from weft.errors import JobFailed, WeftError
 from weft.jobs import progress
 from weft.jobs.definition import JobDefinition, Step, check, substitute
 
 RUNNER = "weft.jobs.runner:run_job"
 POLL = 0.1
-
-
-class JobFailed(WeftError):
-    """A step failed and its ``on_error`` says stop: the job ends failed."""
 
 
 def run_job(definition: dict[str, Any]) -> dict[str, Any]:
