@@ -202,3 +202,40 @@ def test_dependencies_survive_their_manager_dying(project: Project, client: Weft
     project.track(client.workers.start().pid)
     assert a.result(timeout=60).attempt == 2
     assert _started_at(b) >= a.wait().finished_at
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_dependencies_across_two_hosts(backend: Backend, project: Project) -> None:  # noqa: F811
+    """Dependencies on tasks that ran on other hosts are judged from the shared broker."""
+    import subprocess
+
+    from test_backend_contract import SECOND_HOST, _on_second_host
+
+    if subprocess.run(["unshare", "--uts", "true"], capture_output=True).returncode != 0:
+        pytest.skip("a second host needs a UTS namespace (unshare --uts, as root)")
+    here = project.cli("worker", "start", "--max-concurrency", "1")
+    there = _on_second_host(project, "worker", "start", "--max-concurrency", "1")
+    assert here.returncode == 0 and there.returncode == 0, here.stderr + there.stderr
+    try:
+        with WeftClient(project.root, auto_start=False) as api:
+            slow = [api.submit(command=["sh", "-c", "sleep 1.5; hostname"]) for _ in range(2)]
+            failing = api.submit(command=["sh", "-c", "sleep 1.6; exit 1"])
+            joined = api.submit(command=["hostname"], after=slow)
+            doomed = api.submit(command=["true"], after=[joined, failing])
+            hosts = sorted(t.result(timeout=60).stdout.strip() for t in slow)
+            assert len(set(hosts)) == 2 and SECOND_HOST in hosts  # one on each host
+            ran = joined.result(timeout=60)
+            assert ran.started_at >= max(t.wait().finished_at for t in slow)
+            res = doomed.wait(timeout=60)
+            assert res.status == "cancelled" and res.error == f"dependency {failing.tid} failed"
+    finally:
+        project.cli("worker", "stop", "--all")
+
+
+def test_a_malformed_waiting_request_is_dead_lettered_and_the_manager_goes_on(
+        project: Project, client: WeftClient, manager: Any) -> None:
+    bad = client.broker.write(SPAWN_WAITING, '{"v": 1, "taskspec": {"after": "nope"}}')
+    res = client.task(str(bad).zfill(19)).wait(timeout=30)
+    assert res.status == "rejected" and "taskspec.after" in (res.error or "")
+    assert [r["taskspec"]["after"] for r in project.rows("weft.spawn.rejected")] == ["nope"]
+    assert client.submit(command=["true"], after=[_stamp(client)]).result(timeout=30).ok
