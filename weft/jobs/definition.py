@@ -49,6 +49,7 @@ class Step(BaseModel):
     map: Literal["lines", "json"] | list[Any] | None = None
     parallel: int = Field(default=8, ge=1, le=1000)
     on_error: str = "stop"
+    retries: int = Field(default=0, ge=0, le=100)  # same as on_error = "retry N"
     input: bool = True
 
     @field_validator("name")
@@ -66,9 +67,10 @@ class Step(BaseModel):
         return value.strip()
 
     @property
-    def retries(self) -> int:
+    def attempts_retried(self) -> int:
+        """How often a failed item is retried: ``retries`` or ``on_error = "retry N"``."""
         found = ON_ERROR_RE.match(self.on_error)
-        return int(found.group(2)) if found and found.group(2) else 0
+        return max(self.retries, int(found.group(2)) if found and found.group(2) else 0)
 
     @property
     def tolerant(self) -> bool:

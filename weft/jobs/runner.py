@@ -134,7 +134,7 @@ class JobRun:
             elif step.map == "lines":
                 items = [line for line in text.splitlines() if line.strip()]
             elif step.map == "json":
-                items = value if isinstance(value, list) else json.loads(text or "[]")
+                items = value if isinstance(value, list) else _json_or_none(text)
                 if not isinstance(items, list):
                     raise JobFailed(f"step {step.name!r}: map = 'json' needs a JSON list")
             else:
@@ -175,8 +175,8 @@ class JobRun:
             "env": step.env, "timeout": step.timeout, "resources": step.resources or None,
             "priority": step.priority, "cwd": step.cwd or self.job.cwd,
         }
-        if step.retries:
-            fields["retries"] = step.retries
+        if step.attempts_retried:
+            fields["retries"] = step.attempts_retried
         inbox = None
         if step.command is not None:
             shell = isinstance(step.command, str)
@@ -248,6 +248,13 @@ def _value(result: Result) -> Any:
     if result.value is not None:
         return result.value
     return result.stdout.rstrip("\n")
+
+
+def _json_or_none(text: str) -> Any:
+    try:
+        return json.loads(text or "[]")
+    except ValueError:
+        return None
 
 
 def _item_text(item: Any) -> str:
