@@ -98,8 +98,8 @@ GOOD = textwrap.dedent('''
     (GOOD.replace("parallel = 2", "parallel = 0"), ":11:", "steps[1].parallel (step 'b')"),
     (GOOD.replace('map = [1, 2, 3]', 'mapp = [1]'), ":10:", "steps[1].mapp (step 'b'): unknown field"),
     (GOOD + '\nneeds = ["c"]\n', ":14:", "no step named 'c'"),
-    (GOOD.replace('command = "echo hi"', 'command = "echo hi"\nneeds = ["b"]'), "steps:",
-     "a dependency cycle between a, b"),
+    (GOOD.replace('command = "echo hi"', 'command = "echo hi"\nneeds = ["b"]'), ":7:",
+     "steps[0].needs (step 'a'): a dependency cycle between a, b"),
     (GOOD.replace('name = "a"', 'name = a'), ":5:", "not valid TOML"),
 ])
 def test_validate_names_the_line_and_field(project: Project, text: str, where: str,

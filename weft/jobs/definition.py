@@ -212,10 +212,12 @@ def check(doc: dict[str, Any], *, text: str | None = None, where: str = "job") -
             field, msg = problem
             loc = ("steps", index, field)
             raise InvalidSpec(f"{_at(where, text, doc, loc)}: {_dotted(doc, loc)}: {msg}")
-    try:
-        _topological(job)
-    except ValueError as exc:
-        raise InvalidSpec(f"{where}: steps: {exc}") from None
+    order = _kahn(job)
+    if len(order) < len(job.steps):
+        cycle = [s.name for s in job.steps if s.name not in order]
+        loc = ("steps", [s.name for s in job.steps].index(cycle[0]), "needs")
+        raise InvalidSpec(f"{_at(where, text, doc, loc)}: {_dotted(doc, loc)}: "
+                          f"a dependency cycle between {', '.join(cycle)}")
     return job
 
 
@@ -245,7 +247,16 @@ def _step_problem(job: JobDefinition, step: Step) -> tuple[str, str] | None:
 
 
 def _topological(job: JobDefinition) -> list[str]:
-    """Kahn's order; ValueError naming the steps of a cycle."""
+    """The step names in dependency order; ValueError naming the steps of a cycle."""
+    order = _kahn(job)
+    if len(order) != len(job.steps):
+        cycle = [s.name for s in job.steps if s.name not in order]
+        raise ValueError(f"a dependency cycle between {', '.join(cycle)}")
+    return order
+
+
+def _kahn(job: JobDefinition) -> list[str]:
+    """Kahn's order of the steps; those on (or behind) a cycle are left out."""
     needs = {s.name: set(job.needs_of(s)) for s in job.steps}
     order: list[str] = []
     ready = [name for name, deps in needs.items() if not deps]
@@ -257,9 +268,6 @@ def _topological(job: JobDefinition) -> list[str]:
                 deps.discard(name)
                 if not deps and other not in order and other not in ready:
                     ready.append(other)
-    if len(order) != len(needs):
-        cycle = [name for name in needs if name not in order]
-        raise ValueError(f"a dependency cycle between {', '.join(cycle)}")
     return order
 
 
