@@ -27,7 +27,7 @@ def after_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def after_fields(opts: dict[str, Any], broker: Callable[[], Any]) -> dict[str, Any]:
+def after_fields(opts: dict[str, Any], client: Callable[[], Any]) -> dict[str, Any]:
     """``{"after": [...], "after_mode": ...}`` from the options (popped), or ``{}``."""
     from weft.errors import UsageError
 
@@ -37,10 +37,8 @@ def after_fields(opts: dict[str, Any], broker: Callable[[], Any]) -> dict[str, A
         return {}
     if len(used) > 1:
         raise UsageError("give only one of --after, --after-any, --after-finished")
-    from weft.client.dependencies import resolve_after
-
     mode, values = used[0]
-    fields: dict[str, Any] = {"after": resolve_after(broker(), list(values))}
+    fields: dict[str, Any] = {"after": client().resolve_after(list(values))}
     if mode != "all":
         fields["after_mode"] = mode
     return fields

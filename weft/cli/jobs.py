@@ -92,7 +92,7 @@ def run_cmd(ctx: click.Context, file: str, overrides: tuple[str, ...], no_wait: 
 @json_option
 def status_cmd(tid: str, as_json: bool) -> None:
     """A job's state and, per step, its tasks pending/queued/running/completed/failed."""
-    summary = _status(client(), tid)
+    summary = client().job_handle(tid).status()
     if as_json:
         echo_json(summary)
         return
@@ -103,9 +103,7 @@ def status_cmd(tid: str, as_json: bool) -> None:
 @json_option
 def list_cmd(as_json: bool) -> None:
     """Every job in the project (started or queued), oldest first."""
-    from weft.jobs.rollup import list_jobs
-
-    jobs = list_jobs(client().broker)
+    jobs = client().jobs()
     if as_json:
         echo_json(jobs)
         return
@@ -113,12 +111,6 @@ def list_cmd(as_json: bool) -> None:
         click.echo("no jobs")
         return
     table(None, ["TID", "NAME", "STATUS"], [[j["tid"], j["name"], j["status"]] for j in jobs])
-
-
-def _status(c: Any, tid: str) -> dict[str, Any]:
-    from weft.jobs.rollup import job_status
-
-    return job_status(c.broker, c.resolve_tid(tid))
 
 
 def _render(summary: dict[str, Any]) -> None:

@@ -158,12 +158,8 @@ def logs_cmd(tid: str, follow: bool, as_json: bool) -> None:
 def _log_entries(tid: str, follow: bool) -> Any:
     """A job's log covers its children (weft.jobs.logs); any other task's is its own."""
     c = client()
-    from weft.jobs.logs import is_job, job_log
-
-    full = c.resolve_tid(tid)
-    if not follow and is_job(c.broker, full):
-        return job_log(c.broker, full)
-    return c.task_log(tid, follow=follow)
+    entries = None if follow else c.job_log(tid)
+    return entries if entries is not None else c.task_log(tid, follow=follow)
 
 
 # -- weft status TID --tree ----------------------------------------------------------

@@ -104,7 +104,7 @@ def run_cmd(ctx: click.Context, command: tuple[str, ...], function: str | None,
         fields["shell"] = True
     from weft.cli.common import client
 
-    fields.update(after_fields(opts, lambda: client(create=True).broker))
+    fields.update(after_fields(opts, lambda: client(create=True)))
     pieces: dict[str, Any] = dict(
         command=list(command) if command else None,
         function=function,

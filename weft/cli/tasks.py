@@ -47,9 +47,7 @@ def status_cmd(tid: str | None, request_id: str | None, watch: bool, interval: f
     c = client()
     if tid is not None:
         if tree:
-            from weft.jobs.rollup import job_tree  # a job's children grouped by step
-
-            observe.print_tree(job_tree(c.broker, c.resolve_tid(tid)), as_json)
+            observe.print_tree(c.job_tree(tid), as_json)  # a job's children grouped by step
             return
         info = c.task(tid).status()
         info["children"] = c.tree(info["tid"])["rollup"]

@@ -254,6 +254,38 @@ class WeftClient:
 
         return submit_job(self, definition_of(definition, tuple(overrides)), **options)
 
+    def job_handle(self, tid: str) -> Any:
+        """The JobHandle of an existing job (short TIDs work)."""
+        from weft.jobs.handle import JobHandle
+
+        return JobHandle(self, self.resolve_tid(tid))
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """Every job (started or queued), oldest first: ``{tid, name, status}``."""
+        from weft.jobs.rollup import list_jobs
+
+        return list_jobs(self.broker)
+
+    def job_tree(self, tid: str) -> dict[str, Any]:
+        """:meth:`tree`, with a job's children grouped under one node per step."""
+        from weft.jobs.rollup import job_tree
+
+        return job_tree(self.broker, self.resolve_tid(tid))
+
+    def job_log(self, tid: str) -> Iterator[dict[str, Any]] | None:
+        """A job's log with every child's entries tagged by step and item; None if
+        ``tid`` is not a job (use :meth:`task_log`)."""
+        from weft.jobs.logs import is_job, job_log
+
+        full = self.resolve_tid(tid)
+        return job_log(self.broker, full) if is_job(self.broker, full) else None
+
+    def resolve_after(self, after: Any) -> list[str]:
+        """Full TIDs of the tasks ``after`` names; InvalidSpec if one is unknown."""
+        from weft.client.dependencies import resolve_after
+
+        return resolve_after(self.broker, after)
+
     # -- fan-out ----------------------------------------------------------------
     def map(self, fn: str | Callable[..., Any], iterable: Iterable[Any], *,
             timeout: float | None = None, max_in_flight: int = 64,
