@@ -129,6 +129,7 @@ class Resolver:
         self.ended: dict[str, str] = {}  # dependency TID -> terminal status (never changes)
         self.cursor: int | None = None  # last weft.tasks.log id read; None: full check due
         self.next_full = 0.0
+        self.next_sweep = 0.0
         self._parsed: dict[int, Waiting] = {}
         self._stuck: set[int] = set()  # cancelling entries seen by the previous sweep
         self._looked_up: set[str] = set()  # dependencies whose outbox was read since the cursor
@@ -136,14 +137,15 @@ class Resolver:
     def poll(self, now: float | None = None) -> int:
         """Release or cancel what can be; return how many requests were released."""
         now = time.monotonic() if now is None else now
-        full = self.cursor is None or now >= self.next_full
-        if full:
+        if now >= self.next_sweep:
+            self.next_sweep = now + FULL_CHECK_EVERY
             self._sweep_cancelling()
-        waiting = self._waiting()  # one query when nothing waits
-        if not waiting:
+        if self.broker.peek_one(SPAWN_WAITING) is None:  # the common case: one cheap query
             self.cursor = None  # nothing waits: read nothing until something does
             self._looked_up.clear()
             return 0
+        full = self.cursor is None or now >= self.next_full
+        waiting = self._waiting()
         if full:
             self.cursor = self.broker.generate_id()
             self.next_full = now + FULL_CHECK_EVERY
