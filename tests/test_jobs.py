@@ -252,10 +252,11 @@ def _kill_host_of(project: Project, client: WeftClient, job_tid: str, manager_ti
     """SIGKILL the job's process, its manager and its launcher: a host dying."""
     record = project.registry()[manager_tid]
     job_pid = client.task(job_tid).status().get("pid")
-    for pid in (record["pid"], record.get("launcher_pid"), job_pid):
+    kills = [(os.killpg, job_pid), (os.kill, record["pid"]), (os.kill, record.get("launcher_pid"))]
+    for kill, pid in kills:
         if pid:
             try:
-                os.killpg(int(pid), signal.SIGKILL) if pid == job_pid else os.kill(int(pid), signal.SIGKILL)
+                kill(int(pid), signal.SIGKILL)  # the job's whole group; the manager, the launcher
             except ProcessLookupError:
                 pass
     wait_for(lambda: not pid_alive(int(record["pid"])), what="the manager gone")

@@ -126,8 +126,8 @@ def events_cmd(follow: bool, request_id: str | None, tid: str | None, last: int 
 def logs_cmd(tid: str, follow: bool, as_json: bool) -> None:
     """A task's output and lifecycle events, in the order they happened.
 
-    For a job, every child's lines follow the job's own, prefixed by the
-    step and item that wrote them ('square[3] ...').
+    For a job (without --follow), every child's lines follow the job's own,
+    prefixed by the step and item that wrote them ('square[3] ...').
 
     --json prints one object per line: {"type": "event"|"stream"|"result",
     "tid", "request_id", ...}.
