@@ -121,6 +121,9 @@ def worker_status(tid: str | None, as_json: bool) -> None:
     click.echo(f"running    {load.get('running', 0)} of {caps.get('max_concurrency', '?')}")
     if rec.get("metrics_addr"):
         click.echo(f"metrics    http://{rec['metrics_addr']}/metrics")
+    if rec.get("containment"):
+        box = rec["containment"]
+        click.echo(f"contain    {box.get('mechanism')} (layers: {', '.join(box.get('layers') or [])})")
     _capacity_table(caps, load)
     for name, queue in (rec.get("queues") or {}).items():
         click.echo(f"queue      {name:<9} {queue}")

@@ -26,16 +26,20 @@ import sys
 import traceback
 from typing import Any, NoReturn
 
+from weft.runtime import containment
+
 _DEFAULT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGPIPE, signal.SIGHUP)
 
 
 def run(launch: dict[str, Any], result_fd: int) -> NoReturn:
     """Run the target described by ``launch`` and ``os._exit``. Never returns."""
     outcome: dict[str, Any]
+    containment.enter(launch)  # own cgroup if delegated; adopt detached descendants
     try:
         outcome = _prepare_and_run(launch)
     except BaseException as exc:  # noqa: BLE001 - the child must always report
         outcome = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+    containment.end_descendants()  # the task has ended: so does everything it started
     _report(result_fd, outcome)
     code = outcome.get("exit_code")
     os._exit(code if isinstance(code, int) and 0 <= code < 256 else 0)
