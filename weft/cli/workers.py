@@ -33,6 +33,9 @@ def worker_group() -> None:
 @click.option("--metrics-addr", callback=lambda _c, _p, v: _check_metrics_addr(v),
               help="Serve Prometheus metrics on HOST:PORT or PORT (loopback unless a host is "
                    "given; 0 picks a free port).")
+@click.option("--secrets-file", type=click.Path(exists=True, dir_okay=False, resolve_path=True),
+              help="Read --secret values from this owner-only NAME=value file "
+                   "(default .weft/secrets, then the manager's environment).")
 @json_option
 def worker_start(foreground: bool, as_json: bool, **options: Any) -> None:
     """Start a manager and print its TID (detached unless --foreground)."""
