@@ -78,8 +78,9 @@ def test_task_end_ends_detached_descendants(project, manager):
 
 
 def test_timeout_ends_detached_descendants(project, manager):
-    script_run, pidfile = _start(project, "--timeout", "2", wait=True)
+    script_run, pidfile = _start(project, "--timeout", "3", wait=True)
     assert script_run.returncode == 124, script_run.stderr
+    assert "detached" in script_run.stdout  # the grandchild was up before the deadline
     pid = int(pidfile.read_text())
     project.track(pid)
     wait_for(lambda: not pid_alive(pid), timeout=10, what="the grandchild to die on timeout")

@@ -122,3 +122,15 @@ def test_api_accepts_secrets():
     assert build_spec(command=["true"], secrets=["API_TOKEN"]).secrets == ("API_TOKEN",)
     with pytest.raises(InvalidSpec, match="secret"):
         build_spec(command=["true"], secrets=["NOT OK"])
+
+
+def test_security_doc_states_the_model_and_is_linked():
+    root = Path(__file__).resolve().parent.parent
+    doc = (root / "docs" / "security.md").read_text()
+    for words in ("one trust domain", "forge another task's result", "WEFT_FUNCTION_ALLOW",
+                  "pickle", "--env` is stored in clear", "--secret NAME", "GRANT USAGE ON SCHEMA",
+                  "subreaper", "--metrics-auth-file"):
+        assert words in doc, words
+    readme = (root / "README.md").read_text()
+    first_block_end = readme.index("```", readme.index("```sh") + 5)
+    assert "docs/security.md" in readme[first_block_end:]
