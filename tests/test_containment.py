@@ -164,3 +164,42 @@ def test_cgroup_per_task_files(tmp_path):
     assert groups.oom_killed("42")
     groups.kill("42")
     assert (tmp_path / "weft-42" / "cgroup.kill").read_text() == "1"
+
+
+DETACH_FN = r'''
+import os, signal, time
+
+def run(pidfile):
+    child = os.fork()
+    if child == 0:
+        os.setsid()
+        if os.fork() == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            with open(pidfile + ".tmp", "w") as fh:
+                fh.write(str(os.getpid()))
+            os.rename(pidfile + ".tmp", pidfile)
+            while True:
+                time.sleep(1)
+        os._exit(0)
+    os.waitpid(child, 0)
+    while True:
+        time.sleep(1)
+'''
+
+
+def test_task_process_killed_from_outside_takes_its_descendants(project, manager):
+    """The task process itself dies by SIGKILL from outside weft (OOM killer, a user):
+    its detached grandchild, adopted by the launcher, goes too. (Forked without exec,
+    the grandchild carries no environment cookie: the launcher being a subreaper does it.)"""
+    (project.root / "detachfn.py").write_text(DETACH_FN)
+    pidfile = project.root / "fn-grandchild.pid"
+    proc = project.cli("run", "--no-wait", "--function", "detachfn:run", "--arg", str(pidfile))
+    assert proc.returncode == 0, proc.stderr
+    tid = proc.stdout.strip()
+    grandchild = _grandchild(project, pidfile)
+    started = wait_for(lambda: [e for e in project.events(tid) if e["event"] == "task_started"],
+                       what="task_started")
+    os.kill(int(started[0]["pid"]), signal.SIGKILL)
+    assert _result(project, tid)["status"] in ("failed", "killed")
+    wait_for(lambda: not pid_alive(grandchild), timeout=10,
+             what="the adopted grandchild to die with its task")
