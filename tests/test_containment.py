@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import pid_alive, wait_for
 
-from weft.runtime import containment
+from weft.runtime import cgroups, containment
 
 DETACH = r'''
 import os, signal, sys, time
@@ -142,20 +142,20 @@ def test_cgroup_detection_needs_a_delegated_memory_controller(tmp_path):
     (root / "weft" / "cgroup.subtree_control").write_text("cpu pids\n")
     self_cgroup = tmp_path / "self"
     self_cgroup.write_text("0::/weft\n")
-    path, reason = containment.find_cgroup({}, root=str(root), self_cgroup=str(self_cgroup))
+    path, reason = cgroups.find_cgroup({}, root=str(root), self_cgroup=str(self_cgroup))
     assert path is None and "memory" in reason
     (root / "weft" / "cgroup.subtree_control").write_text("cpu memory pids\n")
-    path, reason = containment.find_cgroup({}, root=str(root), self_cgroup=str(self_cgroup))
+    path, reason = cgroups.find_cgroup({}, root=str(root), self_cgroup=str(self_cgroup))
     assert path == str(root / "weft")
-    off, reason = containment.find_cgroup({"WEFT_CGROUP": "off"}, root=str(root),
+    off, reason = cgroups.find_cgroup({"WEFT_CGROUP": "off"}, root=str(root),
                                           self_cgroup=str(self_cgroup))
     assert off is None and "WEFT_CGROUP" in reason
-    missing, reason = containment.find_cgroup({}, root=str(tmp_path / "none"))
+    missing, reason = cgroups.find_cgroup({}, root=str(tmp_path / "none"))
     assert missing is None and "no cgroup v2" in reason
 
 
 def test_cgroup_per_task_files(tmp_path):
-    groups = containment.Cgroups(str(tmp_path))
+    groups = cgroups.Cgroups(str(tmp_path))
     path = groups.create("42", memory_mb=100, cpus=1.5)
     assert path == str(tmp_path / "weft-42")
     assert (tmp_path / "weft-42" / "memory.max").read_text() == str(100 << 20)
