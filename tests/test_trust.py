@@ -76,6 +76,15 @@ def test_secret_store_reads_owner_only_file(tmp_path):
         SecretStore(link, explicit=True, environ={}).resolve(["API_KEY"])
 
 
+def test_secret_sources_for_a_manager(tmp_path):
+    default = SecretStore.for_manager(tmp_path, None)
+    assert default.path == tmp_path / "secrets" and default.resolve([]) == {}
+    with pytest.raises(SecretError, match="manager's environment"):
+        SecretStore(tmp_path / "secrets", explicit=False, environ={}).resolve(["X"])
+    with pytest.raises(SecretError, match="does not exist"):
+        SecretStore.for_manager(tmp_path, str(tmp_path / "nope")).resolve(["X"])
+
+
 def _broker_bytes(root: Path) -> list[tuple[Path, bytes]]:
     weft_dir = root / ".weft"
     files = [weft_dir / n for n in ("broker.db", "broker.db-wal", "broker.db-shm")]
