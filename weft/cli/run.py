@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from weft.cli.common import echo_json, write_stream
+from weft.cli.dependencies import after_fields, after_options
 
 
 def _parse_value(text: str) -> Any:
@@ -70,6 +71,7 @@ def _load_spec_file(path: str) -> dict[str, Any]:
 @click.option("--delay", type=click.FloatRange(min=0), help="Do not start before S seconds from now.")
 @click.option("--request-id", help="Correlation id carried by every event (default: new UUID).")
 @click.option("--label", "labels", multiple=True, metavar="K=V", help="Attach a label; repeatable.")
+@after_options
 @click.option("--no-wait", is_flag=True, help="Print the TID and return at once.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final result message as JSON.")
 @click.pass_context
@@ -103,6 +105,7 @@ def run_cmd(ctx: click.Context, command: tuple[str, ...], function: str | None,
         fields["shell"] = True
     from weft.cli.common import client
 
+    fields.update(after_fields(opts, lambda: client(create=True)))
     pieces: dict[str, Any] = dict(
         command=list(command) if command else None,
         function=function,

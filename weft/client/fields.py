@@ -30,6 +30,8 @@ SPEC_FIELDS = (
     "priority",
     "stream_output",
     "shell",
+    "after",
+    "after_mode",
 )
 
 

@@ -39,6 +39,8 @@ class CommonOptions(TypedDict, total=False):
     request_id: str
     inbox_message: Any
     delay: float
+    after: Sequence[Any] | Any
+    after_mode: str
 
 
 class TaskOptions(CommonOptions, total=False):

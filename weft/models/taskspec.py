@@ -90,11 +90,21 @@ class TaskSpec(_Frozen):
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     priority: int = Field(default=0, ge=-1000, le=1000)
     stream_output: bool = True
+    # Dependencies (docs/jobs.md): TIDs this task waits for, and how their
+    # outcomes count: "all" completed, "any" one completed, "finished" all
+    # ended whatever the outcome. None when the task waits for nothing.
+    after: tuple[str, ...] | None = None
+    after_mode: Literal["all", "any", "finished"] | None = None
 
     @field_validator("tid", "parent_tid")
     @classmethod
     def _tid_shape(cls, value: str | None) -> str | None:
         return rules.tid_shape(value)
+
+    @field_validator("after")
+    @classmethod
+    def _after_shape(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return rules.after_tids(value)
 
     @field_validator("command")
     @classmethod

@@ -29,6 +29,7 @@ from weft.runtime.admission_hook import Policy, make_policy
 from weft.runtime.basetask import BaseTask
 from weft.runtime.batch import Batch, dumps
 from weft.runtime.consumer import Consumer
+from weft.runtime.dependencies import Resolver
 from weft.runtime.gate import Gate
 from weft.runtime.heartbeat import Heartbeat
 from weft.runtime.intake import Candidate, Intake
@@ -56,6 +57,7 @@ class Manager(BaseTask):
         self.consumers: dict[str, Consumer] = {}
         self.intake = Intake(self.broker, self.batch, manager_tid=tid,
                              gate=Gate.for_manager(ctx, options))
+        self.dependencies = Resolver(self.broker, manager_tid=tid)
         self.policy: Policy = make_policy(ctx.settings, options)
         self.launcher = Launcher(root=str(ctx.root), manager_tid=tid)
         self.heartbeat = Heartbeat(self, interval=ctx.settings.heartbeat_interval)
@@ -121,6 +123,8 @@ class Manager(BaseTask):
             active = True
             if requeued:  # our own commits do not move data_version: look again
                 self._data_version = None
+        if (wake or active) and self.dependencies.poll(now):
+            self._data_version, active = None, True  # released requests: dispatch them now
         if active:
             self.last_activity = now
             self.backoff.reset()
