@@ -117,6 +117,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "log_level": _text(False),
     "manager_start_timeout": _number(float, gt=0),
     "launcher_preload": _flag,
+    "allow_pickle": _flag,
 }
 
 
@@ -145,6 +146,9 @@ class Settings:
     manager_start_timeout: float = 10.0
     launcher_preload: bool = field(default=False, metadata={
         "doc": "launcher imports weft's client stack once, for tasks that submit tasks"})
+    allow_pickle: bool = field(default=True, metadata={
+        "doc": "function arguments and results may travel pickled (Python API); "
+               "0 refuses them (see docs/python-api.md, Trust)"})
 
     def __post_init__(self) -> None:
         problems = []

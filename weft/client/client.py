@@ -89,17 +89,30 @@ class WeftClient:
         or a dict, which the other options override). Options are the
         TaskSpec fields (``name``, ``env``, ``cwd``, ``timeout``,
         ``resources``, ``priority`` ...) plus ``request_id``, ``retries``,
-        ``inbox_message`` (the task's stdin) and ``delay`` (seconds before it
-        may start). Bad input raises InvalidSpec before anything is queued.
+        ``inbox_message`` (the task's stdin), ``delay`` (seconds before it
+        may start) and ``serializer`` ("auto", "json" or "pickle": how a
+        function's arguments and result travel; "auto" pickles what JSON
+        cannot carry exactly, see :mod:`weft.models.values`). Bad input
+        raises InvalidSpec before anything is queued.
         """
         from weft.client.specs import build_spec
 
         opts: dict[str, Any] = dict(options)
         inbox_message = opts.pop("inbox_message", None)
         delay = opts.pop("delay", None)
+        serializer = opts.pop("serializer", "auto")
+        if function is not None or args or kwargs:
+            args, kwargs, opts["serializer"] = self._encode_call(args, kwargs or {}, serializer)
         task_spec = build_spec(command=command, function=function, spec=spec, args=args,
                                kwargs=kwargs, **opts)
         return self.submit_spec(task_spec, inbox_message=inbox_message, delay=delay)
+
+    def _encode_call(self, args: Sequence[Any], kwargs: Mapping[str, Any],
+                     serializer: str) -> tuple[list[Any], dict[str, Any], str]:
+        from weft.models.values import encode_call
+
+        return encode_call(args, kwargs, serializer=serializer,  # type: ignore[arg-type]
+                           allow_pickle=self.context.settings.allow_pickle)
 
     def submit_spec(self, spec: TaskSpec, *, inbox_message: Any = None,
                     delay: float | None = None) -> Task:

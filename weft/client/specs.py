@@ -38,6 +38,7 @@ class CommonOptions(TypedDict, total=False):
     request_id: str
     inbox_message: Any
     delay: float
+    serializer: str
 
 
 class TaskOptions(CommonOptions, total=False):

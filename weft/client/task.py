@@ -61,7 +61,8 @@ class Task:
         err = "".join(m["data"] for m in messages
                       if m.get("type") == "stream" and m.get("stream") == "stderr"
                       and m.get("attempt", 1) == attempt)
-        return Result.from_message(final, stdout=out, stderr=err)
+        return Result.from_message(final, stdout=out, stderr=err,
+                                   allow_pickle=self.client.context.settings.allow_pickle)
 
     def wait(self, timeout: float | None = None) -> Result:
         """Block until the task ends; return its Result whatever the status.

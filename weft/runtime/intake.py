@@ -67,8 +67,10 @@ def parse(body: str, message_id: int) -> Candidate:
 
 
 class Intake:
-    def __init__(self, broker: Broker, batch: Batch, *, manager_tid: str) -> None:
+    def __init__(self, broker: Broker, batch: Batch, *, manager_tid: str,
+                 allow_pickle: bool = True) -> None:
         self.broker = broker
+        self.allow_pickle = allow_pickle
         self.batch = batch
         self.manager_tid = manager_tid
         self._cache: dict[int, Candidate] = {}
@@ -113,6 +115,10 @@ class Intake:
                 cand = parse(body, mid)
             except ValueError as exc:
                 self.dead_letter(mid, str(exc))
+                return None
+            if cand.spec.serializer == "pickle" and not self.allow_pickle:
+                self.dead_letter(mid, "taskspec.serializer: pickled values are refused: "
+                                      "pickle is turned off in this project (WEFT_ALLOW_PICKLE=0)")
                 return None
             self._cache[mid] = cand
         return cand

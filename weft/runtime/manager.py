@@ -53,7 +53,8 @@ class Manager(BaseTask):
         self.idle_timeout = float(options.get("idle_timeout", ctx.settings.manager_idle_timeout))
         self.grace = float(options.get("grace", 30.0))
         self.consumers: dict[str, Consumer] = {}
-        self.intake = Intake(self.broker, self.batch, manager_tid=tid)
+        self.intake = Intake(self.broker, self.batch, manager_tid=tid,
+                             allow_pickle=ctx.settings.allow_pickle)
         self.policy: Policy = make_policy(ctx.settings, options)
         self.launcher = Launcher(root=str(ctx.root), manager_tid=tid)
         self.heartbeat = Heartbeat(self, interval=ctx.settings.heartbeat_interval)
