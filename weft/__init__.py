@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AmbiguousTid",
+    "BrokenTask",
     "BrokerError",
     "ContextError",
     "CurrentTask",
@@ -32,6 +33,7 @@ __all__ = [
     "WaitTimeout",
     "WeftClient",
     "WeftError",
+    "WeftExecutor",
     "WorkerInfo",
     "__version__",
     "current_task",
@@ -44,6 +46,8 @@ _LAZY = {
     "current_task": "weft.client.current",
     "CurrentTask": "weft.client.current",
     "WorkerInfo": "weft.client.workers",
+    "WeftExecutor": "weft.client.executor",
+    "BrokenTask": "weft.client.executor",
     "TaskSpec": "weft.models.taskspec",
     "Resources": "weft.models.taskspec",
     "Limits": "weft.models.taskspec",
@@ -57,6 +61,7 @@ _ERRORS = {
 if TYPE_CHECKING:
     from weft.client.client import WeftClient
     from weft.client.current import CurrentTask, current_task
+    from weft.client.executor import BrokenTask, WeftExecutor
     from weft.client.result import Result
     from weft.client.task import Task
     from weft.client.workers import WorkerInfo

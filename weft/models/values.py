@@ -135,9 +135,11 @@ def dumps(value: Any, *, field: str = "value") -> bytes:
     try:
         import cloudpickle
     except ImportError:
-        raise InvalidSpec(f"{field}: cannot pickle a {_kind(value)} ({_why(first)}); lambdas, "
-                          "closures and local functions need the 'cloudpickle' extra "
-                          "(pip install 'weft[cloudpickle]')") from None
+        hint = ""
+        if "<" in getattr(value, "__qualname__", ""):
+            hint = ("; lambdas, closures and local functions need the 'cloudpickle' extra "
+                    "(pip install 'weft[cloudpickle]')")
+        raise InvalidSpec(f"{field}: cannot pickle a {_kind(value)} ({_why(first)}){hint}") from None
     try:
         data: bytes = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:  # noqa: BLE001
