@@ -14,6 +14,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AmbiguousTid",
+    "AsyncTask",
+    "AsyncWeftClient",
     "BrokenTask",
     "BrokerError",
     "ContextError",
@@ -47,6 +49,8 @@ _LAZY = {
     "CurrentTask": "weft.client.current",
     "WorkerInfo": "weft.client.workers",
     "WeftExecutor": "weft.client.executor",
+    "AsyncWeftClient": "weft.client.async_client",
+    "AsyncTask": "weft.client.async_client",
     "BrokenTask": "weft.client.executor",
     "TaskSpec": "weft.models.taskspec",
     "Resources": "weft.models.taskspec",
@@ -59,6 +63,7 @@ _ERRORS = {
 }
 
 if TYPE_CHECKING:
+    from weft.client.async_client import AsyncTask, AsyncWeftClient
     from weft.client.client import WeftClient
     from weft.client.current import CurrentTask, current_task
     from weft.client.executor import BrokenTask, WeftExecutor
