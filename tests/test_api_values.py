@@ -71,7 +71,7 @@ def return_lock():
 
 @pytest.fixture
 def vals(project):
-    pkg = project.root / "pkg"
+    pkg = project.root / "valpkg"
     pkg.mkdir(exist_ok=True)
     (pkg / "__init__.py").write_text("")
     (pkg / "vals.py").write_text(textwrap.dedent(VALUES_MODULE))
@@ -81,10 +81,10 @@ def vals(project):
     sys.path.insert(0, str(project.root))
     importlib.invalidate_caches()
     try:
-        yield importlib.import_module("pkg.vals")
+        yield importlib.import_module("valpkg.vals")
     finally:
         sys.path.remove(str(project.root))
-        for name in ("pkg.vals", "pkg"):
+        for name in ("valpkg.vals", "valpkg"):
             sys.modules.pop(name, None)
 
 
@@ -182,7 +182,7 @@ def test_pickle_off_is_refused_by_client_and_by_manager(project, client, vals, m
         # A request that asks for pickle anyway (another client) is refused by the manager.
         task = strict.submit(function=vals.echo, args=[1], serializer="json")
         task.result(timeout=60)
-        forced = strict.submit_spec(strict.build_spec(function="pkg.vals:echo",
+        forced = strict.submit_spec(strict.build_spec(function="valpkg.vals:echo",
                                                       serializer="pickle"))
         res = forced.wait(timeout=60)
     assert res.status == "rejected" and "WEFT_ALLOW_PICKLE=0" in (res.error or "")

@@ -36,17 +36,19 @@ if TYPE_CHECKING:
 SWEEP_EVERY = 2.0
 PAGE = 1000
 IDLE_CAP = 0.02
+IDLE_EXIT = 1.0  # an idle thread lingers this long for the next submit, then exits
 
 
 class _Item:
     """One future and, until it is queued, the spec of its task."""
 
-    __slots__ = ("batch", "future", "spec", "started", "tid")
+    __slots__ = ("batch", "future", "raw", "spec", "started", "tid")
 
-    def __init__(self, future: Future[Any], spec: TaskSpec, batch: bool) -> None:
+    def __init__(self, future: Future[Any], spec: TaskSpec | None, batch: bool) -> None:
         self.future = future
-        self.spec: TaskSpec | None = spec
+        self.spec = spec
         self.batch = batch
+        self.raw = False  # settle with the Result itself (watch), not value/exception
         self.tid: str | None = None
         self.started: bool | None = None  # what set_running_or_notify_cancel said
 
@@ -74,23 +76,33 @@ class Dispatcher:
 
     # -- called from the caller's threads -------------------------------------------
     def add(self, spec: TaskSpec, *, batch: bool) -> Future[Any]:
-        from weft.client.executor import BrokenTask
-
+        """Queue ``spec`` as a task; the future settles with its value or exception."""
         future: Future[Any] = Future()
         future.weft_tid = None  # type: ignore[attr-defined]
-        item = _Item(future, spec, batch)
+        return self._enqueue("add", _Item(future, spec, batch))
+
+    def watch(self, tid: str) -> Future[Any]:
+        """A future that settles with the Result of the (already queued) task ``tid``."""
+        item = _Item(Future(), None, False)
+        item.tid = tid
+        item.raw = True
+        return self._enqueue("watch", item)
+
+    def _enqueue(self, kind: str, item: _Item) -> Future[Any]:
+        from weft.client.executor import BrokenTask
+
         with self._lock:
             if self._broken:
                 raise BrokenTask(self._broken)
             self._outstanding.add(item)
-            self._inbox.append(("add", item))
+            self._inbox.append((kind, item))
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="weft-executor",
+                self._thread = threading.Thread(target=self._run, name="weft-dispatch",
                                                 daemon=True)
                 self._thread.start()
-        future.add_done_callback(functools.partial(self._on_done, item))
+        item.future.add_done_callback(functools.partial(self._on_done, item))
         self._wake.set()
-        return future
+        return item.future
 
     def _on_done(self, item: _Item, future: Future[Any]) -> None:
         with self._lock:
@@ -128,6 +140,7 @@ class Dispatcher:
         backoff = Backoff(cap=IDLE_CAP)
         version: int | None = None
         swept = time.monotonic()
+        idle_since: float | None = None
         while True:
             busy = self._take_inbox(client)
             busy = self._launch(client) or busy
@@ -140,7 +153,13 @@ class Dispatcher:
                 self._sweep(client)
                 swept = time.monotonic()
             with self._lock:
-                if self._stopping and not (self._inbox or self._pending or self._inflight):
+                if self._inbox or self._pending or self._inflight:
+                    idle_since = None
+                elif idle_since is None:
+                    idle_since = time.monotonic()
+                if idle_since is not None and (self._stopping
+                                               or time.monotonic() - idle_since > IDLE_EXIT):
+                    self._thread = None  # the next submit starts a new thread
                     return
             if busy:
                 backoff.reset()
@@ -155,6 +174,11 @@ class Dispatcher:
         for kind, item in work:
             if kind == "add":
                 self._pending.append(item)
+            elif kind == "watch":
+                assert item.tid is not None
+                self._inflight[item.tid] = item
+                if client.task(item.tid).done():
+                    self._settle(client, item)
             else:
                 self._cancelled(client, item)
         return bool(work)
@@ -163,7 +187,7 @@ class Dispatcher:
         """A future was cancelled: take its task out of weft if it got there."""
         item.start()  # tells wait()/as_completed() it was cancelled
         item.spec = None
-        if item.tid is not None and self._inflight.pop(item.tid, None) is not None:
+        if item.tid is not None and self._inflight.pop(item.tid, None) is not None and not item.raw:
             try:
                 client.task(item.tid).stop(timeout=5.0)
             except WeftError:
@@ -235,6 +259,10 @@ class Dispatcher:
         self._inflight.pop(item.tid, None)
         future = item.future
         if future.done():
+            return
+        if item.raw:
+            if item.start():
+                future.set_result(result)
             return
         if result.status == "cancelled" and item.started is None:
             future.cancel()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from weft.client.polling import poll_until
@@ -89,6 +89,15 @@ class Task:
     def done(self) -> bool:
         """Has the task ended (any status)? Does not wait."""
         return self._result is not None or self._final() is not None
+
+    def add_done_callback(self, fn: Callable[[Task], Any]) -> None:
+        """Call ``fn(task)`` once the task has ended (at once if it already has).
+
+        Callbacks run on the client's watcher thread, like the callbacks of
+        a ``concurrent.futures.Future``; an exception in one is logged and
+        ignored. Any number may be added.
+        """
+        self.client.watcher().watch(self.tid).add_done_callback(lambda _future: fn(self))
 
     def output(self, timeout: float | None = None) -> Iterator[dict[str, Any]]:
         """Yield output chunks as they arrive; stop when the task has ended.
