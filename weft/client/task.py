@@ -131,6 +131,14 @@ class Task:
 
         return task_status(self.client.broker, self.tid)
 
+    def progress(self) -> dict[str, Any] | None:
+        """The task's latest progress report (``fraction``, ``message``,
+        ``numbers``, ``ts``), or None if it has reported none."""
+        from weft.client.progress import latest
+        from weft.client.queries import task_events
+
+        return latest(task_events(self.client.broker, self.tid))
+
     def events(self) -> list[dict[str, Any]]:
         """The task's log events, oldest first (each names its event and status).
 
