@@ -67,7 +67,7 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._inbox: deque[tuple[str, _Item]] = deque()
         self._wake = threading.Event()
-        self._outstanding: set[_Item] = set()
+        self._outstanding: dict[_Item, None] = {}  # insertion order: oldest first
         self._pending: deque[_Item] = deque()
         self._inflight: dict[str, _Item] = {}
         self._stopping = False
@@ -94,7 +94,7 @@ class Dispatcher:
         with self._lock:
             if self._broken:
                 raise BrokenTask(self._broken)
-            self._outstanding.add(item)
+            self._outstanding[item] = None
             self._inbox.append((kind, item))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="weft-dispatch",
@@ -104,9 +104,15 @@ class Dispatcher:
         self._wake.set()
         return item.future
 
+    def unfinished(self) -> list[Future[Any]]:
+        """The futures not yet done, oldest first."""
+        with self._lock:
+            items = list(self._outstanding)
+        return [item.future for item in items if not item.future.done()]
+
     def _on_done(self, item: _Item, future: Future[Any]) -> None:
         with self._lock:
-            self._outstanding.discard(item)
+            self._outstanding.pop(item, None)
             if future.cancelled():
                 self._inbox.append(("cancel", item))
         self._wake.set()

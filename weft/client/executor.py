@@ -20,6 +20,7 @@ partials), or a lambda/closure with the ``cloudpickle`` extra.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import time
 import types
@@ -188,6 +189,25 @@ class WeftExecutor(Executor):
         self._dispatcher.shutdown(wait=wait, cancel_futures=cancel_futures)
 
     # -- weft extras --------------------------------------------------------------
+    def cancel_remaining(self) -> int:
+        """Cancel every future not yet running, then stop the tasks still running.
+
+        Pending futures go first, all at once, so none of their tasks can
+        start while the running ones are being stopped (each of those ends
+        with TaskFailed, status ``cancelled``). Returns how many were
+        cancelled or stopped. The executor stays usable.
+        """
+        futures = self._dispatcher.unfinished()
+        running = [f for f in futures if not f.cancel() and not f.done()]
+        for future in running:
+            task = self.task_of(future)
+            if task is not None:
+                try:
+                    task.stop()
+                except WeftError:
+                    continue  # it ended meanwhile
+        return len(futures)
+
     def task_of(self, future: Future[Any]) -> Task | None:
         """The weft Task behind ``future`` (None until it has been queued in weft)."""
         tid = getattr(future, "weft_tid", None)
@@ -203,7 +223,7 @@ class WeftExecutor(Executor):
                    kwargs: dict[str, Any]) -> TaskSpec:
         if not callable(fn):
             raise TypeError(f"{type(fn).__name__!r} object is not callable")
-        reference = importable(fn, self._client)
+        reference = importable(fn, os.fspath(self.options.extra.get("cwd") or os.getcwd()))
         if reference is not None:
             return self._spec(reference, list(args), kwargs, reference)
         return self._spec(APPLY, list(args), kwargs, display_name(fn), callable_=fn)
@@ -227,7 +247,7 @@ class WeftExecutor(Executor):
                           serializer=wire, **self.options.spec_pieces(display))
 
 
-def importable(fn: Callable[..., Any], client: WeftClient) -> str | None:
+def importable(fn: Callable[..., Any], cwd: str) -> str | None:
     """``module:qualname`` when the task can import ``fn`` by name, else None."""
     if not isinstance(fn, types.FunctionType | types.BuiltinFunctionType | type):
         return None
@@ -239,7 +259,7 @@ def importable(fn: Callable[..., Any], client: WeftClient) -> str | None:
     if module == "__main__":
         from weft.client.fields import _qualname
 
-        return _qualname(fn, str(client.context.root))
+        return _qualname(fn, cwd)
     target: Any = sys.modules.get(module)
     for part in qualname.split("."):
         target = getattr(target, part, None)
