@@ -80,9 +80,10 @@ def test_executor_futures_work_with_wrap_future(client, jobs):
         async def main() -> list[int]:
             with WeftExecutor(client=client) as ex:
                 futures = [asyncio.wrap_future(ex.submit(square, i)) for i in range(3)]
+                futures.append(asyncio.get_running_loop().run_in_executor(ex, square, 3))
                 return list(await asyncio.gather(*futures))
 
-        assert asyncio.run(main()) == [0, 1, 4]
+        assert asyncio.run(main()) == [0, 1, 4, 9]
     finally:
         sys.path.remove(str(jobs.parent.parent))
         for name in ("pkg.jobs", "pkg"):

@@ -119,7 +119,7 @@ def task_group() -> None:
 @click.option("--status", "only_status", help="Only tasks in this state.")
 @json_option
 def task_list(request_id: str | None, only_status: str | None, as_json: bool) -> None:
-    """List tasks, oldest first, each TID once."""
+    """List tasks, oldest first, each TID once, with the latest progress each reported."""
     tasks = client().tasks(request_id=request_id)
     if only_status:
         tasks = [t for t in tasks if t["status"] == only_status]
