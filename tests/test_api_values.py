@@ -187,3 +187,10 @@ def test_pickle_off_is_refused_by_client_and_by_manager(project, client, vals, m
         res = forced.wait(timeout=60)
     assert res.status == "rejected" and "WEFT_ALLOW_PICKLE=0" in (res.error or "")
 
+
+
+def test_a_hand_built_spec_with_a_python_value_is_invalid_spec_not_a_raw_error(client):
+    spec = client.build_spec(function="valpkg.vals:echo", args=[np.arange(2)])
+    with pytest.raises(InvalidSpec, match="task spec: a value is not JSON"):
+        client.submit_spec(spec)
+    assert client.broker.count(SPAWN_REQUESTS) == 0

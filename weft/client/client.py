@@ -119,12 +119,20 @@ class WeftClient:
     def submit_spec(self, spec: TaskSpec, *, inbox_message: Any = None,
                     delay: float | None = None) -> Task:
         """Queue an already validated TaskSpec (see :meth:`submit`)."""
+        from pydantic_core import PydanticSerializationError
+
+        from weft.errors import InvalidSpec
         from weft.models import SpawnRequest
 
         not_before = time.time() + delay if delay else None
         request = SpawnRequest(taskspec=spec, inbox_message=inbox_message,
                                request_id=spec.request_id, not_before=not_before)
-        return self._queue(request.model_dump_json(exclude_none=True))
+        try:
+            body = request.model_dump_json(exclude_none=True)
+        except (PydanticSerializationError, ValueError, TypeError) as exc:
+            raise InvalidSpec(f"task spec: a value is not JSON (submit encodes Python values; "
+                              f"a TaskSpec built by hand must hold JSON only): {exc}") from None
+        return self._queue(body)
 
     def submit_fields(self, fields: Mapping[str, Any], *, delay: float | None = None) -> Task:
         """Queue a task given as plain fields that :func:`weft.client.fields.checked_fields`

@@ -127,6 +127,7 @@ class WeftExecutor(Executor):
         from weft.client.client import WeftClient
         from weft.client.dispatch import Dispatcher
 
+        self._own_client = client is None
         self._client = client or WeftClient(path)
         self.max_workers = max_workers
         self.options = ExecutorOptions(
@@ -187,6 +188,8 @@ class WeftExecutor(Executor):
         the rest have finished."""
         self._shutdown = True
         self._dispatcher.shutdown(wait=wait, cancel_futures=cancel_futures)
+        if self._own_client and wait:
+            self._client.close()  # handles (task_of) reconnect if used later
 
     # -- weft extras --------------------------------------------------------------
     def cancel_remaining(self) -> int:
