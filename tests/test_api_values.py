@@ -194,3 +194,13 @@ def test_a_hand_built_spec_with_a_python_value_is_invalid_spec_not_a_raw_error(c
     with pytest.raises(InvalidSpec, match="task spec: a value is not JSON"):
         client.submit_spec(spec)
     assert client.broker.count(SPAWN_REQUESTS) == 0
+
+
+def test_the_cli_shows_a_pickled_result_without_a_traceback(project, client, vals):
+    task = client.submit(function=vals.raw, args=[1])
+    task.result(timeout=60)
+    shown = project.cli("result", task.tid)
+    assert shown.returncode == 0 and "Traceback" not in shown.stderr, shown.stderr
+    assert shown.stdout.startswith("b'\\x00\\x01\\x02")
+    raw = json.loads(project.cli("result", "--json", task.tid).stdout)
+    assert values.decode(raw["value"]) == bytes(range(256))

@@ -95,9 +95,14 @@ class Task:
 
         Callbacks run on the client's watcher thread, like the callbacks of
         a ``concurrent.futures.Future``; an exception in one is logged and
-        ignored. Any number may be added.
+        ignored. Any number may be added. Closing the client drops the
+        callbacks of tasks that have not ended.
         """
-        self.client.watcher().watch(self.tid).add_done_callback(lambda _future: fn(self))
+        def call(future: Any) -> None:
+            if not future.cancelled():
+                fn(self)
+
+        self.client.watcher().watch(self.tid).add_done_callback(call)
 
     def output(self, timeout: float | None = None) -> Iterator[dict[str, Any]]:
         """Yield output chunks as they arrive; stop when the task has ended.
