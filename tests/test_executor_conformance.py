@@ -192,7 +192,7 @@ def test_map_raises_at_the_failing_items_position(executor, ex_jobs, chunksize):
 
 @pytest.mark.parametrize("chunksize", [1, 2])
 def test_map_timeout_is_raised_by_the_iterator(executor, ex_jobs, chunksize):
-    results = executor.map(ex_jobs.nap, [0.0, 3.0], timeout=1.0, chunksize=chunksize)
+    results = executor.map(ex_jobs.nap, [0.0, 2.0], timeout=0.5, chunksize=chunksize)
     started = time.monotonic()
     with pytest.raises(cf.TimeoutError):
         list(results)
