@@ -121,6 +121,14 @@ def test_bad_values_are_invalid_spec_naming_the_field():
         values.encode_call([], {}, serializer="yaml")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("value", [b"\x00" * 1000, {"plain": [1, 2.5]}, np.arange(5)])
+def test_a_blob_transport_gets_raw_bytes_and_back(value):
+    kind, data = values.to_bytes(values.encode(value))
+    assert kind == ("json" if values.is_plain(value) else "pickle")
+    back = values.decode(values.from_bytes(kind, data))
+    assert back == value if not isinstance(value, np.ndarray) else np.array_equal(back, value)
+
+
 # -- end to end through a real manager and task process -----------------------------
 def test_arguments_and_results_round_trip_exactly(client, vals):
     when = datetime.datetime(2026, 12, 3, 16, 0, tzinfo=datetime.UTC)

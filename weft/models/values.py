@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import math
 import pickle
 import sys
@@ -97,6 +98,21 @@ def decode(value: Any, *, allow_pickle: bool = True, field: str = "value") -> An
         return pickle.loads(base64.b64decode(value[PICKLE_KEY]))
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is one clear error
         raise InvalidSpec(f"{field}: cannot unpickle the value: {type(exc).__name__}: {exc}") from None
+
+
+def to_bytes(encoded: Any) -> tuple[Literal["json", "pickle"], bytes]:
+    """An encoded value as raw bytes and their kind, for a transport that stores
+    bytes (a blob): the pickle itself, not its base64 form, or the JSON text."""
+    if is_pickled(encoded):
+        return "pickle", base64.b64decode(encoded[PICKLE_KEY])
+    return "json", json.dumps(encoded, separators=(",", ":")).encode()
+
+
+def from_bytes(kind: str, data: bytes) -> Any:
+    """The encoded value :func:`to_bytes` split (decode it with :func:`decode`)."""
+    if kind == "pickle":
+        return {PICKLE_KEY: base64.b64encode(data).decode("ascii")}
+    return json.loads(data)
 
 
 def encode_call(args: Sequence[Any], kwargs: Mapping[str, Any], *,
