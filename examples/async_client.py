@@ -1,9 +1,10 @@
 """The 40-trial sweep of sweep_executor.py, written with asyncio.
 
-``AsyncWeftClient.submit`` queues each trial as a task holding one
-(simulated) GPU; the trials are awaited as they finish, one of them is
-followed live (``async for chunk in task.output()``), and once a trial is
-good enough every remaining one is stopped: the queued ones never start.
+``AsyncWeftClient.submit_many`` queues the trials as tasks holding one
+(simulated) GPU each; one of them is followed live (``async for chunk in
+task.output()``), the rest are awaited as they finish, and once a trial is
+good enough ``run.cancel()`` stops every remaining one: the queued ones
+never start.
 Results are printed in trial order.
 
     python examples/async_client.py
@@ -37,29 +38,18 @@ def train(trial: int) -> dict[str, float]:
 
 
 async def sweep(client: weft.AsyncWeftClient) -> list[str]:
-    tasks = [await client.submit(function=train, args=[trial], cwd=str(HERE), name=f"trial-{trial}",
-                                 resources={"gpus": 1})
-             for trial in range(TRIALS)]
-    followed = "".join([chunk["data"] async for chunk in tasks[0].output(timeout=60)])
+    run = await client.submit_many([{"args": [trial], "name": f"trial-{trial}"}
+                                    for trial in range(TRIALS)],
+                                   function=train, cwd=str(HERE), resources={"gpus": 1})
+    followed = "".join([chunk["data"] async for chunk in run.tasks[0].output(timeout=60)])
     print(f"followed trial 0: {' | '.join(followed.splitlines())}")
-    waits = {asyncio.ensure_future(task.wait(timeout=120)): task for task in tasks}
-    pending = set(waits)
-    while pending:
-        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-        if any(f.result().ok and f.result().value["score"] >= 0.99 for f in done):
-            # Good enough: stop every trial that has not ended (queued ones first).
-            for future in pending:
-                future.cancel()
-            await asyncio.gather(*(waits[f].stop() for f in sorted(pending, key=_order(waits))),
-                                 return_exceptions=True)
+    async for task in run.as_completed(timeout=120):
+        result = await task.wait()
+        if result.ok and result.value["score"] >= 0.99:
+            await run.cancel()  # queued trials are taken off the queue first, then the running stop
             break
-    results = [await task.wait(timeout=60) for task in tasks]
+    results = [await task.wait(timeout=60) for task in run.tasks]
     return [_line(trial, result) for trial, result in enumerate(results)]
-
-
-def _order(waits: dict[asyncio.Future[weft.Result], weft.AsyncTask]) -> object:
-    # Queued trials are the later ones: stop from the back so none of them starts.
-    return lambda future: -int(waits[future].tid)
 
 
 def _line(trial: int, result: weft.Result) -> str:

@@ -88,3 +88,24 @@ def test_executor_futures_work_with_wrap_future(client, jobs):
         sys.path.remove(str(jobs.parent.parent))
         for name in ("pkg.jobs", "pkg"):
             sys.modules.pop(name, None)
+
+
+def test_async_run_results_as_completed_and_cancel(project, client, jobs, monkeypatch):
+    monkeypatch.setenv("WEFT_MAX_CONCURRENCY", "1")
+    never = str(project.root / "never")
+
+    async def main() -> None:
+        aclient = AsyncWeftClient(client=client)
+        run = await aclient.submit_many([{"args": [i]} for i in range(3)],
+                                        function="pkg.jobs:square")
+        assert await run.results(timeout=60) == [0, 1, 4]
+        seen = [t.tid async for t in run.as_completed(timeout=60)]
+        assert sorted(seen) == sorted(t.tid for t in run.tasks)
+        blocked = await aclient.submit_many([{"args": [never]} for _ in range(3)],
+                                            function="pkg.jobs:wait_for_file")
+        stopped = await blocked.cancel()
+        assert len(stopped) == 3
+        values = await blocked.results(timeout=60, return_exceptions=True)
+        assert all(isinstance(v, TaskFailed) and v.status == "cancelled" for v in values)
+
+    asyncio.run(main())

@@ -19,7 +19,7 @@ import asyncio
 import functools
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from weft.client.task import Task
@@ -30,6 +30,7 @@ from weft.runtime.wakeup import Backoff
 if TYPE_CHECKING:
     from weft.client.client import WeftClient
     from weft.client.result import Result
+    from weft.client.sweep import Run
 
 TICK_CAP = 0.05
 
@@ -144,6 +145,46 @@ class AsyncTask:
             return None
 
 
+class AsyncRun:
+    """The tasks of one :meth:`AsyncWeftClient.submit_many` (``.tasks``, in input order)."""
+
+    def __init__(self, owner: AsyncWeftClient, run: Run) -> None:
+        self.run = run
+        self.tasks = [AsyncTask(owner, task) for task in run.tasks]
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    async def as_completed(self, timeout: float | None = None) -> AsyncIterator[AsyncTask]:
+        """Each task as it ends (any status), first finished first."""
+        waits = {asyncio.ensure_future(t.wait(timeout)): t for t in self.tasks}
+        try:
+            for next_done in asyncio.as_completed(list(waits)):
+                finished = await next_done
+                yield next(t for t in self.tasks if t.tid == finished.tid)
+        finally:
+            for future in waits:
+                future.cancel()
+
+    async def results(self, *, timeout: float | None = None,
+                      return_exceptions: bool = False) -> list[Any]:
+        """Every task's value in input order (see :meth:`Run.results`)."""
+        out = []
+        for task in self.tasks:
+            try:
+                out.append((await task.result(timeout)).value)
+            except TaskFailed as exc:
+                if not return_exceptions:
+                    raise
+                out.append(exc)
+        return out
+
+    async def cancel(self) -> list[AsyncTask]:
+        """Stop every task not ended, the queued ones first (see :meth:`Run.cancel`)."""
+        stopped = {t.tid for t in await asyncio.to_thread(self.run.cancel)}
+        return [t for t in self.tasks if t.tid in stopped]
+
+
 def _page(broker: Any, queue: str, after: int | None) -> list[tuple[str, int]] | None:
     return broker.peek_many(queue, 500, after=after) or None
 
@@ -185,6 +226,10 @@ class AsyncWeftClient:
         """Submit, then await the Result; TaskFailed unless it completed."""
         task = await self.submit(**submit)
         return await task.result(timeout=wait_timeout)
+
+    async def submit_many(self, specs: Iterable[Mapping[str, Any]], **common: Any) -> AsyncRun:
+        """:meth:`WeftClient.submit_many` (every item checked before any is queued)."""
+        return AsyncRun(self, self.client.submit_many(specs, **common))
 
     def task(self, tid: str | int) -> AsyncTask:
         return AsyncTask(self, self.client.task(tid))
