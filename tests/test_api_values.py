@@ -193,7 +193,8 @@ def test_pickle_off_is_refused_by_client_and_by_manager(project, client, vals, m
         forced = strict.submit_spec(strict.build_spec(function="valpkg.vals:echo",
                                                       serializer="pickle"))
         res = forced.wait(timeout=60)
-    assert res.status == "rejected" and "WEFT_ALLOW_PICKLE=0" in (res.error or "")
+    assert res.status == "rejected" and res.reason == "pickle_refused"
+    assert "WEFT_ALLOW_PICKLE=0" in (res.error or "")
 
 
 

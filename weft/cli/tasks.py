@@ -47,7 +47,7 @@ def status_cmd(tid: str | None, request_id: str | None, watch: bool, interval: f
     c = client()
     if tid is not None:
         if tree:
-            observe.print_tree(c.tree(tid), as_json)
+            observe.print_tree(c.job_tree(tid), as_json)  # a job's children grouped by step
             return
         info = c.task(tid).status()
         info["children"] = c.tree(info["tid"])["rollup"]
@@ -82,14 +82,17 @@ def status_cmd(tid: str | None, request_id: str | None, watch: bool, interval: f
         if row["status"] == "running" and row.get("progress"):
             click.echo(f"  {row['tid'][-10:]}  {row.get('name') or row.get('target') or ''}  "
                        f"{progress_text(row['progress'])}")
-    click.echo(f"queued    {overview['queued_requests']} request(s) waiting")
+    click.echo(f"queued    {overview['queued_requests']} request(s) waiting"
+               + (f", {overview['waiting_requests']} for dependencies"
+                  if overview.get("waiting_requests") else ""))
     click.echo(f"rejected  {overview['dead_letters']} dead letter(s) in weft.spawn.rejected")
 
 
 def _print_task(info: dict[str, Any]) -> None:
     click.echo(f"task      {info['tid']}  {info.get('name') or ''}".rstrip())
     click.echo(f"status    {info['status']}")
-    for key in ("pid", "exit_code", "attempt", "request_id", "parent_tid", "manager_tid", "error"):
+    for key in ("pid", "exit_code", "attempt", "reason", "request_id", "parent_tid", "manager_tid",
+                "error"):
         if info.get(key) is not None:
             click.echo(f"{key:<9} {info[key]}")
     from weft.client.progress import text as progress_text

@@ -17,8 +17,8 @@ from weft.broker import Broker
 from weft.client.queues import Queues
 from weft.client.task import Task
 from weft.client.workers import Workers
-from weft.errors import WeftError
-from weft.names import SPAWN_REQUESTS
+from weft.errors import InvalidSpec, WeftError
+from weft.names import SPAWN_REQUESTS, SPAWN_WAITING
 
 if TYPE_CHECKING:
     # Loaded on first use: pydantic is most of a short CLI command's start-up.
@@ -99,8 +99,12 @@ class WeftClient:
         ``inbox_message`` (the task's stdin), ``delay`` (seconds before it
         may start) and ``serializer`` ("auto", "json" or "pickle": how a
         function's arguments and result travel; "auto" pickles what JSON
-        cannot carry exactly, see :mod:`weft.models.values`). Bad input
-        raises InvalidSpec before anything is queued.
+        cannot carry exactly, see :mod:`weft.models.values`).
+        ``after=[task, ...]`` (handles or TIDs) makes it wait
+        until they completed (``after_mode="any"``: one of them;
+        ``"finished"``: all ended, whatever the outcome); it is cancelled
+        when that can no longer happen. Bad input raises InvalidSpec before
+        anything is queued.
         """
         opts: dict[str, Any] = dict(options)
         inbox_message = opts.pop("inbox_message", None)
@@ -121,7 +125,6 @@ class WeftClient:
         """Queue an already validated TaskSpec (see :meth:`submit`)."""
         from pydantic_core import PydanticSerializationError
 
-        from weft.errors import InvalidSpec
         from weft.models import SpawnRequest
 
         not_before = time.time() + delay if delay else None
@@ -132,7 +135,7 @@ class WeftClient:
         except (PydanticSerializationError, ValueError, TypeError) as exc:
             raise InvalidSpec(f"task spec: a value is not JSON (submit encodes Python values; "
                               f"a TaskSpec built by hand must hold JSON only): {exc}") from None
-        return self._queue(body)
+        return self._queue(body, waiting=self._check_after(spec.after))
 
     def submit_fields(self, fields: Mapping[str, Any], *, delay: float | None = None) -> Task:
         """Queue a task given as plain fields that :func:`weft.client.fields.checked_fields`
@@ -147,10 +150,27 @@ class WeftClient:
             request["request_id"] = fields["request_id"]
         if delay:
             request["not_before"] = time.time() + delay
-        return self._queue(json.dumps(request, separators=(",", ":")))
+        if fields.get("after"):
+            from weft.client.dependencies import resolve_after
 
-    def _queue(self, body: str) -> Task:
-        tid = self.broker.write(SPAWN_REQUESTS, body)
+            request["taskspec"]["after"] = resolve_after(self.broker, fields["after"])
+        return self._queue(json.dumps(request, separators=(",", ":")),
+                           waiting=bool(fields.get("after")))
+
+    def _check_after(self, after: Sequence[str] | None) -> bool:
+        """Does the task wait for others? InvalidSpec if one of them is unknown."""
+        if not after:
+            return False
+        from weft.client.dependencies import resolve_after
+
+        if resolve_after(self.broker, after) != list(after):
+            raise InvalidSpec("after: give each dependency once, as a full TID")
+        return True
+
+    def _queue(self, body: str, *, waiting: bool = False) -> Task:
+        # A task with dependencies waits apart, where no manager's dispatch
+        # looks; weft/runtime/dependencies.py releases it (same id) when due.
+        tid = self.broker.write(SPAWN_WAITING if waiting else SPAWN_REQUESTS, body)
         if self.auto_start:
             self.workers.ensure_running()
         return Task(self, str(tid).zfill(19))
@@ -239,6 +259,49 @@ class WeftClient:
 
         return render(self.broker)
 
+    # -- jobs -------------------------------------------------------------------
+    def job(self, definition: Any, *, overrides: Sequence[str] = (),
+            **options: Any) -> Any:
+        """Run a job (docs/jobs.md): ``definition`` is a dict, a JobDefinition or a
+        TOML/JSON file path; ``overrides`` are ``key=value`` like ``--set``.
+        Returns a JobHandle (``.steps``, ``.status()``, ``.wait()``, ``.cancel()``);
+        a bad definition raises InvalidSpec before anything is queued."""
+        from weft.jobs.handle import definition_of, submit_job
+
+        return submit_job(self, definition_of(definition, tuple(overrides)), **options)
+
+    def job_handle(self, tid: str) -> Any:
+        """The JobHandle of an existing job (short TIDs work)."""
+        from weft.jobs.handle import JobHandle
+
+        return JobHandle(self, self.resolve_tid(tid))
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """Every job (started or queued), oldest first: ``{tid, name, status}``."""
+        from weft.jobs.rollup import list_jobs
+
+        return list_jobs(self.broker)
+
+    def job_tree(self, tid: str) -> dict[str, Any]:
+        """:meth:`tree`, with a job's children grouped under one node per step."""
+        from weft.jobs.rollup import job_tree
+
+        return job_tree(self.broker, self.resolve_tid(tid))
+
+    def job_log(self, tid: str) -> Iterator[dict[str, Any]] | None:
+        """A job's log with every child's entries tagged by step and item; None if
+        ``tid`` is not a job (use :meth:`task_log`)."""
+        from weft.jobs.logs import is_job, job_log
+
+        full = self.resolve_tid(tid)
+        return job_log(self.broker, full) if is_job(self.broker, full) else None
+
+    def resolve_after(self, after: Any) -> list[str]:
+        """Full TIDs of the tasks ``after`` names; InvalidSpec if one is unknown."""
+        from weft.client.dependencies import resolve_after
+
+        return resolve_after(self.broker, after)
+
     # -- fan-out ----------------------------------------------------------------
     def map(self, fn: str | Callable[..., Any], iterable: Iterable[Any], *,
             timeout: float | None = None, max_in_flight: int = 64,
@@ -297,6 +360,10 @@ class WeftClient:
     def _spec_of(self, pieces: dict[str, Any]) -> TaskSpec:
         from weft.client.specs import build_spec
 
+        if pieces.get("after") is not None:
+            from weft.client.dependencies import resolve_after
+
+            pieces["after"] = resolve_after(self.broker, pieces["after"])
         serializer = pieces.pop("serializer", "auto")
         if pieces.get("function") is not None or pieces.get("args") or pieces.get("kwargs"):
             pieces["args"], pieces["kwargs"], pieces["serializer"] = self._encode_call(
