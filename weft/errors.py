@@ -14,7 +14,11 @@ exit code the CLI uses for it, so the CLI needs exactly one handler::
     ├── TaskRejected             exit 2   no live manager can ever run the task
     ├── ManagerUnavailable       exit 6   no manager could be started or reached
     ├── TaskFailed               exit 1   a task ended failed; carries its Result
-    └── JobFailed                exit 1   a job step failed and its on_error said stop
+    ├── JobFailed                exit 1   a job step failed and its on_error said stop
+    └── BrokenTask               exit 1   a WeftExecutor task's process died; also a
+                                          concurrent.futures.BrokenExecutor, so it is
+                                          defined in weft.client.executor (importing
+                                          concurrent.futures here would slow the CLI)
 """
 
 from __future__ import annotations

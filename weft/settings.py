@@ -118,6 +118,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "manager_start_timeout": _number(float, gt=0),
     "launcher_preload": _flag,
     "function_allow": _text(True),
+    "allow_pickle": _flag,
 }
 
 
@@ -149,6 +150,9 @@ class Settings:
     function_allow: str | None = field(default=None, metadata={
         "doc": "comma list of function target prefixes a manager runs (e.g. 'mypkg.,tasks.'); "
                "unset: any (docs/security.md)"})
+    allow_pickle: bool = field(default=True, metadata={
+        "doc": "function arguments and results may travel pickled (Python API); "
+               "0 refuses them (see docs/python-api.md, Trust)"})
 
     def __post_init__(self) -> None:
         problems = []

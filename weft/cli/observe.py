@@ -97,6 +97,10 @@ def event_line(event: dict[str, Any]) -> str:
     for key in ("name", "request_id", "reason", "exit_code", "error"):
         if event.get(key) is not None:
             parts.append(f"{key}={event[key]}")
+    if event.get("event") == "task_progress":
+        from weft.client.progress import text
+
+        parts.append(text(event.get("details")))
     return "  ".join(parts)
 
 

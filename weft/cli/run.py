@@ -216,7 +216,13 @@ def render_result(result: Any, *, as_json: bool, replay_output: bool = False) ->
         write_stream("stderr", result.stderr)
     if result.status == "completed" and result.value is not None:
         value = result.value
-        click.echo(value if isinstance(value, str) else json.dumps(value))
+        if isinstance(value, str):
+            click.echo(value)
+        else:
+            try:
+                click.echo(json.dumps(value))
+            except (TypeError, ValueError):  # a pickled Python value (Python API)
+                click.echo(repr(value))
     elif result.status != "completed" and result.reason != "exit_code":
         detail = result.error or result.reason or ""
         if result.traceback:

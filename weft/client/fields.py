@@ -32,6 +32,7 @@ SPEC_FIELDS = (
     "shell",
     "after",
     "after_mode",
+    "serializer",
 )
 
 

@@ -128,6 +128,11 @@ def task_status(broker: Broker, tid: str) -> dict[str, Any]:
         info["error"] = result.get("error")
     if state not in ("running", "paused"):
         info.pop("pid", None)
+    from weft.client.progress import latest
+
+    progress = latest(events)
+    if progress is not None:
+        info["progress"] = progress
     info["status"] = state
     info["events"] = events
     return info
@@ -150,6 +155,8 @@ def list_tasks(broker: Broker, *, request_id: str | None = None) -> list[dict[st
         if event.get("event") == "task_started":
             row["pid"] = event.get("pid")
             row["started_at"] = event.get("ts")
+        elif event.get("event") == "task_progress":
+            row["progress"] = {**(event.get("details") or {}), "ts": event.get("ts")}
         if event.get("exit_code") is not None:
             row["exit_code"] = event["exit_code"]
         row["updated_at"] = event.get("ts")

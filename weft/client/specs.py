@@ -41,6 +41,7 @@ class CommonOptions(TypedDict, total=False):
     delay: float
     after: Sequence[Any] | Any
     after_mode: str
+    serializer: str
 
 
 class TaskOptions(CommonOptions, total=False):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from weft.client.polling import poll_until
@@ -61,7 +61,8 @@ class Task:
         err = "".join(m["data"] for m in messages
                       if m.get("type") == "stream" and m.get("stream") == "stderr"
                       and m.get("attempt", 1) == attempt)
-        return Result.from_message(final, stdout=out, stderr=err)
+        return Result.from_message(final, stdout=out, stderr=err,
+                                   allow_pickle=self.client.context.settings.allow_pickle)
 
     def wait(self, timeout: float | None = None) -> Result:
         """Block until the task ends; return its Result whatever the status.
@@ -88,6 +89,20 @@ class Task:
     def done(self) -> bool:
         """Has the task ended (any status)? Does not wait."""
         return self._result is not None or self._final() is not None
+
+    def add_done_callback(self, fn: Callable[[Task], Any]) -> None:
+        """Call ``fn(task)`` once the task has ended (at once if it already has).
+
+        Callbacks run on the client's watcher thread, like the callbacks of
+        a ``concurrent.futures.Future``; an exception in one is logged and
+        ignored. Any number may be added. Closing the client drops the
+        callbacks of tasks that have not ended.
+        """
+        def call(future: Any) -> None:
+            if not future.cancelled():
+                fn(self)
+
+        self.client.watcher().watch(self.tid).add_done_callback(call)
 
     def output(self, timeout: float | None = None) -> Iterator[dict[str, Any]]:
         """Yield output chunks as they arrive; stop when the task has ended.
@@ -120,6 +135,14 @@ class Task:
         from weft.client.queries import task_status
 
         return task_status(self.client.broker, self.tid)
+
+    def progress(self) -> dict[str, Any] | None:
+        """The task's latest progress report (``fraction``, ``message``,
+        ``numbers``, ``ts``), or None if it has reported none."""
+        from weft.client.progress import latest
+        from weft.client.queries import task_events
+
+        return latest(task_events(self.client.broker, self.tid))
 
     def events(self) -> list[dict[str, Any]]:
         """The task's log events, oldest first (each names its event and status).

@@ -64,6 +64,8 @@ def _node(broker: Broker, tid: str, *, seen: set[str], depth: int) -> dict[str, 
     info = task_status(broker, tid)
     node: dict[str, Any] = {key: info.get(key) for key in
                             ("tid", "name", "status", "exit_code", "request_id", "parent_tid")}
+    # The name `weft task list` shows: the given name, else the target.
+    node["name"] = info.get("name") or info.get("target")
     kids = []
     if depth < MAX_DEPTH:
         for child in children(broker, tid):

@@ -142,6 +142,7 @@ class ResultMessage(_Message):
     value: Any = None
     error: str | None = None
     traceback: str | None = None
+    exception: Any = None  # pickled exception (serializer "pickle"; see weft.models.values)
     reason: str | None = None
     signal: int | None = None
     started_at: float | None = None

@@ -80,6 +80,9 @@ class TaskSpec(_Frozen):
     function: str | None = None
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = Field(default_factory=dict)
+    # How args, kwargs and the result travel: "json" (plain JSON only), or
+    # "pickle" (a value JSON cannot carry is pickled; see weft.models.values).
+    serializer: Literal["json", "pickle"] = "json"
 
     env: dict[str, str] = Field(default_factory=dict)
     secrets: tuple[str, ...] = ()  # names only: the manager supplies the values
