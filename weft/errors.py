@@ -66,6 +66,10 @@ class BrokerError(WeftError):
     exit_code = 3
 
 
+class BlobError(BrokerError):
+    """A blob is missing, or its bytes do not match its sha256."""
+
+
 class NotFound(WeftError):
     exit_code = 4
 

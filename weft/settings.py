@@ -117,6 +117,8 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "log_level": _text(False),
     "manager_start_timeout": _number(float, gt=0),
     "launcher_preload": _flag,
+    "chunk_kb": _number(int, ge=4, le=1024),
+    "max_result_mb": _number(int, ge=1),
 }
 
 
@@ -145,6 +147,12 @@ class Settings:
     manager_start_timeout: float = 10.0
     launcher_preload: bool = field(default=False, metadata={
         "doc": "launcher imports weft's client stack once, for tasks that submit tasks"})
+    chunk_kb: int = field(default=1024, metadata={
+        "doc": "largest payload (output, result, stdin) carried inside one broker message, KiB; "
+               "larger ones go to the blob store"})
+    max_result_mb: int = field(default=1024, metadata={
+        "doc": "largest function result a task may return, MB; a larger one fails the task "
+               "with reason result_too_large"})
 
     def __post_init__(self) -> None:
         problems = []

@@ -126,17 +126,20 @@ def events_cmd(follow: bool, request_id: str | None, tid: str | None, last: int 
 def logs_cmd(tid: str, follow: bool, as_json: bool) -> None:
     """A task's output and lifecycle events, in the order they happened.
 
+    Output is written as the task wrote it (bytes, both streams in order).
     --json prints one object per line: {"type": "event"|"stream"|"result",
-    "tid", "request_id", ...}.
+    "tid", "request_id", ...}; a stream entry's "data" is its text, or
+    base64 when "encoding" is "base64".
     """
     try:
         for entry in client().task_log(tid, follow=follow):
             if as_json:
                 echo_json(entry)
             elif entry["type"] == "stream":
-                stream = sys.stdout if entry.get("stream") == "stdout" else sys.stderr
-                stream.write(entry.get("data", ""))
-                stream.flush()
+                from weft.cli.common import write_stream
+                from weft.models.payload import decode_bytes
+
+                write_stream(entry.get("stream", "stdout"), decode_bytes(entry))
             elif entry["type"] == "event":
                 click.echo(f"# {event_line(entry)}")
             else:

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from weft.cli.common import echo_json, write_stream
+from weft.cli.common import write_stream
 
 
 def _parse_value(text: str) -> Any:
@@ -177,7 +177,7 @@ def follow(task: Any, *, as_json: bool) -> int:
                         key = (chunk.get("attempt", 1), chunk.get("seq", 0))
                         if key > shown:
                             shown = key
-                            write_stream(chunk.get("stream", "stdout"), chunk.get("data", ""))
+                            write_stream(chunk.get("stream", "stdout"), chunk.get("data", b""))
                 result = task.wait()
                 break
             except KeyboardInterrupt:
@@ -187,6 +187,36 @@ def follow(task: Any, *, as_json: bool) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
     return render_result(result, as_json=as_json)
+
+
+def print_result_json(result: Any) -> None:
+    """The result message plus ``stdout``/``stderr``, streamed so memory stays one chunk.
+
+    Each stream is a JSON string: its text when it is UTF-8, else base64,
+    named by ``stdout_encoding``/``stderr_encoding`` ("utf-8" or "base64").
+    The value, if it was in the blob store, is inline here.
+    """
+    from weft.client.payloads import write_json_string
+
+    body = {k: v for k, v in result.to_dict().items() if k != "value_blob"}
+    body["value"] = result.value
+    head = json.dumps(body, default=str, separators=(",", ":"))
+    out = sys.stdout
+    out.write(head[:-1])
+    for stream in ("stdout", "stderr"):
+        out.write(f',"{stream}":')
+        if result.output is None:
+            out.write('""')
+            encoding = "utf-8"
+        else:
+            encoding = write_json_string(_bytes_of(result, stream), _bytes_of(result, stream), out)
+        out.write(f',"{stream}_encoding":"{encoding}"')
+    out.write("}\n")
+    out.flush()
+
+
+def _bytes_of(result: Any, stream: str) -> Any:
+    return (piece for _, piece in result.output.pieces(stream))
 
 
 def _ask_stop(task: Any) -> bool:
@@ -203,11 +233,11 @@ def _ask_stop(task: Any) -> bool:
 
 def render_result(result: Any, *, as_json: bool, replay_output: bool = False) -> int:
     if as_json:
-        echo_json({**result.to_dict(), "stdout": result.stdout, "stderr": result.stderr})
+        print_result_json(result)
         return result.cli_exit_code
-    if replay_output:
-        write_stream("stdout", result.stdout)
-        write_stream("stderr", result.stderr)
+    if replay_output and result.output is not None:
+        for stream, piece in result.output.pieces():  # both streams, in the order written
+            write_stream(stream, piece)
     if result.status == "completed" and result.value is not None:
         value = result.value
         click.echo(value if isinstance(value, str) else json.dumps(value))

@@ -1,9 +1,18 @@
-"""Result: what a finished task left on its outbox, as a typed object."""
+"""Result: what a finished task left on its outbox, as a typed object.
+
+The output is not copied into the Result: ``stdout``/``stderr`` (text) and
+``stdout_bytes``/``stderr_bytes`` (exactly what the process wrote) read it
+from the outbox, and its blobs, each time they are asked for; a task that
+printed gigabytes costs nothing until then.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from weft.client.payloads import TaskOutput
 
 
 @dataclass(frozen=True)
@@ -23,9 +32,26 @@ class Result:
     attempt: int = 1
     request_id: str | None = None
     name: str | None = None
-    stdout: str = ""
-    stderr: str = ""
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    output: TaskOutput | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def stdout_bytes(self) -> bytes:
+        """What the task wrote to stdout (its final attempt), exactly."""
+        return self.output.read("stdout") if self.output is not None else b""
+
+    @property
+    def stderr_bytes(self) -> bytes:
+        return self.output.read("stderr") if self.output is not None else b""
+
+    @property
+    def stdout(self) -> str:
+        """stdout as text (UTF-8; bytes that are not become U+FFFD: use stdout_bytes)."""
+        return self.stdout_bytes.decode("utf-8", "replace")
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_bytes.decode("utf-8", "replace")
 
     @property
     def ok(self) -> bool:
@@ -51,12 +77,16 @@ class Result:
         return 1
 
     @classmethod
-    def from_message(cls, message: dict[str, Any], *, stdout: str = "", stderr: str = "") -> Result:
+    def from_message(cls, message: dict[str, Any], *, output: TaskOutput | None = None,
+                     value: Any = None) -> Result:
+        """``value``: the result's value when it was read from the blob store."""
         known: dict[str, Any] = {k: message.get(k) for k in (
             "status", "exit_code", "value", "error", "traceback", "reason", "signal",
             "started_at", "finished_at", "peak_rss_mb", "cpu_time_s", "request_id", "name")}
+        if value is not None:
+            known["value"] = value
         return cls(tid=str(message["tid"]), attempt=int(message.get("attempt") or 1),
-                   stdout=stdout, stderr=stderr, raw=message, **known)
+                   output=output, raw=message, **known)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.raw)

@@ -110,7 +110,9 @@ class StreamChunk(_Message):
     type: Literal["stream"] = "stream"
     stream: Literal["stdout", "stderr"]
     seq: int
-    data: str
+    data: str = ""
+    encoding: Literal["base64"] | None = None  # absent: ``data`` is the UTF-8 text
+    blob: dict[str, Any] | None = None  # {"sha256", "size"}: the bytes are in the blob store
     attempt: int = 1
 
 

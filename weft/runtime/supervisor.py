@@ -19,7 +19,6 @@ through :mod:`weft.runtime.orphan`, then exits.
 from __future__ import annotations
 
 import argparse
-import codecs
 import gc
 import os
 import selectors
@@ -38,6 +37,8 @@ DRAIN_GRACE = 1.0
 SAMPLE_EVERY = 0.25
 READ_SIZE = 1 << 16
 LAUNCHED_MEMORY = 10_000
+MAX_RESULT = 1 << 30
+BACKLOG = 4 << 20  # bytes of frames waiting for the manager before we stop reading output
 
 
 @dataclass
@@ -48,8 +49,8 @@ class Proc:
     started_at: float
     deadline: float | None
     fds: dict[int, str] = field(default_factory=dict)
-    decoders: dict[str, Any] = field(default_factory=dict)
     result_buf: bytearray = field(default_factory=bytearray)
+    result_size: int = 0
     stdin_fd: int | None = None
     stdin_buf: bytes = b""
     status: int | None = None
@@ -91,6 +92,8 @@ class Supervisor:
         signal.signal(signal.SIGTERM, lambda *_: None)
         self.sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         self.sel.register(sock, selectors.EVENT_READ, "link")
+        self._link_events = selectors.EVENT_READ
+        self.reads_paused = False
         self._telemetry: Any = None
         # Off by default: the preloaded modules double the launcher's memory and
         # every fork pays for the larger page tables (docs/performance.md).
@@ -116,6 +119,7 @@ class Supervisor:
     # -- main loop --------------------------------------------------------
     def serve(self) -> None:
         while True:
+            self._pace_output()
             ready = self.sel.select(self._next_timeout())
             for key, _ in ready:
                 self._on_ready(key.data, key.fd)
@@ -136,6 +140,27 @@ class Supervisor:
             self.link.flush_blocking()
         if self.orphan is not None:
             self.orphan.close()
+
+    def _pace_output(self) -> None:
+        """Back-pressure: while the manager has not taken BACKLOG bytes of frames, stop
+        reading task output (the task blocks on its full pipe), so our memory stays
+        bounded however fast a task writes; and wait for the link to be writable."""
+        link = self.link
+        backlog = link.pending_bytes if link is not None else 0
+        full = backlog > BACKLOG
+        if full != self.reads_paused:
+            self.reads_paused = full
+            for fd, proc in list(self.by_fd.items()):
+                if proc.fds.get(fd) in ("stdout", "stderr"):
+                    if full:
+                        self.sel.unregister(fd)
+                    else:
+                        self.sel.register(fd, selectors.EVENT_READ, "child")
+        if link is not None:
+            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if backlog else 0)
+            if events != self._link_events:
+                self.sel.modify(link.sock, events, "link")
+                self._link_events = events
 
     def _next_timeout(self) -> float:
         if self.orphan is not None:
@@ -244,9 +269,8 @@ class Supervisor:
             os.set_blocking(fd, False)
             proc.fds[fd] = name
             self.by_fd[fd] = proc
-            self.sel.register(fd, selectors.EVENT_READ, "child")
-            if name != "result":
-                proc.decoders[name] = codecs.getincrementaldecoder("utf-8")("replace")
+            if not (self.reads_paused and name != "result"):
+                self.sel.register(fd, selectors.EVENT_READ, "child")
         if in_w is not None:
             proc.stdin_fd = in_w
             proc.stdin_buf = stdin_data.encode() if isinstance(stdin_data, str) else b""
@@ -320,20 +344,27 @@ class Supervisor:
             data = b""
         if not data:
             self._close_fd(proc, fd)
-            if name != "result":
-                tail = proc.decoders[name].decode(b"", final=True)
-                if tail:
-                    self.emit({"ev": "out", "tid": proc.tid, "s": name, "d": tail})
             return
         if name == "result":
+            self._add_result(proc, data)
+        else:
+            # Exactly the bytes read, in the order read across both streams.
+            self.emit({"ev": "out", "tid": proc.tid, "s": name, "d": data})
+
+    @staticmethod
+    def _add_result(proc: Proc, data: bytes) -> None:
+        """Keep the result line, up to the cap; past it, drain (so the child can exit) and drop."""
+        proc.result_size += len(data)
+        if proc.result_size <= int(proc.launch.get("max_result") or MAX_RESULT):
             proc.result_buf += data
         else:
-            text = proc.decoders[name].decode(data)
-            if text:
-                self.emit({"ev": "out", "tid": proc.tid, "s": name, "d": text})
+            proc.result_buf.clear()
 
     def _close_fd(self, proc: Proc, fd: int) -> None:
-        self.sel.unregister(fd)
+        try:
+            self.sel.unregister(fd)
+        except KeyError:  # paused by back-pressure
+            pass
         self.by_fd.pop(fd, None)
         proc.fds.pop(fd, None)
         os.close(fd)
@@ -360,7 +391,8 @@ class Supervisor:
                 if now >= proc.next_sample:
                     proc.next_sample = now + SAMPLE_EVERY
                     self._sample(proc)
-            elif proc.reaped_at is not None and now - proc.reaped_at > DRAIN_GRACE:
+            elif (proc.reaped_at is not None and now - proc.reaped_at > DRAIN_GRACE
+                  and not self.reads_paused):
                 for fd in list(proc.fds):
                     self._read_child(fd) if proc.fds.get(fd) == "result" else None
                     if fd in proc.fds:
@@ -416,16 +448,9 @@ class Supervisor:
                 proc.stdin_fd = None
 
     def _finish(self, proc: Proc) -> None:
-        import json
 
         del self.procs[proc.tid]
-        outcome = None
-        text = proc.result_buf.decode(errors="replace").strip()
-        if text:
-            try:
-                outcome = json.loads(text.splitlines()[-1])
-            except ValueError:
-                outcome = None
+        outcome = _outcome(proc)
         status = proc.status or 0
         wait = (
             {"signal": os.WTERMSIG(status)}
@@ -450,6 +475,25 @@ class Supervisor:
         if len(self.recent) > LAUNCHED_MEMORY:
             del self.recent[next(iter(self.recent))]
         self.emit(frame)
+
+
+def _outcome(proc: Proc) -> dict[str, Any] | None:
+    """The child's report (its last line on the result pipe), or why there is none."""
+    import json
+
+    cap = int(proc.launch.get("max_result") or MAX_RESULT)
+    if proc.result_size > cap:
+        return {"error": f"the result ({proc.result_size / 2**20:.1f} MB) is larger than "
+                         f"WEFT_MAX_RESULT_MB ({cap >> 20} MB)", "reason": "result_too_large"}
+    text = proc.result_buf.decode(errors="replace").strip()
+    proc.result_buf = bytearray()
+    if not text:
+        return None
+    try:
+        outcome = json.loads(text.splitlines()[-1])
+    except ValueError:
+        return None
+    return outcome if isinstance(outcome, dict) else None
 
 
 def now_or_never(proc: Proc) -> bool:
