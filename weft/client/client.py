@@ -10,7 +10,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Unpack
+from typing import IO, TYPE_CHECKING, Any, Unpack
 
 from weft import context as _context
 from weft.broker import Broker
@@ -89,29 +89,54 @@ class WeftClient:
         or a dict, which the other options override). Options are the
         TaskSpec fields (``name``, ``env``, ``cwd``, ``timeout``,
         ``resources``, ``priority`` ...) plus ``request_id``, ``retries``,
-        ``inbox_message`` (the task's stdin) and ``delay`` (seconds before it
-        may start). Bad input raises InvalidSpec before anything is queued.
+        ``inbox_message`` (a JSON work item, given to the task as its stdin),
+        ``stdin`` (bytes, or a binary file read to its end here, in chunks:
+        the task's stdin, exactly) and ``delay`` (seconds before it may
+        start). Bad input raises InvalidSpec before anything is queued.
         """
         from weft.client.specs import build_spec
 
         opts: dict[str, Any] = dict(options)
         inbox_message = opts.pop("inbox_message", None)
+        stdin = opts.pop("stdin", None)
         delay = opts.pop("delay", None)
         task_spec = build_spec(command=command, function=function, spec=spec, args=args,
                                kwargs=kwargs, **opts)
-        return self.submit_spec(task_spec, inbox_message=inbox_message, delay=delay)
+        return self.submit_spec(task_spec, inbox_message=inbox_message, delay=delay, stdin=stdin)
 
     def submit_spec(self, spec: TaskSpec, *, inbox_message: Any = None,
-                    delay: float | None = None) -> Task:
-        """Queue an already validated TaskSpec (see :meth:`submit`)."""
+                    delay: float | None = None, stdin: bytes | IO[bytes] | None = None,
+                    stdin_stream: bool = False) -> Task:
+        """Queue an already validated TaskSpec (see :meth:`submit`).
+
+        ``stdin_stream``: the caller sends the stdin itself (:meth:`send_stdin`).
+        """
         from weft.models import SpawnRequest
 
+        if stdin is not None:
+            _check_stdin(stdin, inbox_message)
         not_before = time.time() + delay if delay else None
         request = SpawnRequest(taskspec=spec, inbox_message=inbox_message,
-                               request_id=spec.request_id, not_before=not_before)
-        return self._queue(request.model_dump_json(exclude_none=True))
+                               request_id=spec.request_id, not_before=not_before,
+                               stdin="stream" if stdin is not None or stdin_stream else None)
+        task = self._queue(request.model_dump_json(exclude_none=True))
+        if stdin is not None:
+            self.send_stdin(task, stdin)
+        return task
 
-    def submit_fields(self, fields: Mapping[str, Any], *, delay: float | None = None) -> Task:
+    def send_stdin(self, task: Task, source: bytes | IO[bytes] | int, *,
+                   done: Callable[[], bool] | None = None) -> int:
+        """Stream ``source`` to a task submitted with a streamed stdin, then EOF.
+
+        With ``done``, keep only a few chunks ahead of the task and stop once
+        ``done()`` is true (how ``weft run`` pipes its own stdin).
+        """
+        from weft.client.stdin import send_stdin
+
+        return send_stdin(self.broker, task.tid, source, done=done)
+
+    def submit_fields(self, fields: Mapping[str, Any], *, delay: float | None = None,
+                      stdin_stream: bool = False) -> Task:
         """Queue a task given as plain fields that :func:`weft.client.fields.checked_fields`
         has passed: the CLI's way, which must not pay for importing pydantic.
 
@@ -124,6 +149,8 @@ class WeftClient:
             request["request_id"] = fields["request_id"]
         if delay:
             request["not_before"] = time.time() + delay
+        if stdin_stream:  # the caller then sends it with send_stdin
+            request["stdin"] = "stream"
         return self._queue(json.dumps(request, separators=(",", ":")))
 
     def _queue(self, body: str) -> Task:
@@ -249,6 +276,15 @@ class WeftClient:
         from weft.client.maintenance import tidy
 
         return tidy(self.broker, retention=retention, dry_run=dry_run)
+
+
+def _check_stdin(stdin: Any, inbox_message: Any) -> None:
+    from weft.errors import InvalidSpec
+
+    if inbox_message is not None:
+        raise InvalidSpec("stdin: give either stdin or inbox_message, not both")
+    if not isinstance(stdin, bytes | bytearray | memoryview) and not hasattr(stdin, "read"):
+        raise InvalidSpec(f"stdin: expected bytes or a binary file, got {type(stdin).__name__}")
 
 
 def init_project(path: str | os.PathLike[str] | None = None, *, backend: str | None = None,

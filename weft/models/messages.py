@@ -29,6 +29,8 @@ class SpawnRequest(_Message):
 
     taskspec: TaskSpec
     inbox_message: Any = None
+    # "stream": the task's stdin arrives on T{tid}.stdin (chunks, then an EOF message)
+    stdin: Literal["stream"] | None = None
     request_id: str | None = None
     not_before: float | None = None
     attempt: int = Field(default=1, ge=1)

@@ -125,6 +125,8 @@ class Consumer(BaseTask):
         }
         if stdin is not None:
             op["stdin"] = stdin if isinstance(stdin, str) else dumps(stdin)
+        elif self.request.stdin == "stream" and self.attempt == 1:
+            op["stdin_stream"] = True  # chunks come from T{tid}.stdin (weft.runtime.stdin_feed)
         return op
 
     def spawning(self) -> None:

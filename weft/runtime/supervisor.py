@@ -52,7 +52,9 @@ class Proc:
     result_buf: bytearray = field(default_factory=bytearray)
     result_size: int = 0
     stdin_fd: int | None = None
-    stdin_buf: bytes = b""
+    stdin_buf: bytearray = field(default_factory=bytearray)
+    stdin_eof: bool = True  # False while the manager may still send more (a streamed stdin)
+    stdin_armed: bool = False  # its fd is registered for writing
     status: int | None = None
     rusage: Any = None
     killed_for: str | None = None
@@ -198,6 +200,8 @@ class Supervisor:
             self._launch(op)
         elif kind == "signal":
             self.signal_task(op["tid"], op["sig"], op.get("reason"), op.get("grace"))
+        elif kind == "stdin":
+            self._take_stdin(op)
         elif kind == "shutdown":
             self.stopping = True
         elif kind == "ping":
@@ -224,6 +228,10 @@ class Supervisor:
         self.link = None
         from weft.runtime.orphan import OrphanHost
 
+        for proc in self.procs.values():  # nobody feeds a streamed stdin now: end it
+            if not proc.stdin_eof:
+                proc.stdin_eof = True
+                self._arm_stdin(proc)
         self.orphan = OrphanHost(self, root=self.root, manager_tid=self.manager_tid)
         self.orphan.take_over(list(self.procs.values()), self.launched, list(self.recent.values()))
 
@@ -235,7 +243,8 @@ class Supervisor:
         err_r, err_w = os.pipe() if capture else (None, None)
         res_r, res_w = os.pipe()
         stdin_data = op.get("stdin")
-        in_r, in_w = os.pipe() if stdin_data is not None else (None, None)
+        streamed = bool(op.get("stdin_stream"))
+        in_r, in_w = os.pipe() if stdin_data is not None or streamed else (None, None)
         sys.stdout.flush()
         sys.stderr.flush()
         # Objects that exist now are never collected by this process again, so
@@ -273,14 +282,18 @@ class Supervisor:
                 self.sel.register(fd, selectors.EVENT_READ, "child")
         if in_w is not None:
             proc.stdin_fd = in_w
-            proc.stdin_buf = stdin_data.encode() if isinstance(stdin_data, str) else b""
+            proc.stdin_eof = not streamed
+            if isinstance(stdin_data, str):
+                proc.stdin_buf += stdin_data.encode()
             os.set_blocking(in_w, False)
-            self.sel.register(in_w, selectors.EVENT_WRITE, "stdin")
             self.by_fd[in_w] = proc
+            self._arm_stdin(proc)
         self.procs[tid] = proc
         self.by_pid[pid] = proc
         self._remember_launch(tid, op)
         self.emit({"ev": "started", "tid": tid, "pid": pid, "t": started})
+        if streamed:
+            self.emit({"ev": "stdin_wanted", "tid": tid})
 
     def _remember_launch(self, tid: str, op: dict[str, Any]) -> None:
         """Which attempt of which task this launcher forked: if the manager dies before
@@ -314,22 +327,59 @@ class Supervisor:
         except BaseException:  # noqa: BLE001
             os._exit(70)
 
+    # -- stdin ------------------------------------------------------------
+    def _arm_stdin(self, proc: Proc) -> None:
+        """Write when there is something to write (or an EOF to deliver)."""
+        if proc.stdin_fd is None or proc.stdin_armed:
+            return
+        if proc.stdin_buf or proc.stdin_eof:
+            self.sel.register(proc.stdin_fd, selectors.EVENT_WRITE, "stdin")
+            proc.stdin_armed = True
+
+    def _take_stdin(self, op: dict[str, Any]) -> None:
+        """The next piece of a streamed stdin, from the manager (``eof``: the last)."""
+        proc = self.procs.get(op.get("tid", ""))
+        if proc is None or proc.stdin_fd is None:
+            return
+        data = op.get("d")
+        if isinstance(data, bytes):
+            proc.stdin_buf += data
+        if op.get("eof"):
+            proc.stdin_eof = True
+        self._arm_stdin(proc)
+
     def _feed_stdin(self, fd: int) -> None:
         proc = self.by_fd.get(fd)
         if proc is None:
             return
         try:
             written = os.write(fd, proc.stdin_buf[:READ_SIZE]) if proc.stdin_buf else 0
-            proc.stdin_buf = proc.stdin_buf[written:]
+            del proc.stdin_buf[:written]
         except BlockingIOError:
             return
-        except OSError:
-            proc.stdin_buf = b""
-        if not proc.stdin_buf:
+        except OSError:  # the task closed its stdin: nothing more will be read
+            proc.stdin_buf.clear()
+            proc.stdin_eof = True
+        if proc.stdin_buf:
+            return
+        if proc.stdin_eof:
+            self._close_stdin(proc)
+        else:
             self.sel.unregister(fd)
-            del self.by_fd[fd]
-            os.close(fd)
-            proc.stdin_fd = None
+            proc.stdin_armed = False
+            self.emit({"ev": "stdin_wanted", "tid": proc.tid})
+
+    def _close_stdin(self, proc: Proc) -> None:
+        fd = proc.stdin_fd
+        if fd is None:
+            return
+        if proc.stdin_armed:
+            self.sel.unregister(fd)
+            proc.stdin_armed = False
+        self.by_fd.pop(fd, None)
+        os.close(fd)
+        proc.stdin_fd = None
+        proc.stdin_buf.clear()
 
     def _read_child(self, fd: int) -> None:
         proc = self.by_fd.get(fd)
@@ -441,11 +491,7 @@ class Supervisor:
             proc.reaped_at = time.monotonic()
             # Anything the task left behind in its group goes with it.
             _killpg(pid, signal.SIGKILL)
-            if proc.stdin_fd is not None:
-                self.sel.unregister(proc.stdin_fd)
-                self.by_fd.pop(proc.stdin_fd, None)
-                os.close(proc.stdin_fd)
-                proc.stdin_fd = None
+            self._close_stdin(proc)
 
     def _finish(self, proc: Proc) -> None:
 
