@@ -78,6 +78,8 @@ def status_cmd(tid: str | None, request_id: str | None, watch: bool, interval: f
     click.echo(f"tasks     {counts_text}")
     click.echo(f"queued    {overview['queued_requests']} request(s) waiting")
     click.echo(f"rejected  {overview['dead_letters']} dead letter(s) in weft.spawn.rejected")
+    blobs = overview.get("blob_store") or {}
+    click.echo(f"blobs     {blobs.get('blobs', 0)} blob(s), {blobs.get('bytes', 0) / 2**20:.1f} MB")
 
 
 def _print_task(info: dict[str, Any]) -> None:
