@@ -38,6 +38,7 @@ SAMPLE_EVERY = 0.25
 READ_SIZE = 1 << 16
 LAUNCHED_MEMORY = 10_000
 MAX_RESULT = 1 << 30
+RECENT_RESULTS = 64 << 20  # bytes of recent results kept for an orphan host
 BACKLOG = 4 << 20  # bytes of frames waiting for the manager before we stop reading output
 
 
@@ -83,6 +84,7 @@ class Supervisor:
         # The last reports sent to the manager: if it dies before recording one, the
         # orphan host records it instead of re-running or failing the task.
         self.recent: dict[str, tuple[Proc, dict[str, Any]]] = {}
+        self._recent_bytes = 0
         self.stopping = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -419,6 +421,16 @@ class Supervisor:
         proc.fds.pop(fd, None)
         os.close(fd)
 
+    def _remember_report(self, proc: Proc, frame: dict[str, Any]) -> None:
+        """Keep recent reports for the orphan host, but not unbounded: large results
+        (the manager records each within moments) are forgotten past RECENT_RESULTS bytes."""
+        self.recent[proc.tid] = (proc, frame)
+        self._recent_bytes += proc.result_size
+        while len(self.recent) > LAUNCHED_MEMORY or (
+                self._recent_bytes > RECENT_RESULTS and len(self.recent) > 1):
+            old, _ = self.recent.pop(next(iter(self.recent)))
+            self._recent_bytes -= old.result_size
+
     # -- signals, deadlines, limits --------------------------------------
     def signal_task(self, tid: str, sig: str, reason: str | None, grace: float | None) -> None:
         proc = self.procs.get(tid)
@@ -517,9 +529,7 @@ class Supervisor:
             "started_at": proc.started_at,
             "t": time.time(),
         }
-        self.recent[proc.tid] = (proc, frame)
-        if len(self.recent) > LAUNCHED_MEMORY:
-            del self.recent[next(iter(self.recent))]
+        self._remember_report(proc, frame)
         self.emit(frame)
 
 
