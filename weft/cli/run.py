@@ -74,7 +74,9 @@ def _load_spec_file(path: str) -> dict[str, Any]:
 @click.option("--no-stdin", is_flag=True,
               help="Do not pass our stdin on, even when it is a pipe or a file.")
 @click.option("--no-wait", is_flag=True, help="Print the TID and return at once.")
-@click.option("--json", "as_json", is_flag=True, help="Print the final result message as JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the final result message as JSON, with stdout/stderr inline "
+                   "(text, or base64 as stdout_encoding/stderr_encoding say).")
 @click.pass_context
 def run_cmd(ctx: click.Context, command: tuple[str, ...], function: str | None,
             fn_args: tuple[str, ...], fn_kwargs: tuple[str, ...], spec_file: str | None,
