@@ -87,7 +87,8 @@ def run_cmd(ctx: click.Context, command: tuple[str, ...], function: str | None,
     Output streams as it is produced, byte for byte (stdout to stdout,
     stderr to stderr, in the order written). When our stdin is a pipe or a
     file (not a terminal), the task gets it as its stdin, streamed until
-    EOF; --stdin FILE gives a file instead, --no-stdin gives nothing.
+    EOF or until the task ends; --stdin FILE gives a file instead, --no-stdin
+    gives nothing. With --no-wait, only a file (--stdin or '< FILE') is sent.
     weft exits with the task's exit code:
     124 on timeout, 128+N when killed by signal N, 1 when a function raised,
     2 when the task can never run here. Put options before the command, or
@@ -113,7 +114,7 @@ def run_cmd(ctx: click.Context, command: tuple[str, ...], function: str | None,
         fields["shell"] = True
     from weft.cli.common import client
 
-    source = _stdin_source(stdin_file, no_stdin)
+    source = _stdin_source(stdin_file, no_stdin, whole_only=no_wait)
     pieces: dict[str, Any] = dict(
         command=list(command) if command else None,
         function=function,
@@ -149,9 +150,13 @@ def run_cmd(ctx: click.Context, command: tuple[str, ...], function: str | None,
     ctx.exit(code)
 
 
-def _stdin_source(path: str | None, no_stdin: bool) -> Any:
+def _stdin_source(path: str | None, no_stdin: bool, *, whole_only: bool) -> Any:
     """What to give the task as stdin: --stdin FILE, else our own stdin when it is a
-    pipe, a socket or a regular file (never a terminal, /dev/null or another device)."""
+    pipe, a socket or a regular file (never a terminal, /dev/null or another device).
+
+    ``whole_only`` (--no-wait, which sends it all before returning): only a
+    regular file, which is sure to end; a pipe might never close.
+    """
     import os
     import stat
 
@@ -170,7 +175,7 @@ def _stdin_source(path: str | None, no_stdin: bool) -> Any:
         mode = os.fstat(0).st_mode
     except OSError:
         return None
-    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISREG(mode):
+    if stat.S_ISREG(mode) or (not whole_only and (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode))):
         return 0
     return None
 
