@@ -180,3 +180,16 @@ def test_a_50_mb_result_and_200_mb_of_output_keep_memory_bounded(project, client
     peak_kb = int(proc.stderr.strip().splitlines()[-1])
     assert peak_kb < 100 * 1024, f"client peaked at {peak_kb} KB"
     assert pid_alive(manager.pid)
+
+
+def test_output_waiting_for_a_blob_is_shown_while_the_task_still_runs(project, client, manager):
+    task = client.submit(command=["sh", "-c", "head -c 1500000 /dev/zero; sleep 60"])
+    seen = 0
+    try:
+        for chunk in task.output(timeout=20):
+            seen += len(chunk["data"])
+            if seen == 1_500_000:
+                break
+        assert seen == 1_500_000 and not task.done()
+    finally:
+        task.kill()

@@ -48,7 +48,9 @@ class Task:
         return self.tid[-10:]
 
     # -- outcome ----------------------------------------------------------
-    def _final(self) -> Result | None:
+    def _final(self, *, value: bool = True) -> Result | None:
+        """The Result, if the task has one; ``value=False``: without reading a value
+        that is in the blob store (a check that only asks whether it ended)."""
         from weft.client.payloads import TaskOutput, result_value
 
         broker = self.client.broker
@@ -57,7 +59,7 @@ class Task:
             return None
         attempt = int(final.get("attempt") or 1)
         return Result.from_message(final, output=TaskOutput(broker, self.tid, attempt),
-                                   value=result_value(broker, final))
+                                   value=result_value(broker, final) if value else None)
 
     def wait(self, timeout: float | None = None) -> Result:
         """Block until the task ends; return its Result whatever the status.
@@ -83,7 +85,7 @@ class Task:
 
     def done(self) -> bool:
         """Has the task ended (any status)? Does not wait."""
-        return self._result is not None or self._final() is not None
+        return self._result is not None or self._final(value=False) is not None
 
     def output(self, timeout: float | None = None) -> Iterator[dict[str, Any]]:
         """Yield output chunks as they arrive; stop when the task has ended.
@@ -175,7 +177,7 @@ class Task:
                 if reply.get("request_id") == request_id:
                     broker.delete(out_queue, [mid])
                     return reply
-            final = self._final()
+            final = self._final(value=False)
             if final is not None:
                 return self._answer_for_finished(command, request_id, final)
             if self._queued():

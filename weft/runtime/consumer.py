@@ -144,6 +144,11 @@ class Consumer(BaseTask):
         """Bytes the task wrote, in the order read: outbox messages (inline or blob references)."""
         self._write_output(self.spool.add(stream, data))
 
+    def flush_stale_output(self, now: float) -> None:
+        """Output that has waited ``linger`` for a full blob is written now, so followers see it."""
+        if self.spool.stale(now):
+            self._write_output(self.spool.flush())
+
     def _write_output(self, pieces: list[tuple[str, dict[str, Any]]]) -> None:
         for stream, fields in pieces:
             self.seq += 1

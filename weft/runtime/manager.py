@@ -117,6 +117,8 @@ class Manager(BaseTask):
             active |= self._dispatch()
         if self.stdin_feed.wanted:
             active |= self._pump_stdin()
+        for consumer in self.consumers.values():
+            consumer.flush_stale_output(now)
         if self.batch:
             requeued = self.batch.writes_to(SPAWN_REQUESTS)
             self.batch.flush()

@@ -60,6 +60,10 @@ class OutputSpool:
             out += self.flush()
         return out
 
+    def stale(self, now: float) -> bool:
+        """Has output waited for its blob longer than ``linger``? (The host flushes it.)"""
+        return bool(self.pending) and now - self.pending_since >= self.linger
+
     def flush(self) -> list[Piece]:
         """Whatever is pending, as one message (at the task's end, or a stream switch)."""
         if not self.pending or self.stream is None:
