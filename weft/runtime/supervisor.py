@@ -31,13 +31,14 @@ from typing import Any
 
 from weft.runtime import child
 from weft.runtime.frames import FrameSocket, PeerClosed
+from weft.runtime.result_pipe import ResultPipe
+from weft.runtime.stdin_pipe import StdinPipe
 
 KILL_GRACE = 2.0
 DRAIN_GRACE = 1.0
 SAMPLE_EVERY = 0.25
 READ_SIZE = 1 << 16
 LAUNCHED_MEMORY = 10_000
-MAX_RESULT = 1 << 30
 RECENT_RESULTS = 64 << 20  # bytes of recent results kept for an orphan host
 BACKLOG = 4 << 20  # bytes of frames waiting for the manager before we stop reading output
 
@@ -50,12 +51,8 @@ class Proc:
     started_at: float
     deadline: float | None
     fds: dict[int, str] = field(default_factory=dict)
-    result_buf: bytearray = field(default_factory=bytearray)
-    result_size: int = 0
-    stdin_fd: int | None = None
-    stdin_buf: bytearray = field(default_factory=bytearray)
-    stdin_eof: bool = True  # False while the manager may still send more (a streamed stdin)
-    stdin_armed: bool = False  # its fd is registered for writing
+    result: ResultPipe = field(default_factory=lambda: ResultPipe(None))
+    stdin: StdinPipe | None = None
     status: int | None = None
     rusage: Any = None
     killed_for: str | None = None
@@ -231,9 +228,8 @@ class Supervisor:
         from weft.runtime.orphan import OrphanHost
 
         for proc in self.procs.values():  # nobody feeds a streamed stdin now: end it
-            if not proc.stdin_eof:
-                proc.stdin_eof = True
-                self._arm_stdin(proc)
+            if proc.stdin is not None:
+                proc.stdin.add(None, eof=True)
         self.orphan = OrphanHost(self, root=self.root, manager_tid=self.manager_tid)
         self.orphan.take_over(list(self.procs.values()), self.launched, list(self.recent.values()))
 
@@ -273,6 +269,7 @@ class Supervisor:
             launch=op,
             started_at=started,
             deadline=time.monotonic() + timeout if timeout else None,
+            result=ResultPipe(op.get("max_result")),
         )
         for fd, name in ((out_r, "stdout"), (err_r, "stderr"), (res_r, "result")):
             if fd is None:
@@ -283,13 +280,9 @@ class Supervisor:
             if not (self.reads_paused and name != "result"):
                 self.sel.register(fd, selectors.EVENT_READ, "child")
         if in_w is not None:
-            proc.stdin_fd = in_w
-            proc.stdin_eof = not streamed
-            if isinstance(stdin_data, str):
-                proc.stdin_buf += stdin_data.encode()
-            os.set_blocking(in_w, False)
+            proc.stdin = StdinPipe(in_w, self.sel, streamed=streamed,
+                                   initial=stdin_data.encode() if isinstance(stdin_data, str) else b"")
             self.by_fd[in_w] = proc
-            self._arm_stdin(proc)
         self.procs[tid] = proc
         self.by_pid[pid] = proc
         self._remember_launch(tid, op)
@@ -330,58 +323,21 @@ class Supervisor:
             os._exit(70)
 
     # -- stdin ------------------------------------------------------------
-    def _arm_stdin(self, proc: Proc) -> None:
-        """Write when there is something to write (or an EOF to deliver)."""
-        if proc.stdin_fd is None or proc.stdin_armed:
-            return
-        if proc.stdin_buf or proc.stdin_eof:
-            self.sel.register(proc.stdin_fd, selectors.EVENT_WRITE, "stdin")
-            proc.stdin_armed = True
-
     def _take_stdin(self, op: dict[str, Any]) -> None:
         """The next piece of a streamed stdin, from the manager (``eof``: the last)."""
         proc = self.procs.get(op.get("tid", ""))
-        if proc is None or proc.stdin_fd is None:
-            return
-        data = op.get("d")
-        if isinstance(data, bytes):
-            proc.stdin_buf += data
-        if op.get("eof"):
-            proc.stdin_eof = True
-        self._arm_stdin(proc)
+        if proc is not None and proc.stdin is not None:
+            data = op.get("d")
+            proc.stdin.add(data if isinstance(data, bytes) else None, eof=bool(op.get("eof")))
 
     def _feed_stdin(self, fd: int) -> None:
         proc = self.by_fd.get(fd)
-        if proc is None:
+        if proc is None or proc.stdin is None or proc.stdin.fd != fd:
             return
-        try:
-            written = os.write(fd, proc.stdin_buf[:READ_SIZE]) if proc.stdin_buf else 0
-            del proc.stdin_buf[:written]
-        except BlockingIOError:
-            return
-        except OSError:  # the task closed its stdin: nothing more will be read
-            proc.stdin_buf.clear()
-            proc.stdin_eof = True
-        if proc.stdin_buf:
-            return
-        if proc.stdin_eof:
-            self._close_stdin(proc)
-        else:
-            self.sel.unregister(fd)
-            proc.stdin_armed = False
+        if proc.stdin.writable():
             self.emit({"ev": "stdin_wanted", "tid": proc.tid})
-
-    def _close_stdin(self, proc: Proc) -> None:
-        fd = proc.stdin_fd
-        if fd is None:
-            return
-        if proc.stdin_armed:
-            self.sel.unregister(fd)
-            proc.stdin_armed = False
-        self.by_fd.pop(fd, None)
-        os.close(fd)
-        proc.stdin_fd = None
-        proc.stdin_buf.clear()
+        if proc.stdin.fd is None:
+            self.by_fd.pop(fd, None)
 
     def _read_child(self, fd: int) -> None:
         proc = self.by_fd.get(fd)
@@ -398,19 +354,10 @@ class Supervisor:
             self._close_fd(proc, fd)
             return
         if name == "result":
-            self._add_result(proc, data)
+            proc.result.add(data)
         else:
             # Exactly the bytes read, in the order read across both streams.
             self.emit({"ev": "out", "tid": proc.tid, "s": name, "d": data})
-
-    @staticmethod
-    def _add_result(proc: Proc, data: bytes) -> None:
-        """Keep the result line, up to the cap; past it, drain (so the child can exit) and drop."""
-        proc.result_size += len(data)
-        if proc.result_size <= int(proc.launch.get("max_result") or MAX_RESULT):
-            proc.result_buf += data
-        else:
-            proc.result_buf.clear()
 
     def _close_fd(self, proc: Proc, fd: int) -> None:
         try:
@@ -425,11 +372,11 @@ class Supervisor:
         """Keep recent reports for the orphan host, but not unbounded: large results
         (the manager records each within moments) are forgotten past RECENT_RESULTS bytes."""
         self.recent[proc.tid] = (proc, frame)
-        self._recent_bytes += proc.result_size
+        self._recent_bytes += proc.result.size
         while len(self.recent) > LAUNCHED_MEMORY or (
                 self._recent_bytes > RECENT_RESULTS and len(self.recent) > 1):
             old, _ = self.recent.pop(next(iter(self.recent)))
-            self._recent_bytes -= old.result_size
+            self._recent_bytes -= old.result.size
 
     # -- signals, deadlines, limits --------------------------------------
     def signal_task(self, tid: str, sig: str, reason: str | None, grace: float | None) -> None:
@@ -503,12 +450,13 @@ class Supervisor:
             proc.reaped_at = time.monotonic()
             # Anything the task left behind in its group goes with it.
             _killpg(pid, signal.SIGKILL)
-            self._close_stdin(proc)
+            if proc.stdin is not None and proc.stdin.fd is not None:
+                self.by_fd.pop(proc.stdin.fd, None)
+                proc.stdin.close()
 
     def _finish(self, proc: Proc) -> None:
-
         del self.procs[proc.tid]
-        outcome = _outcome(proc)
+        outcome = proc.result.outcome()
         status = proc.status or 0
         wait = (
             {"signal": os.WTERMSIG(status)}
@@ -531,25 +479,6 @@ class Supervisor:
         }
         self._remember_report(proc, frame)
         self.emit(frame)
-
-
-def _outcome(proc: Proc) -> dict[str, Any] | None:
-    """The child's report (its last line on the result pipe), or why there is none."""
-    import json
-
-    cap = int(proc.launch.get("max_result") or MAX_RESULT)
-    if proc.result_size > cap:
-        return {"error": f"the result ({proc.result_size / 2**20:.1f} MB) is larger than "
-                         f"WEFT_MAX_RESULT_MB ({cap >> 20} MB)", "reason": "result_too_large"}
-    text = proc.result_buf.decode(errors="replace").strip()
-    proc.result_buf = bytearray()
-    if not text:
-        return None
-    try:
-        outcome = json.loads(text.splitlines()[-1])
-    except ValueError:
-        return None
-    return outcome if isinstance(outcome, dict) else None
 
 
 def now_or_never(proc: Proc) -> bool:
