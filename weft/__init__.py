@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AmbiguousTid",
+    "BlobError",
     "BrokerError",
     "ContextError",
     "CurrentTask",
@@ -50,7 +51,7 @@ _LAZY = {
     "RetryPolicy": "weft.models.taskspec",
 }
 _ERRORS = {
-    "AmbiguousTid", "BrokerError", "ContextError", "InvalidSpec", "ManagerUnavailable",
+    "AmbiguousTid", "BlobError", "BrokerError", "ContextError", "InvalidSpec", "ManagerUnavailable",
     "NotFound", "TaskFailed", "TaskRejected", "UsageError", "WaitTimeout", "WeftError",
 }
 
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
     from weft.client.workers import WorkerInfo
     from weft.errors import (
         AmbiguousTid,
+        BlobError,
         BrokerError,
         ContextError,
         InvalidSpec,
