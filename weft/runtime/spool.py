@@ -12,6 +12,9 @@ and no message exceeds the chunk size.
 A pending blob is written when it is full, when the other stream speaks
 (order across the two streams is kept), when it has waited ``linger``
 seconds, and when the task ends; so memory per task stays under one chunk.
+A remainder smaller than :data:`SMALL` is written inline instead, so a task
+that trickles output does not leave a small file per pause; a message still
+never exceeds the chunk size.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from weft.errors import WeftError
 from weft.models.payload import encode_bytes
 
 LINGER = 0.5
+SMALL = 64 * 1024  # a pending remainder under this is flushed inline, not as a blob
 
 Piece = tuple[str, dict[str, Any]]  # (stream, message fields)
 
@@ -65,12 +69,14 @@ class OutputSpool:
         return bool(self.pending) and now - self.pending_since >= self.linger
 
     def flush(self) -> list[Piece]:
-        """Whatever is pending, as one message (at the task's end, or a stream switch)."""
+        """Whatever is pending, as one message (at the task's end, a stream switch, or
+        after ``linger``). A small remainder travels inline: a task that trickles
+        output would otherwise leave a file per pause."""
         if not self.pending or self.stream is None:
             return []
-        piece = (self.stream, self._blob(bytes(self.pending)))
+        data = bytes(self.pending)
         self.pending.clear()
-        return [piece]
+        return [(self.stream, encode_bytes(data) if len(data) < SMALL else self._blob(data))]
 
     def _blob(self, data: bytes) -> dict[str, Any]:
         try:
