@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import random
 import socket
 
 import pytest
@@ -18,9 +19,11 @@ from weft.runtime.frames import FrameSocket
 from weft.runtime.result_pipe import ResultPipe
 from weft.runtime.spool import OutputSpool
 
+NOISE = random.Random(12).randbytes(4096)  # fixed: xdist workers must collect the same ids
+
 
 @pytest.mark.parametrize("data", [b"", b"plain text\n", "h\u00e9llo \u2603".encode(),
-                                  b"a\xff\xfeb", os.urandom(4096)])
+                                  b"a\xff\xfeb", NOISE])
 def test_bytes_survive_a_json_message(data):
     fields = encode_bytes(data)
     assert decode_bytes(json.loads(json.dumps(fields))) == data
@@ -105,7 +108,7 @@ def test_result_pipe_caps_and_names_the_reason():
     assert ok.outcome() == {"value": 1}
 
 
-@pytest.mark.parametrize("data", ["h\u00e9llo \u2603 wörld".encode() * 50, os.urandom(1000)])
+@pytest.mark.parametrize("data", ["h\u00e9llo \u2603 wörld".encode() * 50, NOISE[:1000]])
 def test_json_string_is_written_in_pieces_losslessly(data):
     from weft.client.payloads import write_json_string
 
