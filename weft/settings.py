@@ -117,6 +117,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "log_level": _text(False),
     "manager_start_timeout": _number(float, gt=0),
     "launcher_preload": _flag,
+    "function_allow": _text(True),
     "chunk_kb": _number(int, ge=4, le=1024),
     "max_result_mb": _number(int, ge=1),
 }
@@ -147,6 +148,9 @@ class Settings:
     manager_start_timeout: float = 10.0
     launcher_preload: bool = field(default=False, metadata={
         "doc": "launcher imports weft's client stack once, for tasks that submit tasks"})
+    function_allow: str | None = field(default=None, metadata={
+        "doc": "comma list of function target prefixes a manager runs (e.g. 'mypkg.,tasks.'); "
+               "unset: any (docs/security.md)"})
     chunk_kb: int = field(default=1024, metadata={
         "doc": "largest payload (output, result, stdin) carried inside one broker message, KiB; "
                "larger ones go to the blob store"})

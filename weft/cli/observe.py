@@ -127,26 +127,43 @@ def logs_cmd(tid: str, follow: bool, as_json: bool) -> None:
     """A task's output and lifecycle events, in the order they happened.
 
     Output is written as the task wrote it (bytes, both streams in order).
+    For a job (without --follow), every child's lines follow the job's own,
+    prefixed by the step and item that wrote them ('square[3] ...').
+
     --json prints one object per line: {"type": "event"|"stream"|"result",
     "tid", "request_id", ...}; a stream entry's "data" is its text, or
     base64 when "encoding" is "base64".
     """
+    from weft.jobs.logs import prefix
+
     try:
-        for entry in client().task_log(tid, follow=follow):
+        for entry in _log_entries(tid, follow):
+            tag = prefix(entry)
             if as_json:
                 echo_json(entry)
             elif entry["type"] == "stream":
                 from weft.cli.common import write_stream
                 from weft.models.payload import decode_bytes
 
-                write_stream(entry.get("stream", "stdout"), decode_bytes(entry))
+                data = decode_bytes(entry)
+                if tag:  # a job's child: every line says which step and item wrote it
+                    mark = tag.encode()
+                    data = b"".join(mark + line for line in data.splitlines(keepends=True))
+                write_stream(entry.get("stream", "stdout"), data)
             elif entry["type"] == "event":
-                click.echo(f"# {event_line(entry)}")
+                click.echo(f"# {tag}{event_line(entry)}")
             else:
-                click.echo(f"# {_clock(entry.get('finished_at'))}  result  {entry.get('status')}"
+                click.echo(f"# {tag}{_clock(entry.get('finished_at'))}  result  {entry.get('status')}"
                            f"  exit_code={entry.get('exit_code')}")
     except KeyboardInterrupt:
         return
+
+
+def _log_entries(tid: str, follow: bool) -> Any:
+    """A job's log covers its children (weft.jobs.logs); any other task's is its own."""
+    c = client()
+    entries = None if follow else c.job_log(tid)
+    return entries if entries is not None else c.task_log(tid, follow=follow)
 
 
 # -- weft status TID --tree ----------------------------------------------------------

@@ -53,7 +53,7 @@ def status_cmd(tid: str | None, request_id: str | None, watch: bool, interval: f
     c = client()
     if tid is not None:
         if tree:
-            observe.print_tree(c.tree(tid), as_json)
+            observe.print_tree(c.job_tree(tid), as_json)  # a job's children grouped by step
             return
         info = c.task(tid).status()
         info["children"] = c.tree(info["tid"])["rollup"]
@@ -82,7 +82,9 @@ def status_cmd(tid: str | None, request_id: str | None, watch: bool, interval: f
         for w in workers))
     counts_text = ", ".join(f"{n} {s}" for s, n in sorted(overview["tasks"].items())) or "none"
     click.echo(f"tasks     {counts_text}")
-    click.echo(f"queued    {overview['queued_requests']} request(s) waiting")
+    click.echo(f"queued    {overview['queued_requests']} request(s) waiting"
+               + (f", {overview['waiting_requests']} for dependencies"
+                  if overview.get("waiting_requests") else ""))
     click.echo(f"rejected  {overview['dead_letters']} dead letter(s) in weft.spawn.rejected")
     blobs = overview.get("blob_store") or {}
     click.echo(f"blobs     {blobs.get('blobs', 0)} blob(s), {blobs.get('bytes', 0) / 2**20:.1f} MB")
@@ -91,7 +93,8 @@ def status_cmd(tid: str | None, request_id: str | None, watch: bool, interval: f
 def _print_task(info: dict[str, Any]) -> None:
     click.echo(f"task      {info['tid']}  {info.get('name') or ''}".rstrip())
     click.echo(f"status    {info['status']}")
-    for key in ("pid", "exit_code", "attempt", "request_id", "parent_tid", "manager_tid", "error"):
+    for key in ("pid", "exit_code", "attempt", "reason", "request_id", "parent_tid", "manager_tid",
+                "error"):
         if info.get(key) is not None:
             click.echo(f"{key:<9} {info[key]}")
     from weft.client.tree import rollup_text

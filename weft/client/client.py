@@ -17,7 +17,8 @@ from weft.broker import Broker
 from weft.client.queues import Queues
 from weft.client.task import Task
 from weft.client.workers import Workers
-from weft.names import SPAWN_REQUESTS
+from weft.errors import InvalidSpec
+from weft.names import SPAWN_REQUESTS, SPAWN_WAITING
 
 if TYPE_CHECKING:
     # Loaded on first use: pydantic is most of a short CLI command's start-up.
@@ -92,11 +93,19 @@ class WeftClient:
         ``inbox_message`` (a JSON work item, given to the task as its stdin),
         ``stdin`` (bytes, or a binary file read to its end here, in chunks:
         the task's stdin, exactly) and ``delay`` (seconds before it may
-        start). Bad input raises InvalidSpec before anything is queued.
+        start). ``after=[task, ...]`` (handles or TIDs) makes it wait
+        until they completed (``after_mode="any"``: one of them;
+        ``"finished"``: all ended, whatever the outcome); it is cancelled
+        when that can no longer happen. Bad input raises InvalidSpec before
+        anything is queued.
         """
         from weft.client.specs import build_spec
 
         opts: dict[str, Any] = dict(options)
+        if opts.get("after") is not None:
+            from weft.client.dependencies import resolve_after
+
+            opts["after"] = resolve_after(self.broker, opts["after"])
         inbox_message = opts.pop("inbox_message", None)
         stdin = opts.pop("stdin", None)
         delay = opts.pop("delay", None)
@@ -119,7 +128,8 @@ class WeftClient:
         request = SpawnRequest(taskspec=spec, inbox_message=inbox_message,
                                request_id=spec.request_id, not_before=not_before,
                                stdin="stream" if stdin is not None or stdin_stream else None)
-        task = self._queue(request.model_dump_json(exclude_none=True))
+        task = self._queue(request.model_dump_json(exclude_none=True),
+                           waiting=self._check_after(spec.after))
         if stdin is not None:
             self.send_stdin(task, stdin)
         return task
@@ -151,10 +161,27 @@ class WeftClient:
             request["not_before"] = time.time() + delay
         if stdin_stream:  # the caller then sends it with send_stdin
             request["stdin"] = "stream"
-        return self._queue(json.dumps(request, separators=(",", ":")))
+        if fields.get("after"):
+            from weft.client.dependencies import resolve_after
 
-    def _queue(self, body: str) -> Task:
-        tid = self.broker.write(SPAWN_REQUESTS, body)
+            request["taskspec"]["after"] = resolve_after(self.broker, fields["after"])
+        return self._queue(json.dumps(request, separators=(",", ":")),
+                           waiting=bool(fields.get("after")))
+
+    def _check_after(self, after: Sequence[str] | None) -> bool:
+        """Does the task wait for others? InvalidSpec if one of them is unknown."""
+        if not after:
+            return False
+        from weft.client.dependencies import resolve_after
+
+        if resolve_after(self.broker, after) != list(after):
+            raise InvalidSpec("after: give each dependency once, as a full TID")
+        return True
+
+    def _queue(self, body: str, *, waiting: bool = False) -> Task:
+        # A task with dependencies waits apart, where no manager's dispatch
+        # looks; weft/runtime/dependencies.py releases it (same id) when due.
+        tid = self.broker.write(SPAWN_WAITING if waiting else SPAWN_REQUESTS, body)
         if self.auto_start:
             self.workers.ensure_running()
         return Task(self, str(tid).zfill(19))
@@ -242,6 +269,49 @@ class WeftClient:
         from weft.metrics.exposition import render
 
         return render(self.broker)
+
+    # -- jobs -------------------------------------------------------------------
+    def job(self, definition: Any, *, overrides: Sequence[str] = (),
+            **options: Any) -> Any:
+        """Run a job (docs/jobs.md): ``definition`` is a dict, a JobDefinition or a
+        TOML/JSON file path; ``overrides`` are ``key=value`` like ``--set``.
+        Returns a JobHandle (``.steps``, ``.status()``, ``.wait()``, ``.cancel()``);
+        a bad definition raises InvalidSpec before anything is queued."""
+        from weft.jobs.handle import definition_of, submit_job
+
+        return submit_job(self, definition_of(definition, tuple(overrides)), **options)
+
+    def job_handle(self, tid: str) -> Any:
+        """The JobHandle of an existing job (short TIDs work)."""
+        from weft.jobs.handle import JobHandle
+
+        return JobHandle(self, self.resolve_tid(tid))
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """Every job (started or queued), oldest first: ``{tid, name, status}``."""
+        from weft.jobs.rollup import list_jobs
+
+        return list_jobs(self.broker)
+
+    def job_tree(self, tid: str) -> dict[str, Any]:
+        """:meth:`tree`, with a job's children grouped under one node per step."""
+        from weft.jobs.rollup import job_tree
+
+        return job_tree(self.broker, self.resolve_tid(tid))
+
+    def job_log(self, tid: str) -> Iterator[dict[str, Any]] | None:
+        """A job's log with every child's entries tagged by step and item; None if
+        ``tid`` is not a job (use :meth:`task_log`)."""
+        from weft.jobs.logs import is_job, job_log
+
+        full = self.resolve_tid(tid)
+        return job_log(self.broker, full) if is_job(self.broker, full) else None
+
+    def resolve_after(self, after: Any) -> list[str]:
+        """Full TIDs of the tasks ``after`` names; InvalidSpec if one is unknown."""
+        from weft.client.dependencies import resolve_after
+
+        return resolve_after(self.broker, after)
 
     # -- fan-out ----------------------------------------------------------------
     def map(self, fn: str | Callable[..., Any], iterable: Iterable[Any], *,
