@@ -23,6 +23,7 @@ from weft.models.payload import blob_ref, decode_bytes
 from weft.names import task_queue
 
 PAGE = 200
+KEEP = 1 << 20  # a Result holds an output up to this size (and without blobs) itself
 
 
 def chunk_pieces(broker: Broker, message: dict[str, Any]) -> Iterator[bytes]:
@@ -47,12 +48,31 @@ def result_value(broker: Broker, message: dict[str, Any]) -> Any:
 
 
 class TaskOutput:
-    """One attempt's stdout or stderr (or both, in order), read from the outbox when asked."""
+    """One attempt's stdout or stderr (or both, in order), read from the outbox when asked.
+
+    :meth:`keep` reads a small output (inline only, at most ``limit`` bytes)
+    once, so a Result keeps it after its client is closed (or its project
+    removed); a large one is read from the outbox and blob store each time.
+    """
 
     def __init__(self, broker: Broker, tid: str, attempt: int) -> None:
         self.broker = broker
         self.tid = tid
         self.attempt = attempt
+        self.kept: list[tuple[str, bytes]] | None = None
+
+    def keep(self, limit: int) -> None:
+        kept: list[tuple[str, bytes]] = []
+        total = 0
+        for message in self.messages():
+            if blob_ref(message) is not None:
+                return
+            data = decode_bytes(message)
+            total += len(data)
+            if total > limit:
+                return
+            kept.append((str(message.get("stream")), data))
+        self.kept = kept
 
     def messages(self, stream: str | None = None) -> Iterator[dict[str, Any]]:
         cursor: int | None = None
@@ -67,6 +87,9 @@ class TaskOutput:
                     yield message
 
     def pieces(self, stream: str | None = None) -> Iterator[tuple[str, bytes]]:
+        if self.kept is not None:
+            yield from ((s, d) for s, d in self.kept if stream is None or s == stream)
+            return
         for message in self.messages(stream):
             for piece in chunk_pieces(self.broker, message):
                 yield str(message.get("stream")), piece

@@ -1,9 +1,10 @@
 """Result: what a finished task left on its outbox, as a typed object.
 
-The output is not copied into the Result: ``stdout``/``stderr`` (text) and
-``stdout_bytes``/``stderr_bytes`` (exactly what the process wrote) read it
-from the outbox, and its blobs, each time they are asked for; a task that
-printed gigabytes costs nothing until then.
+``stdout``/``stderr`` (text) and ``stdout_bytes``/``stderr_bytes`` (exactly
+what the process wrote): a small output (up to 1 MiB, all inline) is read
+once and kept in the Result; a larger one is read from the outbox and its
+blobs each time it is asked for (so the project must still be there), and a
+task that printed gigabytes costs nothing until then.
 """
 
 from __future__ import annotations

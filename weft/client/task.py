@@ -51,14 +51,16 @@ class Task:
     def _final(self, *, value: bool = True) -> Result | None:
         """The Result, if the task has one; ``value=False``: without reading a value
         that is in the blob store (a check that only asks whether it ended)."""
-        from weft.client.payloads import TaskOutput, result_value
+        from weft.client.payloads import KEEP, TaskOutput, result_value
 
         broker = self.client.broker
         final = _last_message(broker, task_queue(self.tid, "outbox"))
         if final is None or final.get("type") != "result":
             return None
-        attempt = int(final.get("attempt") or 1)
-        return Result.from_message(final, output=TaskOutput(broker, self.tid, attempt),
+        output = TaskOutput(broker, self.tid, int(final.get("attempt") or 1))
+        if value:
+            output.keep(KEEP)
+        return Result.from_message(final, output=output,
                                    value=result_value(broker, final) if value else None)
 
     def wait(self, timeout: float | None = None) -> Result:
