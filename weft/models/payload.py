@@ -18,12 +18,24 @@ BASE64 = "base64"
 UTF8 = "utf-8"
 
 
+# Bytes JSON writes as a 6-character escape (\u0000): all control bytes but tab, LF, CR.
+_ESCAPED = bytes(b for b in range(32) if b not in (9, 10, 13))
+_KEPT = bytes(b for b in range(256) if b not in _ESCAPED)
+
+
 def encode_bytes(data: bytes) -> dict[str, str]:
-    """``{"data": text}`` when ``data`` is UTF-8, else ``{"data": b64, "encoding": "base64"}``."""
-    try:
-        return {"data": data.decode(UTF8)}
-    except UnicodeDecodeError:
-        return {"data": base64.b64encode(data).decode("ascii"), "encoding": BASE64}
+    """``{"data": text}`` when ``data`` is UTF-8 text, else ``{"data": b64, "encoding": "base64"}``.
+
+    UTF-8 full of control bytes (NULs, say) is base64 too: JSON would spell
+    each as six characters, and base64 costs at most four for three.
+    """
+    escaped = len(data.translate(None, _KEPT))  # deleting the rest leaves the escaped
+    if escaped * 16 <= len(data):
+        try:
+            return {"data": data.decode(UTF8)}
+        except UnicodeDecodeError:
+            pass
+    return {"data": base64.b64encode(data).decode("ascii"), "encoding": BASE64}
 
 
 def decode_bytes(message: dict[str, Any]) -> bytes:

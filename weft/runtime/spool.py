@@ -10,7 +10,8 @@ carries only the reference: the broker does not grow with a task's output
 and no message exceeds the chunk size.
 
 A pending blob is written when it is full, when the other stream speaks
-(order across the two streams is kept), when it has waited ``linger``
+(order across the two streams is kept), when the task has been quiet for
+``linger`` seconds (or it has waited ten times that)
 seconds, and when the task ends; so memory per task stays under one chunk.
 A remainder smaller than :data:`SMALL` is written inline instead, so a task
 that trickles output does not leave a small file per pause; a message still
@@ -44,6 +45,7 @@ class OutputSpool:
         self.stream: str | None = None
         self.pending = bytearray()
         self.pending_since = 0.0
+        self.last_add = 0.0
 
     def add(self, stream: str, data: bytes) -> list[Piece]:
         """The messages ``data`` (just read from ``stream``) completes, in order."""
@@ -57,16 +59,22 @@ class OutputSpool:
             self.pending_since = time.monotonic()
         self.stream = stream
         self.pending += data
+        now = time.monotonic()
         while len(self.pending) >= self.chunk:
             out.append((stream, self._blob(bytes(self.pending[: self.chunk]))))
             del self.pending[: self.chunk]
-        if self.pending and time.monotonic() - self.pending_since >= self.linger:
+            self.pending_since = now  # what is left starts a new blob
+        self.last_add = now
+        if self.stale(now):
             out += self.flush()
         return out
 
     def stale(self, now: float) -> bool:
-        """Has output waited for its blob longer than ``linger``? (The host flushes it.)"""
-        return bool(self.pending) and now - self.pending_since >= self.linger
+        """Should pending output be written now, unfilled? When the task has been quiet for
+        ``linger`` (a follower should see it), or it has waited ten times that
+        (a slow trickle). The host asks on every loop; a busy stream fills blobs."""
+        return bool(self.pending) and (now - self.last_add >= self.linger
+                                       or now - self.pending_since >= 10 * self.linger)
 
     def flush(self) -> list[Piece]:
         """Whatever is pending, as one message (at the task's end, a stream switch, or
