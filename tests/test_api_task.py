@@ -33,15 +33,15 @@ def test_output_streams_chunks_while_the_task_runs(project, client, manager):
     seen = []
     for chunk in chunks:
         seen.append(chunk)
-        if "".join(c["data"] for c in seen if c["stream"] == "stdout") == "one\n" and \
+        if b"".join(c["data"] for c in seen if c["stream"] == "stdout") == b"one\n" and \
                 any(c["stream"] == "stderr" for c in seen):
             break
     # We hold output the task wrote while it is still blocked: it streamed.
     assert not task.done()
     go.touch()
     seen.extend(chunks)
-    assert "".join(c["data"] for c in seen if c["stream"] == "stdout") == "one\ntwo\n"
-    assert "".join(c["data"] for c in seen if c["stream"] == "stderr") == "warn\n"
+    assert b"".join(c["data"] for c in seen if c["stream"] == "stdout") == b"one\ntwo\n"
+    assert b"".join(c["data"] for c in seen if c["stream"] == "stderr") == b"warn\n"
     assert [c["seq"] for c in seen] == sorted(c["seq"] for c in seen)
     assert task.result(timeout=10).stdout == "one\ntwo\n"
 

@@ -17,6 +17,7 @@ __all__ = [
     "AsyncTask",
     "AsyncWeftClient",
     "BrokenTask",
+    "BlobError",
     "BrokerError",
     "ContextError",
     "CurrentTask",
@@ -58,7 +59,7 @@ _LAZY = {
     "RetryPolicy": "weft.models.taskspec",
 }
 _ERRORS = {
-    "AmbiguousTid", "BrokerError", "ContextError", "InvalidSpec", "ManagerUnavailable",
+    "AmbiguousTid", "BlobError", "BrokerError", "ContextError", "InvalidSpec", "ManagerUnavailable",
     "NotFound", "TaskFailed", "TaskRejected", "UsageError", "WaitTimeout", "WeftError",
 }
 
@@ -72,6 +73,7 @@ if TYPE_CHECKING:
     from weft.client.workers import WorkerInfo
     from weft.errors import (
         AmbiguousTid,
+        BlobError,
         BrokerError,
         ContextError,
         InvalidSpec,

@@ -8,6 +8,7 @@ exit code the CLI uses for it, so the CLI needs exactly one handler::
     │   └── InvalidSpec          exit 2   a TaskSpec or message failed validation
     ├── ContextError             exit 2   no project context / cannot create one
     ├── BrokerError              exit 3   broker file locked, corrupt or unreachable
+    │   └── BlobError            exit 3   a blob is missing or its bytes fail their sha256
     ├── NotFound                 exit 4   no such task / manager / queue
     │   └── AmbiguousTid         exit 2   short TID matches several tasks
     ├── WaitTimeout              exit 5   a deadline passed while waiting
@@ -27,6 +28,7 @@ from typing import Any
 
 __all__ = [
     "AmbiguousTid",
+    "BlobError",
     "BrokerError",
     "ContextError",
     "InvalidSpec",
@@ -70,6 +72,10 @@ class ContextError(WeftError):
 
 class BrokerError(WeftError):
     exit_code = 3
+
+
+class BlobError(BrokerError):
+    """A blob is missing, or its bytes do not match its sha256."""
 
 
 class NotFound(WeftError):

@@ -13,7 +13,7 @@ JOBS_PROGRESS = "weft.jobs.progress"
 TASKS_LOG = "weft.tasks.log"
 WORKERS_REGISTRY = "weft.workers.registry"
 
-TASK_QUEUE_SUFFIXES = ("inbox", "reserved", "outbox", "ctrl_in", "ctrl_out")
+TASK_QUEUE_SUFFIXES = ("inbox", "reserved", "outbox", "ctrl_in", "ctrl_out", "stdin")
 
 
 def task_queue(tid: str, suffix: str) -> str:

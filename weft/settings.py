@@ -119,6 +119,8 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "launcher_preload": _flag,
     "function_allow": _text(True),
     "allow_pickle": _flag,
+    "chunk_kb": _number(int, ge=4, le=1024),
+    "max_result_mb": _number(int, ge=1),
 }
 
 
@@ -153,6 +155,12 @@ class Settings:
     allow_pickle: bool = field(default=True, metadata={
         "doc": "function arguments and results may travel pickled (Python API); "
                "0 refuses them (see docs/python-api.md, Trust)"})
+    chunk_kb: int = field(default=1024, metadata={
+        "doc": "largest payload (output, result, stdin) carried inside one broker message, KiB; "
+               "larger ones go to the blob store"})
+    max_result_mb: int = field(default=1024, metadata={
+        "doc": "largest function result a task may return, MB; a larger one fails the task "
+               "with reason result_too_large"})
 
     def __post_init__(self) -> None:
         problems = []

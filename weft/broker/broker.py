@@ -161,13 +161,17 @@ class Broker:
         self._lock = shared.lock
         self.backend = shared.session.backend_name
         self._closed = False
+        self.root: Path | None = None
+        self.settings: Settings | None = None
         _OPEN.add(self)
 
     # -- construction -----------------------------------------------------
     @classmethod
     def open(cls, root: Path, settings: Settings) -> Broker:
         if settings.broker_backend == "postgres":
-            return cls._open_postgres(settings)
+            broker = cls._open_postgres(settings)
+            broker.root, broker.settings = root, settings
+            return broker
         path = root / ".weft" / "broker.db"
         _bound_lock_waits(settings.lock_timeout)
         config = resolve_config(
@@ -193,6 +197,7 @@ class Broker:
             for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
                 if candidate.exists():
                     os.chmod(candidate, stat.S_IRUSR | stat.S_IWUSR)
+        broker.root, broker.settings = root, settings  # where its blob store lives (weft.broker.blobs)
         return broker
 
     @classmethod

@@ -54,10 +54,17 @@ def duration(seconds: float | None) -> str:
     return f"{seconds / 60:.1f}m"
 
 
-def write_stream(stream: str, data: str) -> None:
+def write_stream(stream: str, data: bytes | str) -> None:
+    """Write a task's bytes, as they are, to our stdout or stderr, and flush.
+
+    Flushing each chunk keeps the order of the two streams when both go to
+    one place (``2>&1``).
+    """
     out = sys.stdout if stream == "stdout" else sys.stderr
-    out.write(data)
     out.flush()
+    raw = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
+    out.buffer.write(raw)
+    out.buffer.flush()
 
 
 timeout_option = click.option("--timeout", type=click.FloatRange(min=0), default=None,

@@ -22,6 +22,14 @@ machine-readable output. Errors are one line on stderr; exit codes: 0 success,
 4 not found, 5 timed out waiting, 6 no manager available; `weft run` and
 `weft result` exit with the task's own code (124 timeout, 128+N killed by
 signal N).
+
+Payloads are bytes: `weft run`, `weft result` and `weft task logs` write a
+task's stdout and stderr exactly as the task wrote them (binary included),
+to their own stdout and stderr, in the order written. In `--json` output a
+chunk or stream that is not UTF-8 is base64 and says so (`"encoding":
+"base64"`, or `stdout_encoding`/`stderr_encoding`). Outputs and results
+larger than the chunk size (`WEFT_CHUNK_KB`, 1024 KiB) are kept in the blob
+store, not in broker messages (see docs/operations.md).
 """
 
 

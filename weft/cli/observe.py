@@ -130,11 +130,13 @@ def events_cmd(follow: bool, request_id: str | None, tid: str | None, last: int 
 def logs_cmd(tid: str, follow: bool, as_json: bool) -> None:
     """A task's output and lifecycle events, in the order they happened.
 
+    Output is written as the task wrote it (bytes, both streams in order).
     For a job (without --follow), every child's lines follow the job's own,
     prefixed by the step and item that wrote them ('square[3] ...').
 
     --json prints one object per line: {"type": "event"|"stream"|"result",
-    "tid", "request_id", ...}.
+    "tid", "request_id", ...}; a stream entry's "data" is its text, or
+    base64 when "encoding" is "base64".
     """
     from weft.jobs.logs import prefix
 
@@ -144,12 +146,14 @@ def logs_cmd(tid: str, follow: bool, as_json: bool) -> None:
             if as_json:
                 echo_json(entry)
             elif entry["type"] == "stream":
-                stream = sys.stdout if entry.get("stream") == "stdout" else sys.stderr
-                data = entry.get("data", "")
+                from weft.cli.common import write_stream
+                from weft.models.payload import decode_bytes
+
+                data = decode_bytes(entry)
                 if tag:  # a job's child: every line says which step and item wrote it
-                    data = "".join(tag + line for line in data.splitlines(keepends=True))
-                stream.write(data)
-                stream.flush()
+                    mark = tag.encode()
+                    data = b"".join(mark + line for line in data.splitlines(keepends=True))
+                write_stream(entry.get("stream", "stdout"), data)
             elif entry["type"] == "event":
                 click.echo(f"# {tag}{event_line(entry)}")
             else:

@@ -112,7 +112,11 @@ def queue_delete(queue: str, message_id: int | None, yes: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Say what would go, change nothing.")
 @json_option
 def tidy_cmd(retention: float, dry_run: bool, as_json: bool) -> None:
-    """Drop old finished tasks' queues and events, then vacuum the broker."""
+    """Drop old finished tasks' queues and events, then vacuum the broker.
+
+    Blobs (large outputs, results and stdin) that no remaining message
+    refers to are removed too, once older than the retention (at most an hour).
+    """
     report = client().tidy(retention=retention, dry_run=dry_run)
     if as_json:
         echo_json(report)

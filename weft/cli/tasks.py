@@ -16,7 +16,13 @@ from weft.cli.common import ago, client, echo_json, json_option, table, timeout_
 @json_option
 @click.pass_context
 def result_cmd(ctx: click.Context, tid: str, timeout: float | None, as_json: bool) -> None:
-    """Wait for task TID and print its output (or value), exiting with its exit code."""
+    """Wait for task TID and print its output (or value), exiting with its exit code.
+
+    The output is written as the task wrote it (bytes; stdout to stdout,
+    stderr to stderr, in order). --json prints the result message with
+    "stdout"/"stderr" as text, or base64 when "stdout_encoding" or
+    "stderr_encoding" says so.
+    """
     from weft.cli.run import render_result
 
     task = client().task(tid)
@@ -86,6 +92,8 @@ def status_cmd(tid: str | None, request_id: str | None, watch: bool, interval: f
                + (f", {overview['waiting_requests']} for dependencies"
                   if overview.get("waiting_requests") else ""))
     click.echo(f"rejected  {overview['dead_letters']} dead letter(s) in weft.spawn.rejected")
+    blobs = overview.get("blob_store") or {}
+    click.echo(f"blobs     {blobs.get('blobs', 0)} blob(s), {blobs.get('bytes', 0) / 2**20:.1f} MB")
 
 
 def _print_task(info: dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Unpack
+from typing import IO, TYPE_CHECKING, Any, Unpack
 
 from weft import context as _context
 from weft.broker import Broker
@@ -96,10 +96,12 @@ class WeftClient:
         or a dict, which the other options override). Options are the
         TaskSpec fields (``name``, ``env``, ``cwd``, ``timeout``,
         ``resources``, ``priority`` ...) plus ``request_id``, ``retries``,
-        ``inbox_message`` (the task's stdin), ``delay`` (seconds before it
-        may start) and ``serializer`` ("auto", "json" or "pickle": how a
-        function's arguments and result travel; "auto" pickles what JSON
-        cannot carry exactly, see :mod:`weft.models.values`).
+        ``inbox_message`` (a JSON work item, given to the task as its stdin),
+        ``stdin`` (bytes, or a binary file read to its end here, in chunks:
+        the task's stdin, exactly), ``delay`` (seconds before it may start)
+        and ``serializer`` ("auto", "json" or "pickle": how a function's
+        arguments and result travel; "auto" pickles what JSON cannot carry
+        exactly, see :mod:`weft.models.values`).
         ``after=[task, ...]`` (handles or TIDs) makes it wait
         until they completed (``after_mode="any"``: one of them;
         ``"finished"``: all ended, whatever the outcome); it is cancelled
@@ -108,10 +110,11 @@ class WeftClient:
         """
         opts: dict[str, Any] = dict(options)
         inbox_message = opts.pop("inbox_message", None)
+        stdin = opts.pop("stdin", None)
         delay = opts.pop("delay", None)
         task_spec = self._spec_of({"command": command, "function": function, "spec": spec,
                                    "args": args, "kwargs": kwargs, **opts})
-        return self.submit_spec(task_spec, inbox_message=inbox_message, delay=delay)
+        return self.submit_spec(task_spec, inbox_message=inbox_message, delay=delay, stdin=stdin)
 
     def _encode_call(self, args: Sequence[Any], kwargs: Mapping[str, Any],
                      serializer: str) -> tuple[list[Any], dict[str, Any], str]:
@@ -121,23 +124,45 @@ class WeftClient:
                            allow_pickle=self.context.settings.allow_pickle)
 
     def submit_spec(self, spec: TaskSpec, *, inbox_message: Any = None,
-                    delay: float | None = None) -> Task:
-        """Queue an already validated TaskSpec (see :meth:`submit`)."""
+                    delay: float | None = None, stdin: bytes | IO[bytes] | None = None,
+                    stdin_stream: bool = False) -> Task:
+        """Queue an already validated TaskSpec (see :meth:`submit`).
+
+        ``stdin_stream``: the caller sends the stdin itself (:meth:`send_stdin`).
+        """
         from pydantic_core import PydanticSerializationError
 
         from weft.models import SpawnRequest
 
+        if stdin is not None:
+            _check_stdin(stdin, inbox_message)
         not_before = time.time() + delay if delay else None
         request = SpawnRequest(taskspec=spec, inbox_message=inbox_message,
-                               request_id=spec.request_id, not_before=not_before)
+                               request_id=spec.request_id, not_before=not_before,
+                               stdin="stream" if stdin is not None or stdin_stream else None)
         try:
             body = request.model_dump_json(exclude_none=True)
         except (PydanticSerializationError, ValueError, TypeError) as exc:
             raise InvalidSpec(f"task spec: a value is not JSON (submit encodes Python values; "
                               f"a TaskSpec built by hand must hold JSON only): {exc}") from None
-        return self._queue(body, waiting=self._check_after(spec.after))
+        task = self._queue(body, waiting=self._check_after(spec.after))
+        if stdin is not None:
+            self.send_stdin(task, stdin)
+        return task
 
-    def submit_fields(self, fields: Mapping[str, Any], *, delay: float | None = None) -> Task:
+    def send_stdin(self, task: Task, source: bytes | IO[bytes] | int, *,
+                   done: Callable[[], bool] | None = None) -> int:
+        """Stream ``source`` to a task submitted with a streamed stdin, then EOF.
+
+        With ``done``, keep only a few chunks ahead of the task and stop once
+        ``done()`` is true (how ``weft run`` pipes its own stdin).
+        """
+        from weft.client.stdin import send_stdin
+
+        return send_stdin(self.broker, task.tid, source, done=done)
+
+    def submit_fields(self, fields: Mapping[str, Any], *, delay: float | None = None,
+                      stdin_stream: bool = False) -> Task:
         """Queue a task given as plain fields that :func:`weft.client.fields.checked_fields`
         has passed: the CLI's way, which must not pay for importing pydantic.
 
@@ -150,6 +175,8 @@ class WeftClient:
             request["request_id"] = fields["request_id"]
         if delay:
             request["not_before"] = time.time() + delay
+        if stdin_stream:  # the caller then sends it with send_stdin
+            request["stdin"] = "stream"
         if fields.get("after"):
             from weft.client.dependencies import resolve_after
 
@@ -391,6 +418,15 @@ class WeftClient:
         from weft.client.maintenance import tidy
 
         return tidy(self.broker, retention=retention, dry_run=dry_run)
+
+
+def _check_stdin(stdin: Any, inbox_message: Any) -> None:
+    from weft.errors import InvalidSpec
+
+    if inbox_message is not None:
+        raise InvalidSpec("stdin: give either stdin or inbox_message, not both")
+    if not isinstance(stdin, bytes | bytearray | memoryview) and not hasattr(stdin, "read"):
+        raise InvalidSpec(f"stdin: expected bytes or a binary file, got {type(stdin).__name__}")
 
 
 def init_project(path: str | os.PathLike[str] | None = None, *, backend: str | None = None,

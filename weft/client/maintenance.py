@@ -2,7 +2,8 @@
 
 Safe while managers run: only tasks with a result older than the retention
 are touched (their own ``T{tid}.*`` queues and their events), plus the
-registry rows and events of managers that wrote ``stopped`` before it.
+registry rows and events of managers that wrote ``stopped`` before it, and
+then the blobs that no remaining message refers to.
 Nothing queued, claimed or running is ever removed.
 """
 
@@ -56,9 +57,19 @@ def tidy(broker: Broker, *, retention: float, dry_run: bool = False) -> dict[str
             broker.delete_queue(task_queue(tid, suffix))
     for i in range(0, len(old_events), 500):
         broker.delete(TASKS_LOG, old_events[i : i + 500])
+    report.update(_sweep_blobs(broker, retention))
     broker.vacuum()
     report["vacuumed"] = True
     return report
+
+
+def _sweep_blobs(broker: Broker, retention: float) -> dict[str, int]:
+    """The blobs no message refers to any more (those of the tasks just dropped, and any
+    left by a crash). Only blobs older than the retention (at most an hour) go, so one
+    whose reference is being written right now stays."""
+    from weft.broker.blobs import sweep
+
+    return sweep(broker, older_than=min(retention, 3600.0))
 
 
 def _stopped_managers(broker: Broker, cutoff: float) -> dict[str, int]:

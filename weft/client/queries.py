@@ -228,4 +228,16 @@ def overview(broker: Broker) -> dict[str, Any]:
         "dead_letters": stats.get(SPAWN_REJECTED, 0),
         "log_events": stats.get(TASKS_LOG, 0),
         "registry_rows": stats.get(WORKERS_REGISTRY, 0),
+        "blob_store": _blob_usage(broker),
     }
+
+
+def _blob_usage(broker: Broker) -> dict[str, int]:
+    """How many blobs the store holds and their bytes (outputs and results past the chunk size)."""
+    from weft.broker.blobs import blob_store
+    from weft.errors import WeftError
+
+    try:
+        return blob_store(broker).usage()
+    except (WeftError, OSError):
+        return {"blobs": 0, "bytes": 0}

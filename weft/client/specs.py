@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypedDict
+from typing import IO, Any, TypedDict
 
 from pydantic import ValidationError
 
@@ -38,6 +38,7 @@ class CommonOptions(TypedDict, total=False):
     shell: bool
     request_id: str
     inbox_message: Any
+    stdin: bytes | IO[bytes]
     delay: float
     after: Sequence[Any] | Any
     after_mode: str

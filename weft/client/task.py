@@ -48,20 +48,20 @@ class Task:
         return self.tid[-10:]
 
     # -- outcome ----------------------------------------------------------
-    def _final(self) -> Result | None:
+    def _final(self, *, value: bool = True) -> Result | None:
+        """The Result, if the task has one; ``value=False``: without reading a value
+        that is in the blob store (a check that only asks whether it ended)."""
+        from weft.client.payloads import KEEP, TaskOutput, result_value
+
         broker = self.client.broker
-        messages = [json.loads(b) for b, _ in broker.peek_all(task_queue(self.tid, "outbox"))]
-        if not messages or messages[-1].get("type") != "result":
+        final = _last_message(broker, task_queue(self.tid, "outbox"))
+        if final is None or final.get("type") != "result":
             return None
-        final = messages[-1]
-        attempt = final.get("attempt", 1)
-        out = "".join(m["data"] for m in messages
-                      if m.get("type") == "stream" and m.get("stream") == "stdout"
-                      and m.get("attempt", 1) == attempt)
-        err = "".join(m["data"] for m in messages
-                      if m.get("type") == "stream" and m.get("stream") == "stderr"
-                      and m.get("attempt", 1) == attempt)
-        return Result.from_message(final, stdout=out, stderr=err,
+        output = TaskOutput(broker, self.tid, int(final.get("attempt") or 1))
+        if value:
+            output.keep(KEEP)
+        return Result.from_message(final, output=output,
+                                   value=result_value(broker, final) if value else None,
                                    allow_pickle=self.client.context.settings.allow_pickle)
 
     def wait(self, timeout: float | None = None) -> Result:
@@ -88,7 +88,7 @@ class Task:
 
     def done(self) -> bool:
         """Has the task ended (any status)? Does not wait."""
-        return self._result is not None or self._final() is not None
+        return self._result is not None or self._final(value=False) is not None
 
     def add_done_callback(self, fn: Callable[[Task], Any]) -> None:
         """Call ``fn(task)`` once the task has ended (at once if it already has).
@@ -107,10 +107,14 @@ class Task:
     def output(self, timeout: float | None = None) -> Iterator[dict[str, Any]]:
         """Yield output chunks as they arrive; stop when the task has ended.
 
-        Each chunk is a dict with ``stream`` ("stdout"/"stderr"), ``seq``,
-        ``data`` and ``attempt``. Raises WaitTimeout if the task is still
-        going after ``timeout`` seconds.
+        Each chunk is a dict with ``stream`` ("stdout"/"stderr"), ``seq``
+        (one sequence across both streams, in the order the task wrote),
+        ``data`` (bytes: exactly what the process wrote) and ``attempt``.
+        A chunk is at most the chunk size (``WEFT_CHUNK_KB``). Raises
+        WaitTimeout if the task is still going after ``timeout`` seconds.
         """
+        from weft.client.payloads import chunk_bytes
+
         broker = self.client.broker
         queue = task_queue(self.tid, "outbox")
         cursor: int | None = None
@@ -128,6 +132,10 @@ class Task:
                 message = json.loads(body)
                 if message.get("type") == "result":
                     return
+                if message.get("type") == "stream":
+                    message["data"] = chunk_bytes(broker, message)
+                    message.pop("encoding", None)
+                    message.pop("blob", None)
                 yield message
 
     def status(self) -> dict[str, Any]:
@@ -194,7 +202,7 @@ class Task:
                 if reply.get("request_id") == request_id:
                     broker.delete(out_queue, [mid])
                     return reply
-            final = self._final()
+            final = self._final(value=False)
             if final is not None:
                 return self._answer_for_finished(command, request_id, final)
             if self._queued():
@@ -287,6 +295,19 @@ class Task:
     def resume(self, timeout: float = 10.0) -> dict[str, Any]:
         """SIGCONT a paused task (a paused manager claims again)."""
         return self.control("RESUME", timeout=timeout)
+
+
+def _last_message(broker: Any, queue: str) -> dict[str, Any] | None:
+    """The newest message of ``queue`` (paging, so a long outbox is never held whole)."""
+    from weft.codec import loads_object
+
+    last: str | None = None
+    cursor: int | None = None
+    while page := broker.peek_many(queue, 500, after=cursor):
+        last, cursor = page[-1]
+        if len(page) < 500:
+            break
+    return loads_object(last) if last is not None else None
 
 
 def _ended(events: list[dict[str, Any]]) -> bool:

@@ -29,6 +29,8 @@ class SpawnRequest(_Message):
 
     taskspec: TaskSpec
     inbox_message: Any = None
+    # "stream": the task's stdin arrives on T{tid}.stdin (chunks, then an EOF message)
+    stdin: Literal["stream"] | None = None
     request_id: str | None = None
     not_before: float | None = None
     attempt: int = Field(default=1, ge=1)
@@ -128,7 +130,9 @@ class StreamChunk(_Message):
     type: Literal["stream"] = "stream"
     stream: Literal["stdout", "stderr"]
     seq: int
-    data: str
+    data: str = ""
+    encoding: Literal["base64"] | None = None  # absent: ``data`` is the UTF-8 text
+    blob: dict[str, Any] | None = None  # {"sha256", "size"}: the bytes are in the blob store
     attempt: int = 1
 
 

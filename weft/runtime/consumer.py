@@ -17,11 +17,14 @@ import os
 import time
 from typing import Any, Protocol
 
+from weft.broker.blobs import BlobStore, blob_store, chunk_bytes, max_result_bytes
+from weft.errors import WeftError
 from weft.models import SpawnRequest, TaskSpec, TaskState
 from weft.names import SPAWN_REQUESTS, task_queue
 from weft.runtime.basetask import BaseTask
 from weft.runtime.batch import Batch, dumps
 from weft.runtime.outcome import Outcome, classify
+from weft.runtime.spool import OutputSpool, value_fields
 
 STOP_GRACE = 5.0
 FINAL_EVENTS = {
@@ -62,6 +65,7 @@ class Consumer(BaseTask):
         self.started_at: float | None = None
         self.seq = 0
         self.paused = False
+        self.spool = OutputSpool(self.blobs, chunk=chunk_bytes(batch.broker))
 
     def event_fields(self) -> dict[str, Any]:
         return {"pid": self.pid, "name": self.name, "request_id": self.request_id,
@@ -113,6 +117,7 @@ class Consumer(BaseTask):
             "env": env, "unset_env": unset, "cwd": spec.cwd, "timeout": spec.timeout, "limits": limits,
             "capture": spec.stream_output,
             "cpus": spec.resources.cpus,  # cpu.max when tasks get their own cgroup
+            "max_result": max_result_bytes(self.batch.broker),
             # What an orphaned launcher needs to finish the task on its own
             # (the request as it was queued; the tid is filled in on adoption):
             "task": {"request": request_json or self.request.model_dump_json(exclude_none=True),
@@ -122,6 +127,8 @@ class Consumer(BaseTask):
         }
         if stdin is not None:
             op["stdin"] = stdin if isinstance(stdin, str) else dumps(stdin)
+        elif self.request.stdin == "stream" and self.attempt == 1:
+            op["stdin_stream"] = True  # chunks come from T{tid}.stdin (weft.runtime.stdin_feed)
         return op
 
     def spawning(self) -> None:
@@ -135,14 +142,28 @@ class Consumer(BaseTask):
         self.started_at = at
         self.transition(TaskState.RUNNING, "task_started")
 
-    def output(self, stream: str, data: str) -> None:
-        self.seq += 1
-        self.batch.write(self.queues["outbox"], {"v": 1, "type": "stream", "stream": stream,
-                                                 "seq": self.seq, "data": data,
-                                                 "attempt": self.attempt})
+    def output(self, stream: str, data: bytes) -> None:
+        """Bytes the task wrote, in the order read: outbox messages (inline or blob references)."""
+        self._write_output(self.spool.add(stream, data))
+
+    def flush_stale_output(self, now: float) -> None:
+        """Output that has waited ``linger`` for a full blob is written now, so followers see it."""
+        if self.spool.stale(now):
+            self._write_output(self.spool.flush())
+
+    def _write_output(self, pieces: list[tuple[str, dict[str, Any]]]) -> None:
+        for stream, fields in pieces:
+            self.seq += 1
+            self.batch.write(self.queues["outbox"], {"v": 1, "type": "stream", "stream": stream,
+                                                     "seq": self.seq, **fields,
+                                                     "attempt": self.attempt})
 
     # -- ending -----------------------------------------------------------
+    def blobs(self) -> BlobStore:
+        return blob_store(self.batch.broker)
+
     def exited(self, frame: dict[str, Any]) -> Outcome:
+        self._write_output(self.spool.flush())
         outcome = classify(frame)
         self.finish(outcome, peak_rss_mb=frame.get("peak_rss_mb"), cpu_time_s=frame.get("cpu_s"),
                     finished_at=frame.get("t"))
@@ -156,7 +177,8 @@ class Consumer(BaseTask):
             return
         result = {
             "v": 1, "type": "result", "tid": self.tid, "status": outcome.state.value,
-            "exit_code": outcome.exit_code, "value": outcome.value, "error": outcome.error,
+            "exit_code": outcome.exit_code, "error": outcome.error,
+            **self._value_fields(outcome.value),
             "traceback": outcome.traceback, "reason": outcome.reason, "signal": outcome.signal,
             "started_at": self.started_at, "finished_at": finished_at or time.time(),
             "peak_rss_mb": peak_rss_mb, "cpu_time_s": cpu_time_s, "attempt": self.attempt,
@@ -168,6 +190,12 @@ class Consumer(BaseTask):
         self.transition(outcome.state, FINAL_EVENTS[outcome.state], exit_code=outcome.exit_code,
                         reason=outcome.reason, error=_short(outcome.error))
         self._release()
+
+    def _value_fields(self, value: Any) -> dict[str, Any]:
+        try:
+            return value_fields(value, self.blobs, chunk=self.spool.chunk)
+        except (WeftError, OSError) as exc:  # the store failed: the task fails, the host goes on
+            return {"value": None, "error": f"cannot store the result: {exc}"}
 
     def _release(self) -> None:
         """Deletes go after the writes of the same batch: a crash leaves a duplicate, not a loss."""

@@ -36,6 +36,7 @@ from weft.runtime.intake import Candidate, Intake
 from weft.runtime.launcher import Launcher, LauncherLost
 from weft.runtime.outcome import lost
 from weft.runtime.recovery import recover_dead_managers
+from weft.runtime.stdin_feed import StdinFeed
 from weft.runtime.tasklog import log_task_event
 from weft.runtime.wakeup import Backoff
 
@@ -74,6 +75,7 @@ class Manager(BaseTask):
         self._selector = selectors.DefaultSelector()
         self._watched: tuple[int, int] | None = None
         self.batch.listeners.append(log_task_event)
+        self.stdin_feed = StdinFeed(self.broker)
         self.metrics = _start_metrics(self)  # None unless started with --metrics-addr
 
     # -- lifecycle --------------------------------------------------------
@@ -117,6 +119,10 @@ class Manager(BaseTask):
             active |= self._serve_child_control()
         if wake and self.stop_reason is None and self.state == TaskState.RUNNING:
             active |= self._dispatch()
+        if self.stdin_feed.wanted:
+            active |= self._pump_stdin()
+        for consumer in self.consumers.values():
+            consumer.flush_stale_output(now)
         if self.batch:
             requeued = self.batch.writes_to(SPAWN_REQUESTS)
             self.batch.flush()
@@ -233,8 +239,17 @@ class Manager(BaseTask):
             self.policy.release(consumer.tid)
             del self.consumers[consumer.tid]
             self.policy.observe(consumer, outcome)
+        elif kind == "stdin_wanted":
+            self.stdin_feed.want(consumer.tid)
         elif kind == "spawn_failed":
             self._finish_lost(consumer.tid, frame.get("error"), reason="spawn_error")
+
+    def _pump_stdin(self) -> bool:
+        try:
+            return self.stdin_feed.pump(self.launcher, self.consumers)
+        except LauncherLost:
+            self._launcher_lost()
+            return True
 
     def _launcher_lost(self) -> None:
         pids = [c.pid for c in self.consumers.values() if c.pid]

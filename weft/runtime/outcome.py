@@ -90,7 +90,8 @@ def _from_report(outcome: dict[str, Any]) -> Outcome:
         return Outcome(TaskState.KILLED, 128 + sig, reason=f"signal {signal_name(sig)}", signal=sig,
                        error=f"killed by {signal_name(sig)}")
     if "error" in outcome:
-        return Outcome(TaskState.FAILED, int(outcome.get("exit_code") or 1), reason="exception",
+        return Outcome(TaskState.FAILED, int(outcome.get("exit_code") or 1),
+                       reason=outcome.get("reason") or "exception",
                        error=outcome["error"], traceback=outcome.get("traceback"),
                        exception=outcome.get("exception"))
     if "value" in outcome:
