@@ -285,7 +285,7 @@ def print_result_json(result: Any) -> None:
     from weft.client.payloads import write_json_string
 
     body = {k: v for k, v in result.to_dict().items() if k != "value_blob"}
-    body["value"] = result.value
+    body["value"] = result.wire_value  # JSON as it travelled: a pickled value stays enveloped
     head = json.dumps(body, default=str, separators=(",", ":"))
     out = sys.stdout
     out.write(head[:-1])

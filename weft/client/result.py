@@ -36,6 +36,8 @@ class Result:
     name: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     output: TaskOutput | None = field(default=None, repr=False, compare=False)
+    #: the value as it travelled (JSON; a pickled one as its ``{"$pickle": ...}`` envelope)
+    wire_value: Any = field(default=None, repr=False, compare=False)
 
     @property
     def stdout_bytes(self) -> bytes:
@@ -99,7 +101,7 @@ class Result:
             except Exception:  # noqa: BLE001 - the error text still says what happened
                 known["exception"] = None
         return cls(tid=str(message["tid"]), attempt=int(message.get("attempt") or 1),
-                   output=output, raw=message, **known)
+                   output=output, raw=message, wire_value=raw_value, **known)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.raw)
