@@ -4,6 +4,8 @@ from __future__ import annotations
 
 SPAWN_REQUESTS = "weft.spawn.requests"
 SPAWN_REJECTED = "weft.spawn.rejected"
+SPAWN_HELD = "weft.spawn.held"  # requests no manager may claim until released
+GROUPS = "weft.groups"  # one record per task group: parallel limit, paused
 TASKS_LOG = "weft.tasks.log"
 WORKERS_REGISTRY = "weft.workers.registry"
 

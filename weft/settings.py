@@ -114,7 +114,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "broker_schema": _text(False),
     "gpu_simulate": _simulated_gpus,
     "max_concurrency": _number(int, ge=1, optional=True),
-    "log_level": _text(False),
+    "log_level": _choice("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", upper=True),
     "manager_start_timeout": _number(float, gt=0),
     "launcher_preload": _flag,
 }

@@ -13,10 +13,28 @@ if TYPE_CHECKING:
     from weft.client.client import WeftClient
 
 
+_ANNOUNCED: set[str] = set()
+
+
 def client(*, create: bool = False, auto_start: bool = True) -> WeftClient:
     from weft.client.client import WeftClient
 
-    return WeftClient(create=create, announce=create, auto_start=auto_start)
+    c = WeftClient(create=create, announce=create, auto_start=auto_start)
+    announce_parent(c.context.root)
+    return c
+
+
+def announce_parent(root: Any) -> None:
+    """Say once on stderr when the project was found in a parent directory,
+    so nobody writes to a broker they did not know they were using."""
+    import os
+    from pathlib import Path
+
+    if os.environ.get("WEFT_CONTEXT") or str(root) in _ANNOUNCED:
+        return
+    _ANNOUNCED.add(str(root))
+    if Path(root) != Path.cwd().resolve():
+        click.echo(f"weft: using project {root}", err=True)
 
 
 def echo_json(obj: Any) -> None:

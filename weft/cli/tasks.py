@@ -101,7 +101,7 @@ def _print_task(info: dict[str, Any]) -> None:
 
 @click.group("task")
 def task_group() -> None:
-    """Inspect and control single tasks (TIDs may be short: their last 10 digits)."""
+    """Inspect and control tasks (a TID may be short: any unambiguous tail of 6+ digits)."""
 
 
 @task_group.command("list")
@@ -149,7 +149,7 @@ def _make_control(command: str, help_text: str) -> click.Command:
     return cmd
 
 
-_make_control("PING", "Check a task or manager answers: prints PONG and the round trip.")
+_make_control("PING", "Check a task or manager answers: prints PONG (--json adds the round trip, rtt_ms).")
 _make_control("STATUS", "Ask a running task (or manager) for its live status; --json includes its pid.")
 _make_control("STOP", "Stop a task gracefully (SIGTERM to its process group, then SIGKILL).")
 _make_control("KILL", "Kill a task's whole process tree at once.")

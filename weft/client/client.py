@@ -104,8 +104,10 @@ class WeftClient:
     def submit_spec(self, spec: TaskSpec, *, inbox_message: Any = None,
                     delay: float | None = None) -> Task:
         """Queue an already validated TaskSpec (see :meth:`submit`)."""
+        from weft.client.submit_checks import check_submit
         from weft.models import SpawnRequest
 
+        check_submit({"cwd": spec.cwd, "timeout": spec.timeout}, backend=self.context.backend)
         not_before = time.time() + delay if delay else None
         request = SpawnRequest(taskspec=spec, inbox_message=inbox_message,
                                request_id=spec.request_id, not_before=not_before)
@@ -119,6 +121,9 @@ class WeftClient:
         holds them equal), and the manager validates it as a TaskSpec when
         it reads it, as it does every request.
         """
+        from weft.client.submit_checks import check_submit
+
+        check_submit(fields, backend=self.context.backend)
         request: dict[str, Any] = {"v": 1, "taskspec": dict(fields), "attempt": 1}
         if fields.get("request_id") is not None:
             request["request_id"] = fields["request_id"]
@@ -148,7 +153,7 @@ class WeftClient:
 
     # -- handles --------------------------------------------------------------
     def task(self, tid: str | int) -> Task:
-        """The handle of any task or manager; short TIDs (last 10 digits) work."""
+        """The handle of any task or manager; short TIDs (an unambiguous tail of 6+ digits) work."""
         return Task(self, self.resolve_tid(str(tid)))
 
     def resolve_tid(self, tid: str) -> str:

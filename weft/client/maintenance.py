@@ -45,10 +45,12 @@ def tidy(broker: Broker, *, retention: float, dry_run: bool = False) -> dict[str
         if event.get("tid") in finished_before or (
                 event.get("tid") in gone_managers and float(event.get("ts") or 0) < cutoff):
             old_events.append(mid)
-    report = {"tasks_dropped": len(finished_before), "events_dropped": len(old_events),
-              "managers_dropped": len(gone_managers)}
-    if dry_run:
-        return report
+    if dry_run:  # nothing is dropped: say what would be
+        return {"dry_run": True, "tasks_to_drop": len(finished_before),
+                "events_to_drop": len(old_events), "managers_to_drop": len(gone_managers)}
+    report: dict[str, Any] = {"tasks_dropped": len(finished_before),
+                              "events_dropped": len(old_events),
+                              "managers_dropped": len(gone_managers)}
     if gone_managers:
         broker.delete(WORKERS_REGISTRY, sorted(gone_managers.values()))
     for tid in finished_before:

@@ -151,7 +151,7 @@ def list_tasks(broker: Broker, *, request_id: str | None = None) -> list[dict[st
 
 
 def resolve_tid(broker: Broker, given: str) -> str:
-    """Accept a full 19-digit TID or its last 10+ digits when unambiguous."""
+    """Accept a full 19-digit TID or any tail of 6+ of its digits when unambiguous."""
     text = given.strip()
     if text.startswith("T") and text[1:].isdigit():
         text = text[1:]

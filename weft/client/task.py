@@ -156,6 +156,12 @@ class Task:
             body["reason"] = reason
         sent_at = time.monotonic()
         upper = command.upper()
+        if upper in ("PAUSE", "RESUME") and self._waiting():
+            from weft.errors import UsageError
+
+            raise UsageError(f"task {self.tid} has not started: there is nothing to "
+                             f"{upper.lower()} (use 'weft task hold {self.short_tid}' to keep it "
+                             "from starting)")
         if upper in ("STOP", "KILL") and self._cancel_if_queued(upper):
             return self._synthetic(upper, request_id, "cancelled", "cancelled before it started",
                                    sent_at)
@@ -195,6 +201,13 @@ class Task:
         from weft.names import SPAWN_REQUESTS
 
         return self.client.broker.peek_one(SPAWN_REQUESTS, message_id=int(self.tid)) is not None
+
+    def _waiting(self) -> bool:
+        """Queued or held: no process exists yet."""
+        from weft.names import SPAWN_HELD
+
+        held = self.client.broker.peek_one(SPAWN_HELD, message_id=int(self.tid)) is not None
+        return held or self._queued()
 
     def _cancel_if_queued(self, command: str) -> bool:
         """STOP/KILL of a queued task: take its request off the queue (atomic) and end it."""

@@ -93,6 +93,8 @@ class Workers:
             from weft.metrics.server import parse_addr
 
             parse_addr(str(opts["metrics_addr"]))  # refuse a bad address before starting
+        if opts.get("gpu_ids"):
+            _check_gpu_ids(ctx.settings.gpu_simulate, opts["gpu_ids"])
         argv = [sys.executable, "-m", "weft.runtime.manager_main", "--root", str(ctx.root),
                 "--tid", tid, "--options", json.dumps(opts)]
         if foreground:
@@ -246,3 +248,25 @@ def _tail(path: Any, lines: int = 3) -> str:
     except OSError:
         return "(no log)"
     return " | ".join(text[-lines:]) or "(empty log)"
+
+
+def _check_gpu_ids(simulate: str | None, gpu_ids: builtins.list[int]) -> None:
+    """Refuse cards this host does not have before a manager is started.
+
+    The GPU reader's "no GPUs" warning is silenced: the refusal says it.
+    """
+    import logging
+
+    from weft.resources.gpu import make_gpu_reader
+
+    gpu_log = logging.getLogger("weft.resources")
+    level = gpu_log.level
+    gpu_log.setLevel(logging.ERROR)
+    try:
+        have = sorted(d.index for d in make_gpu_reader(simulate).devices())
+    finally:
+        gpu_log.setLevel(level)
+    unknown = [i for i in gpu_ids if i not in have]
+    if unknown:
+        raise UsageError(f"--gpu-ids: unknown GPU id(s) {unknown}; this host has "
+                         f"{have or 'none'}")
