@@ -50,7 +50,8 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
         tbl.add_column(col)
     for row in rows:
         tbl.add_row(*["" if v is None else str(v) for v in row])
-    Console(soft_wrap=True).print(tbl)
+    # Piped output is read by people too (and by grep): do not squeeze it to 80 columns.
+    Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200).print(tbl)
 
 
 def ago(ts: float | None) -> str:

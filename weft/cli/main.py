@@ -11,6 +11,7 @@ import sys
 
 import click
 
+from weft.cli import taskops
 from weft.cli.completion import completion_cmd
 from weft.cli.observe import events_cmd, logs_cmd, metrics_cmd, wait_cmd
 from weft.cli.ops import queue_group, tidy_cmd
@@ -80,6 +81,9 @@ cli.add_command(wait_cmd)
 cli.add_command(events_cmd)
 cli.add_command(completion_cmd)
 task_group.add_command(logs_cmd)
+for _cmd in (taskops.stop_cmd, taskops.kill_cmd, taskops.hold_cmd, taskops.release_cmd,
+             taskops.restart_cmd):
+    task_group.add_command(_cmd)
 
 
 def main(argv: list[str] | None = None) -> None:

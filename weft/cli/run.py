@@ -69,12 +69,14 @@ def _load_spec_file(path: str) -> dict[str, Any]:
 @click.option("--delay", type=click.FloatRange(min=0), help="Do not start before S seconds from now.")
 @click.option("--request-id", help="Correlation id carried by every event (default: new UUID).")
 @click.option("--label", "labels", multiple=True, metavar="K=V", help="Attach a label; repeatable.")
+@click.option("--group", help="Put the task in this group (see 'weft group'); default: 'default'.")
+@click.option("--hold", is_flag=True, help="Queue it held: it starts only after 'weft task release TID'. Prints the TID.")
 @click.option("--no-wait", is_flag=True, help="Print the TID and return at once.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final result message as JSON.")
 @click.pass_context
 def run_cmd(ctx: click.Context, command: tuple[str, ...], function: str | None,
             fn_args: tuple[str, ...], fn_kwargs: tuple[str, ...], spec_file: str | None,
-            shell: bool, no_wait: bool, as_json: bool, **opts: Any) -> None:
+            shell: bool, no_wait: bool, as_json: bool, hold: bool, **opts: Any) -> None:
     """Run COMMAND (or --function, or --spec) as a task and wait for it.
 
     Output streams as it is produced; weft exits with the task's exit code:
@@ -115,15 +117,15 @@ def run_cmd(ctx: click.Context, command: tuple[str, ...], function: str | None,
         from weft.client.specs import build_spec
 
         spec = build_spec(spec=_load_spec_file(spec_file), **pieces)
-        task = client(create=True).submit_spec(spec, delay=opts.get("delay"))
+        task = client(create=True).submit_spec(spec, delay=opts.get("delay"), hold=hold)
     else:
         # Flags are typed by click; the rest of the TaskSpec rules are checked
         # without pydantic, which would double this command's start-up time.
         from weft.client.fields import checked_fields
 
         task = client(create=True).submit_fields(checked_fields(**pieces),
-                                                 delay=opts.get("delay"))
-    if no_wait:
+                                                 delay=opts.get("delay"), hold=hold)
+    if no_wait or hold:
         click.echo(task.tid)
         return
     ctx.exit(follow(task, as_json=as_json))
@@ -131,7 +133,7 @@ def run_cmd(ctx: click.Context, command: tuple[str, ...], function: str | None,
 
 def _spec_fields(opts: dict[str, Any]) -> dict[str, Any]:
     fields: dict[str, Any] = {}
-    for key in ("name", "cwd", "timeout", "priority"):
+    for key in ("name", "cwd", "timeout", "priority", "group"):
         if opts.get(key) is not None:
             fields[key] = opts[key]
     if opts.get("env"):

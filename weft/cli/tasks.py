@@ -83,9 +83,12 @@ def status_cmd(tid: str | None, request_id: str | None, watch: bool, interval: f
 def _print_task(info: dict[str, Any]) -> None:
     click.echo(f"task      {info['tid']}  {info.get('name') or ''}".rstrip())
     click.echo(f"status    {info['status']}")
-    for key in ("pid", "exit_code", "attempt", "request_id", "parent_tid", "manager_tid", "error"):
+    for key in ("target", "group", "priority", "pid", "exit_code", "attempt", "request_id",
+                "parent_tid", "restarted_from", "manager_tid", "error"):
         if info.get(key) is not None:
             click.echo(f"{key:<9} {info[key]}")
+    if info.get("labels"):
+        click.echo("labels    " + ", ".join(f"{k}={v}" for k, v in info["labels"].items()))
     from weft.client.tree import rollup_text
 
     if rollup_text(info.get("children") or {}):
@@ -106,19 +109,43 @@ def task_group() -> None:
 
 @task_group.command("list")
 @click.option("--request-id", help="Only tasks with this request id.")
-@click.option("--status", "only_status", help="Only tasks in this state.")
+@click.option("--status", "only_status", help="Only tasks in this state (queued, held, running ...).")
+@click.option("--label", "labels", multiple=True, metavar="K=V", help="Only tasks with this label; repeatable.")
+@click.option("--group", help="Only tasks in this group ('default': tasks without one).")
+@click.option("--name", help="Only tasks with this name.")
 @json_option
-def task_list(request_id: str | None, only_status: str | None, as_json: bool) -> None:
-    """List tasks, oldest first, each TID once."""
+def task_list(request_id: str | None, only_status: str | None, labels: tuple[str, ...],
+              group: str | None, name: str | None, as_json: bool) -> None:
+    """List tasks, oldest first, each TID once, with what they run and why they wait.
+
+    
+    WAITING says why a task that has not started waits: held, delayed until
+    a time, deferred (with admission's reason), or queued for a free slot.
+    
+      weft task list --status queued
+      weft task list --label sweep=lr --json
+    """
+    from weft.client.selection import Selector, parse_labels
+    from weft.client.waiting import why_waiting
+
     tasks = client().tasks(request_id=request_id)
-    if only_status:
-        tasks = [t for t in tasks if t["status"] == only_status]
+    selector = Selector(labels=parse_labels(list(labels)), group=group, status=only_status,
+                        name=name)
+    tasks = [dict(t, waiting=why_waiting(t)) for t in tasks if selector.matches(t)]
     if as_json:
         echo_json(tasks)
         return
-    table(None, ["TID", "STATUS", "NAME", "EXIT", "UPDATED"],
-          [[t["tid"][-10:], t["status"], t.get("name") or t.get("target") or "",
+    table(None, ["TID", "STATUS", "RUNS", "NAME", "LABELS", "GROUP", "PRIO", "WAITING", "EXIT",
+                 "UPDATED"],
+          [[t["tid"][-10:], t["status"], _cut(t.get("target")), t.get("name") or "",
+            ",".join(f"{k}={v}" for k, v in (t.get("labels") or {}).items()),
+            t.get("group") or "default", t.get("priority") or 0, t.get("waiting") or "",
             t.get("exit_code"), ago(t.get("updated_at"))] for t in tasks])
+
+
+def _cut(text: str | None, width: int = 40) -> str:
+    text = text or ""
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _control(command: str, tid: str, timeout: float | None, as_json: bool) -> None:
@@ -151,9 +178,8 @@ def _make_control(command: str, help_text: str) -> click.Command:
 
 _make_control("PING", "Check a task or manager answers: prints PONG (--json adds the round trip, rtt_ms).")
 _make_control("STATUS", "Ask a running task (or manager) for its live status; --json includes its pid.")
-_make_control("STOP", "Stop a task gracefully (SIGTERM to its process group, then SIGKILL).")
-_make_control("KILL", "Kill a task's whole process tree at once.")
-_make_control("PAUSE", "Pause a task (SIGSTOP its tree) or a manager (stop claiming).")
+_make_control("PAUSE", "Pause a running task (SIGSTOP its tree) or a manager (stop claiming); "
+              "a task not started yet is refused (use 'weft task hold').")
 _make_control("RESUME", "Resume a paused task or manager.")
 
 

@@ -6,7 +6,6 @@ Methods return data and raise :mod:`weft.errors`; nothing here prints.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -17,7 +16,6 @@ from weft.broker import Broker
 from weft.client.queues import Queues
 from weft.client.task import Task
 from weft.client.workers import Workers
-from weft.names import SPAWN_REQUESTS
 
 if TYPE_CHECKING:
     # Loaded on first use: pydantic is most of a short CLI command's start-up.
@@ -97,12 +95,13 @@ class WeftClient:
         opts: dict[str, Any] = dict(options)
         inbox_message = opts.pop("inbox_message", None)
         delay = opts.pop("delay", None)
+        hold = bool(opts.pop("hold", False))
         task_spec = build_spec(command=command, function=function, spec=spec, args=args,
                                kwargs=kwargs, **opts)
-        return self.submit_spec(task_spec, inbox_message=inbox_message, delay=delay)
+        return self.submit_spec(task_spec, inbox_message=inbox_message, delay=delay, hold=hold)
 
     def submit_spec(self, spec: TaskSpec, *, inbox_message: Any = None,
-                    delay: float | None = None) -> Task:
+                    delay: float | None = None, hold: bool = False) -> Task:
         """Queue an already validated TaskSpec (see :meth:`submit`)."""
         from weft.client.submit_checks import check_submit
         from weft.models import SpawnRequest
@@ -111,9 +110,10 @@ class WeftClient:
         not_before = time.time() + delay if delay else None
         request = SpawnRequest(taskspec=spec, inbox_message=inbox_message,
                                request_id=spec.request_id, not_before=not_before)
-        return self._queue(request.model_dump_json(exclude_none=True))
+        return self._queue(request.model_dump(mode="json", exclude_none=True), hold=hold)
 
-    def submit_fields(self, fields: Mapping[str, Any], *, delay: float | None = None) -> Task:
+    def submit_fields(self, fields: Mapping[str, Any], *, delay: float | None = None,
+                      hold: bool = False, extra: Mapping[str, Any] | None = None) -> Task:
         """Queue a task given as plain fields that :func:`weft.client.fields.checked_fields`
         has passed: the CLI's way, which must not pay for importing pydantic.
 
@@ -129,13 +129,18 @@ class WeftClient:
             request["request_id"] = fields["request_id"]
         if delay:
             request["not_before"] = time.time() + delay
-        return self._queue(json.dumps(request, separators=(",", ":")))
+        return self._queue(request, hold=hold, extra=extra)
 
-    def _queue(self, body: str) -> Task:
-        tid = self.broker.write(SPAWN_REQUESTS, body)
-        if self.auto_start:
+    def _queue(self, request: Mapping[str, Any], *, hold: bool = False,
+               extra: Mapping[str, Any] | None = None) -> Task:
+        """Queue the request with its submit record (:mod:`weft.client.submitted`);
+        a held one waits in ``weft.spawn.held`` until :meth:`release`."""
+        from weft.client.submitted import queue_request
+
+        tid = queue_request(self.broker, request, hold=hold, extra=extra)
+        if self.auto_start and not hold:
             self.workers.ensure_running()
-        return Task(self, str(tid).zfill(19))
+        return Task(self, tid.zfill(19))
 
     def run(self, *, command: Sequence[str] | str | None = None,
             function: str | Callable[..., Any] | None = None,
@@ -172,6 +177,61 @@ class WeftClient:
         from weft.client.queries import overview
 
         return overview(self.broker)
+
+    # -- operating on queued and finished tasks (issue 14) ------------------------
+    def restart(self, tid: str, *, env: Mapping[str, str] | None = None,
+                cwd: str | None = None, command: Sequence[str] | None = None,
+                hold: bool = False) -> Task:
+        """Submit an ended task's recorded spec again as a new task (``restarted_from``
+        in its submit record); ``env`` is merged, ``cwd`` and ``command`` replace."""
+        from weft.client.restart import restart_fields
+        from weft.client.submit_checks import check_submit
+
+        old = self.resolve_tid(tid)
+        fields = restart_fields(self.broker, old, env=env, cwd=cwd, command=command)
+        check_submit(fields, backend=self.context.backend)
+        return self.submit_fields(fields, hold=hold, extra={"restarted_from": old})
+
+    def hold(self, tid: str | None = None, **where: Any) -> list[dict[str, Any]]:
+        """Keep queued tasks from starting: one TID, or every task ``where`` selects
+        (``label``, ``request_id``, ``group``, ``status``, ``name``, ``all``)."""
+        return self._hold_or_release(tid, where, release=False)
+
+    def release(self, tid: str | None = None, **where: Any) -> list[dict[str, Any]]:
+        """Let held tasks be claimed again, in their old place (see :meth:`hold`)."""
+        return self._hold_or_release(tid, where, release=True)
+
+    def _hold_or_release(self, tid: str | None, where: dict[str, Any], *,
+                         release: bool) -> list[dict[str, Any]]:
+        from weft.client import holding
+        from weft.client.selection import hold_or_release
+
+        if tid is not None:
+            full = self.resolve_tid(tid)
+            did = (holding.release if release else holding.hold)(self.broker, full)
+            outcome = [{"tid": full, "status": did}]
+        else:
+            outcome = hold_or_release(self, _selector(where), release=release)
+        if release and self.auto_start and any(o["status"] == "released" for o in outcome):
+            self.workers.ensure_running()
+        return outcome
+
+    def cancel(self, tid: str | None = None, *, kill: bool = False, timeout: float = 10.0,
+               **where: Any) -> list[dict[str, Any]]:
+        """Stop (``kill=True``: kill) one task or every task ``where`` selects
+        (``label``, ``request_id``, ``group``, ``status``, ``name``, ``all``).
+
+        Matching waiting tasks are taken off the queue first, so none of them
+        starts after this returns; running ones are stopped and answered.
+        """
+        from weft.client.selection import Selector, cancel
+
+        if tid is not None:
+            reply = self.task(tid).control("KILL" if kill else "STOP", timeout=timeout)
+            return [{"tid": reply.get("tid"), "status": reply.get("status"),
+                     "reply": reply.get("reply") or reply.get("error")}]
+        selector: Selector = _selector(where)
+        return cancel(self, selector, kill=kill, timeout=timeout)
 
     # -- observing ----------------------------------------------------------------
     def tree(self, tid: str) -> dict[str, Any]:
@@ -254,6 +314,19 @@ class WeftClient:
         from weft.client.maintenance import tidy
 
         return tidy(self.broker, retention=retention, dry_run=dry_run)
+
+
+def _selector(where: Mapping[str, Any]) -> Any:
+    """The bulk filters of :meth:`WeftClient.cancel` and friends, checked."""
+    from weft.client.selection import Selector, parse_labels
+    from weft.errors import UsageError
+
+    unknown = set(where) - {"label", "request_id", "group", "status", "name", "all"}
+    if unknown:
+        raise UsageError(f"unknown filter(s): {', '.join(sorted(unknown))}")
+    return Selector(labels=parse_labels(where.get("label")), request_id=where.get("request_id"),
+                    group=where.get("group"), status=where.get("status"),
+                    name=where.get("name"), all=bool(where.get("all")))
 
 
 def init_project(path: str | os.PathLike[str] | None = None, *, backend: str | None = None,

@@ -29,6 +29,7 @@ SPEC_FIELDS = (
     "priority",
     "stream_output",
     "shell",
+    "group",
 )
 
 

@@ -10,12 +10,23 @@ from __future__ import annotations
 from typing import Any
 
 from weft.broker import Broker
+from weft.client.submitted import WAITING_EVENTS, target_text, waiting_request
 from weft.codec import loads_object
 from weft.errors import AmbiguousTid, NotFound, UsageError
-from weft.names import SPAWN_REJECTED, SPAWN_REQUESTS, TASKS_LOG, WORKERS_REGISTRY, task_queue
+from weft.names import (
+    SPAWN_HELD,
+    SPAWN_REJECTED,
+    SPAWN_REQUESTS,
+    TASKS_LOG,
+    WORKERS_REGISTRY,
+    task_queue,
+)
 from weft.runtime.registry import read_all
 
 _load = loads_object
+# What a row of a task shows, taken from its events (the submit record first).
+SHOWN_KEYS = ("name", "request_id", "parent_tid", "manager_tid", "attempt", "target",
+              "labels", "group", "priority", "restarted_from", "host")
 
 
 def all_events(broker: Broker) -> list[dict[str, Any]]:
@@ -38,12 +49,17 @@ def task_events(broker: Broker, tid: str) -> list[dict[str, Any]]:
 
 
 def queued_request(broker: Broker, tid: str) -> dict[str, Any] | None:
-    """The spawn request of a task still waiting to be claimed."""
-    if tid.isdigit():
-        msg = broker.peek_one(SPAWN_REQUESTS, message_id=int(tid))
-        if msg is not None:
-            return _load(msg[0])
-    return None
+    """The spawn request of a task still waiting to be claimed (queued or held);
+    a held one is marked ``"_held": True``."""
+    found = waiting_request(broker, tid)
+    if found is None:
+        return None
+    queue, request = found
+    return {**request, "_held": queue == SPAWN_HELD}
+
+
+def _waiting_only(events: list[dict[str, Any]]) -> bool:
+    return all(e.get("event") in WAITING_EVENTS for e in events)
 
 
 def final_result(broker: Broker, tid: str) -> dict[str, Any] | None:
@@ -72,7 +88,7 @@ def task_status(broker: Broker, tid: str) -> dict[str, Any]:
     events = task_events(broker, tid)
     result = final_result(broker, tid)
     claim = None
-    if request is None and not events and result is None:
+    if request is None and _waiting_only(events) and result is None:
         # Between the claim (spawn queue -> T{mgr}.reserved) and the first event
         # the task is only in its manager's claim queue; the claim is deleted
         # only after events exist, so looking there and then at the events
@@ -80,7 +96,7 @@ def task_status(broker: Broker, tid: str) -> dict[str, Any]:
         claim = claiming_manager(broker, tid)
         if claim is None:
             events = task_events(broker, tid)
-            request = queued_request(broker, tid) if not events else None
+            request = queued_request(broker, tid) if _waiting_only(events) else None
             if not events and request is None:
                 raise NotFound(f"no task {tid}")
     state = "queued"
@@ -91,7 +107,7 @@ def task_status(broker: Broker, tid: str) -> dict[str, Any]:
         request = claim[1]
     for event in events:
         state = event.get("status", state)
-        for key in ("name", "request_id", "parent_tid", "manager_tid", "attempt", "target"):
+        for key in SHOWN_KEYS:
             if event.get(key) is not None:
                 info[key] = event[key]
         if event.get("event") == "task_started":
@@ -99,6 +115,8 @@ def task_status(broker: Broker, tid: str) -> dict[str, Any]:
             info["started_at"] = event.get("ts")
     if request is not None:
         spec = request.get("taskspec", {})
+        if claim is None:  # the queue a request sits in is the truth
+            state = "held" if request.get("_held") else ("queued" if state == "held" else state)
         info.setdefault("name", spec.get("name"))
         info.setdefault("request_id", request.get("request_id"))
         info.setdefault("parent_tid", spec.get("parent_tid"))
@@ -124,7 +142,7 @@ def list_tasks(broker: Broker, *, request_id: str | None = None) -> list[dict[st
             continue
         row = rows.setdefault(tid, {"tid": tid, "status": "queued"})
         row["status"] = event.get("status", row["status"])
-        for key in ("name", "request_id", "parent_tid", "manager_tid", "attempt", "target", "host"):
+        for key in SHOWN_KEYS:
             if event.get(key) is not None:
                 row[key] = event[key]
         row["reason"], row["error"] = event.get("reason"), event.get("error")
@@ -134,20 +152,33 @@ def list_tasks(broker: Broker, *, request_id: str | None = None) -> list[dict[st
         if event.get("exit_code") is not None:
             row["exit_code"] = event["exit_code"]
         row["updated_at"] = event.get("ts")
-    for body, mid in broker.peek_all(SPAWN_REQUESTS):
-        request = _load(body) or {}
-        spec = request.get("taskspec") or {}
-        tid = spec.get("tid") or str(mid)
-        row = rows.setdefault(tid, {"tid": tid, "status": "queued"})
-        row.setdefault("name", spec.get("name"))
-        row.setdefault("request_id", request.get("request_id") or spec.get("request_id"))
-        row.setdefault("parent_tid", spec.get("parent_tid"))
-        if request.get("not_before"):
-            row["not_before"] = request["not_before"]
+    for queue in (SPAWN_REQUESTS, SPAWN_HELD):
+        for body, mid in broker.peek_all(queue):
+            _waiting_row(rows, _load(body) or {}, mid, held=queue == SPAWN_HELD)
     tasks = sorted(rows.values(), key=lambda r: r["tid"])
     if request_id is not None:
         tasks = [t for t in tasks if t.get("request_id") == request_id]
     return tasks
+
+
+def _waiting_row(rows: dict[str, dict[str, Any]], request: dict[str, Any], mid: int, *,
+                 held: bool) -> None:
+    """Merge a queued or held request into its row: the queue it sits in is its state."""
+    spec = request.get("taskspec") or {}
+    tid = spec.get("tid") or str(mid)
+    row = rows.setdefault(tid, {"tid": tid, "status": "queued"})
+    if held:
+        row["status"] = "held"
+    elif row["status"] == "held":
+        row["status"] = "queued"
+    for key in ("name", "labels", "group", "priority", "parent_tid"):
+        if spec.get(key) is not None:
+            row.setdefault(key, spec[key])
+    row.setdefault("request_id", request.get("request_id") or spec.get("request_id"))
+    if spec and "target" not in row:
+        row["target"] = target_text(spec)
+    if request.get("not_before"):
+        row["not_before"] = request["not_before"]
 
 
 def resolve_tid(broker: Broker, given: str) -> str:
@@ -171,9 +202,10 @@ def resolve_tid(broker: Broker, given: str) -> str:
         tid = str(event.get("tid", ""))
         if tid.endswith(text):
             matches.add(tid)
-    for _body, mid in broker.peek_all(SPAWN_REQUESTS):
-        if str(mid).endswith(text):
-            matches.add(str(mid))
+    for queue in (SPAWN_REQUESTS, SPAWN_HELD):
+        for _body, mid in broker.peek_all(queue):
+            if str(mid).endswith(text):
+                matches.add(str(mid))
     for entry in read_all(broker).values():
         if entry.tid.endswith(text):
             matches.add(entry.tid)
@@ -193,6 +225,7 @@ def overview(broker: Broker) -> dict[str, Any]:
     return {
         "tasks": counts,
         "queued_requests": stats.get(SPAWN_REQUESTS, 0),
+        "held_requests": stats.get(SPAWN_HELD, 0),
         "dead_letters": stats.get(SPAWN_REJECTED, 0),
         "log_events": stats.get(TASKS_LOG, 0),
         "registry_rows": stats.get(WORKERS_REGISTRY, 0),

@@ -211,11 +211,13 @@ class Task:
 
     def _cancel_if_queued(self, command: str) -> bool:
         """STOP/KILL of a queued task: take its request off the queue (atomic) and end it."""
-        from weft.names import SPAWN_REQUESTS, TASKS_LOG
+        from weft.names import SPAWN_HELD, SPAWN_REQUESTS, TASKS_LOG
         from weft.runtime.batch import dumps
 
         broker = self.client.broker
         taken = broker.read_one(SPAWN_REQUESTS, message_id=int(self.tid))
+        if taken is None:
+            taken = broker.read_one(SPAWN_HELD, message_id=int(self.tid))
         if taken is None:
             return False
         now = time.time()

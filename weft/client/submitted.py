@@ -1,0 +1,84 @@
+"""The submit record: each spawn request is queued together with a
+``task_submitted`` event that holds the task's spec.
+
+Why: once a manager claims a request, the request is gone (claimed, run,
+deleted), and nothing else keeps what the task was asked to do. An operator
+who wants to see a failed task's command, or run it again (``weft task
+restart``), needs it; so does ``weft task list`` to show labels and groups
+of running tasks. The request and its event are inserted in one
+transaction, so neither is ever seen without the other, and the event's id
+is drawn after the request's, so it sorts after it and before anything a
+manager writes about the task.
+
+The event's status is where the request went: ``queued``
+(``weft.spawn.requests``) or ``held`` (``weft.spawn.held``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from weft.broker import Broker
+from weft.codec import loads_object
+from weft.names import SPAWN_HELD, SPAWN_REQUESTS, TASKS_LOG
+
+SUBMITTED = "task_submitted"
+# Events written while a task waits (before any manager claimed it).
+WAITING_EVENTS = frozenset({SUBMITTED, "task_held", "task_released"})
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def target_text(spec: Mapping[str, Any]) -> str:
+    """What the task runs, as one line: the command, or ``fn(args)``."""
+    if spec.get("command") is not None:
+        return " ".join(str(p) for p in spec["command"])[:200]
+    args = ", ".join(json.dumps(a) for a in spec.get("args") or ())[:120]
+    return f"{spec.get('function')}({args})"
+
+
+def queue_request(broker: Broker, request: Mapping[str, Any], *, hold: bool = False,
+                  extra: Mapping[str, Any] | None = None) -> str:
+    """Queue ``request`` (held or not) with its submit event; return the TID."""
+    tid = broker.generate_id()
+    event_id = broker.generate_id()
+    spec = dict(request.get("taskspec") or {})
+    event: dict[str, Any] = {
+        "v": 1, "event": SUBMITTED, "tid": str(tid), "status": "held" if hold else "queued",
+        "ts": time.time(), "request_id": request.get("request_id") or spec.get("request_id"),
+        "parent_tid": spec.get("parent_tid"), "name": spec.get("name"),
+        "labels": spec.get("labels") or {}, "group": spec.get("group"),
+        "priority": spec.get("priority", 0), "target": target_text(spec), "spec": spec,
+    }
+    if request.get("not_before"):
+        event["not_before"] = request["not_before"]
+    event.update(extra or {})
+    broker.insert_atomic([(SPAWN_HELD if hold else SPAWN_REQUESTS, _dumps(request), tid),
+                          (TASKS_LOG, _dumps({k: v for k, v in event.items() if v is not None}),
+                           event_id)])
+    return str(tid)
+
+
+def submit_event(broker: Broker, tid: str) -> dict[str, Any] | None:
+    """The task's ``task_submitted`` event, if one was recorded (and not tidied)."""
+    for body, _mid in broker.find_messages(TASKS_LOG, f'"event":"{SUBMITTED}","tid":"{tid}"'):
+        event = loads_object(body)
+        if event is not None and event.get("tid") == tid:
+            return event
+    return None
+
+
+def waiting_request(broker: Broker, tid: str) -> tuple[str, dict[str, Any]] | None:
+    """(queue, request) of a task still queued or held, else None."""
+    if not tid.isdigit():
+        return None
+    for queue in (SPAWN_REQUESTS, SPAWN_HELD):
+        msg = broker.peek_one(queue, message_id=int(tid))
+        if msg is not None:
+            return queue, loads_object(msg[0]) or {}
+    return None
