@@ -141,3 +141,17 @@ def test_api_cancel_by_label_and_hold(client):
     assert client.release(b.tid) == [{"tid": b.tid, "status": "released"}]
     with pytest.raises(UsageError, match="say which tasks"):
         client.cancel()
+
+
+def test_tidy_completed_only_keeps_failures(project, manager):
+    assert project.cli("run", "true").returncode == 0
+    assert project.cli("run", "false").returncode == 1
+    done = {t["status"]: t["tid"] for t in _json(project.cli("task", "list", "--json"))}
+    dry = _json(project.cli("tidy", "--status", "completed", "--older-than", "0s", "--dry-run",
+                            "--json"))
+    assert dry["tasks_to_drop"] == 1
+    assert _json(project.cli("tidy", "--status", "completed", "--older-than", "0s",
+                             "--json"))["tasks_dropped"] == 1
+    assert project.rows(f"T{done['completed']}.outbox") == []
+    assert project.rows(f"T{done['failed']}.outbox")  # kept for a post-mortem
+    assert project.cli("tidy", "--older-than", "soon").returncode == 2

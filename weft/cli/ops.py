@@ -124,14 +124,44 @@ def queue_delete(queue: str, message_id: int | None, yes: bool, as_json: bool) -
         click.echo(f"deleted {n}")
 
 
+ENDED = ("completed", "failed", "timeout", "cancelled", "killed", "rejected")
+
+
+def _duration(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float | None:
+    """``90``, ``90s``, ``15m``, ``12h`` or ``7d`` as seconds."""
+    if value is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+    text = value.strip().lower()
+    scale = units.get(text[-1:])
+    try:
+        number = float(text[:-1] if scale else text)
+    except ValueError:
+        number = -1.0
+    if not number >= 0 or number == float("inf"):
+        raise click.BadParameter(f"expected a duration like 90s, 15m, 12h or 7d, got {value!r}")
+    return number * (scale or 1)
+
+
 @click.command("tidy")
 @click.option("--retention", type=click.FloatRange(min=0), default=7 * 24 * 3600.0,
               show_default=True, help="Keep finished tasks' queues and events this many seconds.")
+@click.option("--older-than", callback=_duration, metavar="AGE",
+              help="Same as --retention, as 90s, 15m, 12h or 7d.")
+@click.option("--status", "statuses", multiple=True, type=click.Choice(ENDED),
+              help="Only tasks that ended so; repeatable (e.g. keep failures for a post-mortem).")
 @click.option("--dry-run", is_flag=True, help="Say what would go, change nothing.")
 @json_option
-def tidy_cmd(retention: float, dry_run: bool, as_json: bool) -> None:
-    """Drop old finished tasks' queues and events, then vacuum the broker."""
-    report = client().tidy(retention=retention, dry_run=dry_run)
+def tidy_cmd(retention: float, older_than: float | None, statuses: tuple[str, ...],
+             dry_run: bool, as_json: bool) -> None:
+    """Drop old finished tasks' queues and events, then vacuum the broker.
+
+    
+      weft tidy --dry-run
+      weft tidy --status completed --older-than 1d
+    """
+    report = client().tidy(retention=retention if older_than is None else older_than,
+                           dry_run=dry_run, status=statuses or None)
     if as_json:
         echo_json(report)
     elif report.get("dry_run"):

@@ -309,11 +309,14 @@ class WeftClient:
         return as_completed(self, list(tasks), timeout=timeout)
 
     # -- maintenance ------------------------------------------------------------
-    def tidy(self, *, retention: float = 7 * 24 * 3600.0, dry_run: bool = False) -> dict[str, Any]:
-        """Drop finished tasks older than ``retention`` seconds, then vacuum."""
+    def tidy(self, *, retention: float = 7 * 24 * 3600.0, dry_run: bool = False,
+             status: Iterable[str] | None = None) -> dict[str, Any]:
+        """Drop finished tasks older than ``retention`` seconds (only those that
+        ended in a ``status`` given, e.g. ``["completed"]``), then vacuum."""
         from weft.client.maintenance import tidy
 
-        return tidy(self.broker, retention=retention, dry_run=dry_run)
+        statuses = None if status is None else frozenset(status)
+        return tidy(self.broker, retention=retention, dry_run=dry_run, statuses=statuses)
 
 
 def _selector(where: Mapping[str, Any]) -> Any:
