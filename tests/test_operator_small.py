@@ -11,6 +11,14 @@ import pytest
 from conftest import wait_for
 
 
+@pytest.fixture
+def cli_manager(project):
+    """A manager started by the CLI, so it runs this checkout's code."""
+    proc = project.cli("worker", "start", "--json")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
 def _one_line(proc, code):
     assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
     lines = proc.stderr.strip().splitlines()
@@ -108,13 +116,13 @@ def test_tidy_dry_run_says_would(inited):
     assert report["dry_run"] is True and "tasks_to_drop" in report
 
 
-def test_ping_json_has_round_trip(project, manager):
-    proc = project.cli("task", "ping", manager.tid, "--json")
+def test_ping_json_has_round_trip(project, cli_manager):
+    proc = project.cli("task", "ping", cli_manager["tid"], "--json")
     assert proc.returncode == 0 and json.loads(proc.stdout)["rtt_ms"] > 0
     assert "round trip" in project.cli("task", "ping", "--help").stdout
 
 
-def test_read_only_commands_return_at_once(project, manager):
+def test_read_only_commands_return_at_once(project, cli_manager):
     """With a live manager these once took 5.3 s (a 5 s wait closing the broker)."""
     wait_for(lambda: project.registry(), what="the manager's record")
     for args in (["worker", "list"], ["worker", "status"], ["queue", "list"], ["status"],

@@ -12,6 +12,14 @@ from conftest import wait_for
 from weft.errors import UsageError
 
 
+@pytest.fixture
+def cli_manager(project):
+    """A manager started by the CLI, so it runs this checkout's code."""
+    proc = project.cli("worker", "start", "--json")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
 def _json(proc):
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
@@ -25,7 +33,7 @@ def _row(project, tid):
     return next(t for t in _json(project.cli("task", "list", "--json")) if t["tid"] == tid)
 
 
-def test_restart_failed_task_with_new_env_and_command(project, manager):
+def test_restart_failed_task_with_new_env_and_command(project, cli_manager):
     proc = project.cli("run", "--name", "flaky", "--label", "k=v", "--env", "A=1", "--",
                        "sh", "-c", "echo a=$A; exit 3")
     assert proc.returncode == 3 and proc.stdout == "a=1\n"
@@ -44,7 +52,7 @@ def test_restart_failed_task_with_new_env_and_command(project, manager):
     assert info["labels"] == {"k": "v"}
 
 
-def test_restart_cancelled_and_refusals(project, manager):
+def test_restart_cancelled_and_refusals(project, cli_manager):
     tid = project.cli("run", "--no-wait", "--delay", "60", "--", "echo", "late").stdout.strip()
     assert project.cli("task", "stop", tid).returncode == 0
     assert _status(project, tid)["status"] == "cancelled"
@@ -57,7 +65,7 @@ def test_restart_cancelled_and_refusals(project, manager):
     project.cli("task", "kill", running)
 
 
-def test_hold_and_release(project, manager):
+def test_hold_and_release(project, cli_manager):
     held = project.cli("run", "--hold", "--label", "h=1", "--", "echo", "was-held").stdout.strip()
     assert _row(project, held)["status"] == "held"
     assert project.rows("weft.spawn.held")[0]["taskspec"]["command"] == ["echo", "was-held"]
@@ -99,7 +107,7 @@ def test_task_list_filters_and_reasons(project):
     assert "s=1" in text and "delayed until" in text and "echo a" in text
 
 
-def test_bulk_stop_by_label_leaves_nothing_to_start(project, manager):
+def test_bulk_stop_by_label_leaves_nothing_to_start(project, cli_manager):
     running = project.cli("run", "--no-wait", "--label", "sweep=x", "--", "sleep", "60").stdout.strip()
     wait_for(lambda: _status(project, running)["status"] == "running", what="running")
     queued = [project.cli("run", "--no-wait", "--label", "sweep=x", "--", "sleep", "60")
@@ -143,7 +151,7 @@ def test_api_cancel_by_label_and_hold(client):
         client.cancel()
 
 
-def test_tidy_completed_only_keeps_failures(project, manager):
+def test_tidy_completed_only_keeps_failures(project, cli_manager):
     assert project.cli("run", "true").returncode == 0
     assert project.cli("run", "false").returncode == 1
     done = {t["status"]: t["tid"] for t in _json(project.cli("task", "list", "--json"))}

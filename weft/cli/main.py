@@ -13,6 +13,7 @@ import click
 
 from weft.cli import taskops
 from weft.cli.completion import completion_cmd
+from weft.cli.groups import group_group
 from weft.cli.observe import events_cmd, logs_cmd, metrics_cmd, wait_cmd
 from weft.cli.ops import queue_group, tidy_cmd
 from weft.cli.run import run_cmd
@@ -80,6 +81,7 @@ cli.add_command(metrics_cmd)
 cli.add_command(wait_cmd)
 cli.add_command(events_cmd)
 cli.add_command(completion_cmd)
+cli.add_command(group_group)
 task_group.add_command(logs_cmd)
 for _cmd in (taskops.stop_cmd, taskops.kill_cmd, taskops.hold_cmd, taskops.release_cmd,
              taskops.restart_cmd):

@@ -127,11 +127,13 @@ def task_list(request_id: str | None, only_status: str | None, labels: tuple[str
     """
     from weft.client.selection import Selector, parse_labels
     from weft.client.waiting import why_waiting
-
-    tasks = client().tasks(request_id=request_id)
+    c = client()
+    tasks = c.tasks(request_id=request_id)
     selector = Selector(labels=parse_labels(list(labels)), group=group, status=only_status,
                         name=name)
-    tasks = [dict(t, waiting=why_waiting(t)) for t in tasks if selector.matches(t)]
+    records, running = c.groups.state()
+    tasks = [dict(t, waiting=why_waiting(t, groups=records, running=running))
+             for t in tasks if selector.matches(t)]
     if as_json:
         echo_json(tasks)
         return

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Unpack
 
 from weft import context as _context
 from weft.broker import Broker
+from weft.client.groups import Groups
 from weft.client.queues import Queues
 from weft.client.task import Task
 from weft.client.workers import Workers
@@ -44,6 +45,7 @@ class WeftClient:
         self._broker: Broker | None = None
         self.workers = Workers(self)
         self.queues = Queues(self)
+        self.groups = Groups(self)
 
     def __repr__(self) -> str:
         return f"WeftClient({str(self.context.root)!r})"

@@ -29,6 +29,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from weft.broker import Broker
 from weft.resources import (
     Decision,
     Defer,
@@ -41,7 +42,7 @@ from weft.resources import (
     plan,
     process_tree_pids,
 )
-from weft.runtime import rejection
+from weft.runtime import groups, rejection
 from weft.settings import Settings
 
 __all__ = ["READINGS_TTL", "Policy", "make_policy", "submitted_at"]
@@ -80,7 +81,9 @@ def thresholds_from(options: dict[str, Any]) -> Thresholds:
 class Policy:
     """Resource-aware admission for one manager (see the module docstring)."""
 
-    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
+    def __init__(self, settings: Settings, options: dict[str, Any],
+                 broker: Broker | None = None) -> None:
+        self.broker = broker  # for the group gate (weft.runtime.groups)
         self.gpu_reader = make_gpu_reader(settings.gpu_simulate)
         self.telemetry = HostTelemetry(self.gpu_reader, ttl=READINGS_TTL)
         self.capacity = detect_capacity(
@@ -136,6 +139,10 @@ class Policy:
         own: frozenset[int] = frozenset()
         if child_pids and any(dev.processes for dev in readings.gpus):
             own = frozenset(p for pid in child_pids for p in process_tree_pids(pid))
+        held_back: list[tuple[Any, Decision]] = []
+        if self.broker is not None:
+            cands, waiting = groups.gate(self.broker, cands)
+            held_back = [(c, Defer(reason)) for c, reason in waiting]
         by_key = {c.tid: c for c in cands}
         requests = [self._request(c) for c in cands]
         decided = plan(requests, self.capacity, list(self.reservations.values()), readings,
@@ -143,7 +150,7 @@ class Policy:
         if any(isinstance(d, Defer) and not d.reason.startswith("concurrency:")
                for _, d in decided):
             self.retry_at = mono + RETRY_EVERY
-        return [(by_key[req.key], decision) for req, decision in decided]
+        return [(by_key[req.key], decision) for req, decision in decided] + held_back
 
     def _request(self, cand: Any) -> Request:
         """A candidate as admission sees it; cached, the queue is re-planned often."""
@@ -243,6 +250,7 @@ class Policy:
         }
 
 
-def make_policy(settings: Settings, options: dict[str, Any]) -> Policy:
-    return Policy(settings, options)
+def make_policy(settings: Settings, options: dict[str, Any],
+                broker: Broker | None = None) -> Policy:
+    return Policy(settings, options, broker)
 

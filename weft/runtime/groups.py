@@ -1,0 +1,122 @@
+"""Task groups: a parallel limit and a pause shared by every manager.
+
+A group is named by a task's ``group`` (tasks without one are in
+``default``). Its settings live in the broker, in ``weft.groups``: one
+record per change, ``{"v", "group", "parallel", "paused", "ts"}``, the
+newest per group wins (older ones are pruned by the writer). Nothing is
+kept in a manager, so every manager of the project, on any host, obeys the
+same limit and the same pause.
+
+Admission asks :func:`gate` before planning: requests of a paused group
+wait (``group paused``), and at most ``parallel`` minus the group's running
+tasks go on to be planned; the rest wait as ordinary queueing (a
+``concurrency:`` reason, which is not logged). A group's running tasks are
+counted from the claims of every live manager (``T{mgr}.reserved`` holds a
+claimed request until its task has settled), so the count spans managers.
+Two managers planning in the very same instant may each admit the group's
+last free slot; the decision record 0005-groups (docs/decisions) says why
+this is accepted for now and what would close it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from weft.broker import Broker
+from weft.codec import loads_object
+from weft.names import GROUPS, task_queue
+
+DEFAULT = "default"
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    parallel: int | None = None  # None: no limit of its own
+    paused: bool = False
+    message_id: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"group": self.name, "parallel": self.parallel, "paused": self.paused}
+
+
+def group_of(spec: Any) -> str:
+    """The group of a TaskSpec or a spec dict."""
+    name = spec.get("group") if isinstance(spec, dict) else getattr(spec, "group", None)
+    return name or DEFAULT
+
+
+def read_groups(broker: Broker) -> dict[str, Group]:
+    """The newest record of every group that has one."""
+    newest: dict[str, Group] = {}
+    for body, mid in broker.peek_all(GROUPS):
+        rec = loads_object(body)
+        if rec is None or not isinstance(rec.get("group"), str):
+            continue
+        parallel = rec.get("parallel")
+        newest[rec["group"]] = Group(rec["group"], parallel if isinstance(parallel, int) else None,
+                                     bool(rec.get("paused")), mid)
+    return newest
+
+
+def write_group(broker: Broker, group: Group) -> Group:
+    """Record ``group`` as its newest state and prune its older records."""
+    old = [mid for body, mid in broker.peek_all(GROUPS)
+           if (loads_object(body) or {}).get("group") == group.name]
+    mid = broker.write(GROUPS, json.dumps({"v": 1, **group.to_dict(), "ts": time.time()}))
+    broker.delete(GROUPS, old)
+    return Group(group.name, group.parallel, group.paused, mid)
+
+
+def running_by_group(broker: Broker, now: float | None = None) -> dict[str, int]:
+    """Tasks claimed and not yet settled, per group, over every live manager."""
+    from weft.runtime.registry import liveness, read_all
+
+    now = time.time() if now is None else now
+    counts: dict[str, int] = {}
+    for entry in read_all(broker).values():
+        if liveness(entry.record, now) not in ("active", "orphaned"):
+            continue
+        for body, _mid in broker.peek_all(task_queue(entry.tid, "reserved")):
+            request = loads_object(body) or {}
+            name = group_of(request.get("taskspec") or {})
+            counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def gate(broker: Broker, cands: Sequence[Any]) -> tuple[list[Any], list[tuple[Any, str]]]:
+    """Split candidates (best first) into those admission may plan and those
+    their group holds back, each with its reason."""
+    groups = read_groups(broker) if cands else {}
+    if not groups:
+        return list(cands), []
+    running: dict[str, int] | None = None
+    allowed, held = [], []
+    taken: dict[str, int] = {}
+    for cand in cands:
+        name = group_of(cand.spec)
+        group = groups.get(name)
+        if group is None:
+            allowed.append(cand)
+        elif group.paused:
+            held.append((cand, f"group paused: {name}"))
+        elif group.parallel is None:
+            allowed.append(cand)
+        else:
+            if running is None:
+                running = running_by_group(broker)
+            used = running.get(name, 0) + taken.get(name, 0)
+            if used >= group.parallel:
+                held.append((cand, f"concurrency: group {name} full ({group.parallel})"))
+            else:
+                taken[name] = taken.get(name, 0) + 1
+                allowed.append(cand)
+    return allowed, held
+
+
+def names_in(rows: Iterable[dict[str, Any]]) -> set[str]:
+    return {row.get("group") or DEFAULT for row in rows}
