@@ -14,7 +14,7 @@ tasks go on to be planned; the rest wait as ordinary queueing (a
 counted from the claims of every live manager (``T{mgr}.reserved`` holds a
 claimed request until its task has settled), so the count spans managers.
 Two managers planning in the very same instant may each admit the group's
-last free slot; the decision record 0005-groups (docs/decisions) says why
+last free slot; docs/decisions/00NN-issue-14-operator-queue.md says why
 this is accepted for now and what would close it.
 """
 
