@@ -82,8 +82,10 @@ class Policy:
     """Resource-aware admission for one manager (see the module docstring)."""
 
     def __init__(self, settings: Settings, options: dict[str, Any],
-                 broker: Broker | None = None) -> None:
+                 broker: Broker | None = None, manager_tid: str | None = None) -> None:
         self.broker = broker  # for the group gate (weft.runtime.groups)
+        self.manager_tid = manager_tid
+        self._groups: dict[str, str] = {}  # running task -> its group
         self.gpu_reader = make_gpu_reader(settings.gpu_simulate)
         self.telemetry = HostTelemetry(self.gpu_reader, ttl=READINGS_TTL)
         self.capacity = detect_capacity(
@@ -141,7 +143,11 @@ class Policy:
             own = frozenset(p for pid in child_pids for p in process_tree_pids(pid))
         held_back: list[tuple[Any, Decision]] = []
         if self.broker is not None:
-            cands, waiting = groups.gate(self.broker, cands)
+            mine: dict[str, int] = {}
+            for name in self._groups.values():
+                mine[name] = mine.get(name, 0) + 1
+            cands, waiting = groups.gate(self.broker, cands, manager_tid=self.manager_tid,
+                                         own=mine)
             held_back = [(c, Defer(reason)) for c, reason in waiting]
         by_key = {c.tid: c for c in cands}
         requests = [self._request(c) for c in cands]
@@ -172,6 +178,7 @@ class Policy:
         request = self._request(cand)
         self._requests.pop(cand.message_id, None)  # claimed: it leaves the queue
         self.reservations[cand.tid] = request.reservation(gpu_ids)
+        self._groups[cand.tid] = groups.group_of(cand.spec)
         self._deferred.pop(cand.tid, None)
 
     def admit(self, manager: Any, cand: Any, gpu_ids: tuple[int, ...]) -> None:
@@ -185,6 +192,7 @@ class Policy:
 
     def release(self, tid: str) -> None:
         self.reservations.pop(tid, None)
+        self._groups.pop(tid, None)
 
     def observe(self, consumer: Any, outcome: Any) -> None:
         """Hook for metrics: a task ended."""
@@ -251,6 +259,6 @@ class Policy:
 
 
 def make_policy(settings: Settings, options: dict[str, Any],
-                broker: Broker | None = None) -> Policy:
-    return Policy(settings, options, broker)
+                broker: Broker | None = None, manager_tid: str | None = None) -> Policy:
+    return Policy(settings, options, broker, manager_tid)
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,14 +72,17 @@ def write_group(broker: Broker, group: Group) -> Group:
     return Group(group.name, group.parallel, group.paused, mid)
 
 
-def running_by_group(broker: Broker, now: float | None = None) -> dict[str, int]:
-    """Tasks claimed and not yet settled, per group, over every live manager."""
+def running_by_group(broker: Broker, now: float | None = None, *,
+                     skip: str | None = None) -> dict[str, int]:
+    """Tasks claimed and not yet settled, per group, over every live manager
+    (but ``skip``: a manager counts its own tasks from memory, because it
+    deletes a finished task's claim only after its next dispatch step)."""
     from weft.runtime.registry import liveness, read_all
 
     now = time.time() if now is None else now
     counts: dict[str, int] = {}
     for entry in read_all(broker).values():
-        if liveness(entry.record, now) not in ("active", "orphaned"):
+        if entry.tid == skip or liveness(entry.record, now) not in ("active", "orphaned"):
             continue
         for body, _mid in broker.peek_all(task_queue(entry.tid, "reserved")):
             request = loads_object(body) or {}
@@ -88,9 +91,11 @@ def running_by_group(broker: Broker, now: float | None = None) -> dict[str, int]
     return counts
 
 
-def gate(broker: Broker, cands: Sequence[Any]) -> tuple[list[Any], list[tuple[Any, str]]]:
+def gate(broker: Broker, cands: Sequence[Any], *, manager_tid: str | None = None,
+         own: Mapping[str, int] | None = None) -> tuple[list[Any], list[tuple[Any, str]]]:
     """Split candidates (best first) into those admission may plan and those
-    their group holds back, each with its reason."""
+    their group holds back, each with its reason. ``own`` is the calling
+    manager's running tasks per group (its claims are not read)."""
     groups = read_groups(broker) if cands else {}
     if not groups:
         return list(cands), []
@@ -108,7 +113,9 @@ def gate(broker: Broker, cands: Sequence[Any]) -> tuple[list[Any], list[tuple[An
             allowed.append(cand)
         else:
             if running is None:
-                running = running_by_group(broker)
+                running = running_by_group(broker, skip=manager_tid)
+                for key, n in (own or {}).items():
+                    running[key] = running.get(key, 0) + n
             used = running.get(name, 0) + taken.get(name, 0)
             if used >= group.parallel:
                 held.append((cand, f"concurrency: group {name} full ({group.parallel})"))

@@ -54,7 +54,7 @@ class Manager(BaseTask):
         self.grace = float(options.get("grace", 30.0))
         self.consumers: dict[str, Consumer] = {}
         self.intake = Intake(self.broker, self.batch, manager_tid=tid)
-        self.policy: Policy = make_policy(ctx.settings, options, self.broker)
+        self.policy: Policy = make_policy(ctx.settings, options, self.broker, tid)
         self.launcher = Launcher(root=str(ctx.root), manager_tid=tid)
         self.heartbeat = Heartbeat(self, interval=ctx.settings.heartbeat_interval)
         self.backoff = Backoff()
