@@ -117,6 +117,8 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "log_level": _choice("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", upper=True),
     "manager_start_timeout": _number(float, gt=0),
     "launcher_preload": _flag,
+    "on_finish": _text(True),
+    "on_finish_timeout": _number(float, gt=0, le=86400),
 }
 
 
@@ -145,6 +147,11 @@ class Settings:
     manager_start_timeout: float = 10.0
     launcher_preload: bool = field(default=False, metadata={
         "doc": "launcher imports weft's client stack once, for tasks that submit tasks"})
+    on_finish: str | None = field(default=None, metadata={
+        "doc": "shell command a manager runs when a task ends (WEFT_TID, WEFT_STATUS, "
+               "WEFT_EXIT_CODE, WEFT_NAME in its environment); never waited for"})
+    on_finish_timeout: float = field(default=30.0, metadata={
+        "doc": "seconds an on_finish command may run before it is killed"})
 
     def __post_init__(self) -> None:
         problems = []

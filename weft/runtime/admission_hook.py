@@ -43,6 +43,7 @@ from weft.resources import (
     process_tree_pids,
 )
 from weft.runtime import groups, rejection
+from weft.runtime.finish_hook import FinishHook
 from weft.settings import Settings
 
 __all__ = ["READINGS_TTL", "Policy", "make_policy", "submitted_at"]
@@ -86,6 +87,9 @@ class Policy:
         self.broker = broker  # for the group gate (weft.runtime.groups)
         self.manager_tid = manager_tid
         self._groups: dict[str, str] = {}  # running task -> its group
+        self.finish_hook = (FinishHook(settings.on_finish, settings.on_finish_timeout,
+                                       cwd=settings.context)
+                            if settings.on_finish else None)
         self.gpu_reader = make_gpu_reader(settings.gpu_simulate)
         self.telemetry = HostTelemetry(self.gpu_reader, ttl=READINGS_TTL)
         self.capacity = detect_capacity(
@@ -134,6 +138,8 @@ class Policy:
              child_pids: Sequence[int] = ()) -> list[tuple[Any, Decision]]:
         """Decide every candidate for this step, in the order to act on them."""
         mono = time.monotonic()
+        if self.finish_hook is not None and self.finish_hook.running:
+            self.finish_hook.reap(mono)
         self.retry_at = None
         if not cands:
             return []
@@ -195,7 +201,10 @@ class Policy:
         self._groups.pop(tid, None)
 
     def observe(self, consumer: Any, outcome: Any) -> None:
-        """Hook for metrics: a task ended."""
+        """A task's attempt ended: run the ``on_finish`` hook once it is final."""
+        if self.finish_hook is not None and consumer.state.terminal:
+            self.finish_hook.fire(consumer.tid, str(consumer.state.value),
+                                  outcome.exit_code, consumer.spec.name)
 
     def defer(self, manager: Any, cand: Any, reason: str) -> None:
         """Log ``task_deferred`` once per distinct reason, not once per poll."""
@@ -238,6 +247,8 @@ class Policy:
                                "vram_headroom_mb": t.vram_headroom_mb}}
 
     def load_record(self) -> dict[str, Any]:
+        if self.finish_hook is not None and self.finish_hook.running:
+            self.finish_hook.reap()  # every heartbeat: an idle manager still reaps hooks
         held = list(self.reservations.values())
         vram: dict[str, int] = {}
         exclusive: set[int] = set()
