@@ -73,6 +73,7 @@ def status_cmd(tid: str | None, request_id: str | None, watch: bool, interval: f
     click.echo(f"broker    {c.context.describe()}")
     click.echo(f"managers  {len(workers)} live" + "".join(
         f"\n  {w.tid}  {w.host} pid {w.pid}  running {w.record.get('load', {}).get('running', 0)}"
+        + ("  paused" if w.paused else "")
         for w in workers))
     counts_text = ", ".join(f"{n} {s}" for s, n in sorted(overview["tasks"].items())) or "none"
     click.echo(f"tasks     {counts_text}")

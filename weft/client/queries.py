@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from weft.broker import Broker
+from weft.client.paused import pause_clock
 from weft.client.submitted import WAITING_EVENTS, target_text, waiting_request
 from weft.codec import loads_object
 from weft.errors import AmbiguousTid, NotFound, UsageError
@@ -149,6 +150,10 @@ def list_tasks(broker: Broker, *, request_id: str | None = None) -> list[dict[st
         if event.get("event") == "task_started":
             row["pid"] = event.get("pid")
             row["started_at"] = event.get("ts")
+            row.pop("paused_at", None)
+            row.pop("paused_s", None)
+        elif event.get("event") in ("task_paused", "task_resumed"):
+            pause_clock(row, [event])
         if event.get("exit_code") is not None:
             row["exit_code"] = event["exit_code"]
         row["updated_at"] = event.get("ts")

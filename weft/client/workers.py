@@ -39,9 +39,16 @@ class WorkerInfo:
     pid: int
     host: str
     record: dict[str, Any]
+    paused: bool = False  # live but not claiming (weft task pause MANAGER)
+
+    @property
+    def shown_status(self) -> str:
+        """What to show a person: ``paused`` for a live paused manager."""
+        return "paused" if self.paused and self.status == "active" else self.status
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.record, "status": self.status, "recorded_status": self.record.get("status")}
+        return {**self.record, "status": self.status, "recorded_status": self.record.get("status"),
+                "paused": self.paused, "shown_status": self.shown_status}
 
 
 class Workers:
@@ -58,8 +65,11 @@ class Workers:
             rec = entry.record
             state = registry.liveness(rec, now)
             if all or state == "active":
+                from weft.client.paused import manager_paused
+
+                paused = state == "active" and manager_paused(self.client.broker, entry.tid, rec)
                 infos.append(WorkerInfo(entry.tid, state, int(rec.get("pid") or 0),
-                                        str(rec.get("host")), rec))
+                                        str(rec.get("host")), rec, paused))
         return sorted(infos, key=lambda w: w.tid)
 
     def status(self, tid: str | None = None) -> WorkerInfo:
