@@ -46,9 +46,14 @@ def compute(broker: Broker) -> TaskMetrics:
         event = _loads(body)
         if event is not None:
             metrics.observe(event)
+    now = time.time()
     for body, mid in broker.peek_all(SPAWN_REQUESTS):
         request = _loads(body) or {}
         spec = request.get("taskspec") if isinstance(request.get("taskspec"), dict) else {}
+        group = str((spec or {}).get("group") or "default")
+        waiting_since = max(mid / 1e9, float(request.get("not_before") or 0))
+        age = max(0.0, now - waiting_since)
+        metrics.oldest_queued[group] = max(metrics.oldest_queued.get(group, 0.0), age)
         tid = str((spec or {}).get("tid") or str(mid).zfill(19))
         if (request.get("attempt") or 1) == 1 and tid not in metrics.seen:
             metrics.seen.add(tid)
@@ -66,13 +71,15 @@ def _managers(broker: Broker) -> list[Any]:
     now = time.time()
     live = [e.record for e in registry.read_all(broker).values()
             if registry.liveness(e.record, now) == "active"]
+    if not live:  # still say which weft wrote this
+        return manager_families([], {}, now)
     usage = {}
     for record in live:
         if record.get("host") == registry.HOST and record.get("pid"):
             reading = process_usage(int(record["pid"]))
             if reading is not None:
                 usage[str(record["tid"])] = reading
-    return manager_families(live, usage)
+    return manager_families(live, usage, now)
 
 
 def render(broker: Broker) -> str:

@@ -83,7 +83,9 @@ class ManagerMetrics:
         tid = self.manager.tid
         reading = process_usage(os.getpid())
         usage = {tid: reading} if reading is not None else {}
-        return manager_families([{"tid": tid, "capabilities": self._capacity}], usage)
+        paused = getattr(self.manager.state, "value", None) == "paused"
+        return manager_families([{"tid": tid, "capabilities": self._capacity, "paused": paused}],
+                                usage)
 
     def close(self) -> None:
         self.server.shutdown()

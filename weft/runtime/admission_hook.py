@@ -194,7 +194,8 @@ class Policy:
                             request_id=cand.spec.request_id, name=cand.spec.name,
                             parent_tid=cand.spec.parent_tid, attempt=cand.request.attempt,
                             resources=cand.spec.resources.model_dump(), gpus=list(gpu_ids),
-                            priority=cand.priority)
+                            priority=cand.priority, group=groups.group_of(cand.spec),
+                            task=_task_label(cand.spec))
 
     def release(self, tid: str) -> None:
         self.reservations.pop(tid, None)
@@ -267,6 +268,15 @@ class Policy:
                 "exclusive_gpus": sorted(exclusive),
             },
         }
+
+
+def _task_label(spec: Any) -> str:
+    """What the task runs, for the metrics' bounded ``task`` label."""
+    if spec.function:
+        return str(spec.function)
+    import os
+
+    return os.path.basename(spec.command[0]) if spec.command else "command"
 
 
 def make_policy(settings: Settings, options: dict[str, Any],

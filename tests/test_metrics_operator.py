@@ -1,0 +1,61 @@
+"""Operator metrics of issue 14: bounded task and group labels, the age of
+the oldest queued request per group, build info, and an exposition that
+promtool accepts (where promtool is installed)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from weft.metrics.labels import MAX_TASKS, OTHER
+from weft.metrics.registry import TaskMetrics
+
+
+def _samples(text):
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+
+def test_task_labels_are_bounded_and_follow_the_task():
+    m = TaskMetrics()
+    for i in range(MAX_TASKS + 50):
+        tid = str(1_700_000_000_000_000_000 + i)
+        m.observe({"event": "task_admitted", "tid": tid, "task": f"job{i}", "group": "g"})
+        m.observe({"event": "task_started", "tid": tid, "ts": 1.7e9})
+        m.observe({"event": "task_completed", "tid": tid, "ts": 1.7e9 + 2})
+    tasks = {task for (_outcome, _group, task) in m.finished}
+    assert len(tasks) == MAX_TASKS + 1 and OTHER in tasks
+    assert m.finished[("completed", "g", OTHER)] == 50
+    assert m.by_task[("g", "job0")].total == pytest.approx(2.0)
+    m = TaskMetrics()
+    spec = {"command": ["/usr/bin/python3", "x.py"], "group": "gpu"}
+    m.observe({"event": "task_submitted", "tid": "9" * 19, "spec": spec})
+    m.observe({"event": "task_failed", "tid": "9" * 19, "ts": 1.7e9})
+    assert m.finished[("failed", "gpu", "python3")] == 1
+
+
+def test_oldest_queued_age_per_group_and_build_info(client):
+    client.auto_start = False
+    client.submit(command=["true"], group="g")
+    time.sleep(0.05)  # the age must grow past zero; there is no event to wait on
+    client.submit(command=["true"])
+    got = _samples(client.metrics())
+    assert got[("weft_queue_oldest_age_seconds", (("group", "g"),))] >= 0.05
+    assert ("weft_queue_oldest_age_seconds", (("group", "default"),)) in got
+    assert any(name == "weft_build_info" for name, _ in got)
+
+
+def test_promtool_accepts_the_exposition(client):
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed: 'promtool check metrics' not run "
+                    "(install prometheus to run this check)")
+    client.auto_start = False
+    client.submit(command=["true"], group="g")
+    proc = subprocess.run([promtool, "check", "metrics"], input=client.metrics(),
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
