@@ -163,3 +163,46 @@ def test_tidy_completed_only_keeps_failures(project, cli_manager):
     assert project.rows(f"T{done['completed']}.outbox") == []
     assert project.rows(f"T{done['failed']}.outbox")  # kept for a post-mortem
     assert project.cli("tidy", "--older-than", "soon").returncode == 2
+
+
+def test_edit_queued_task_priority_env_group(project):
+    assert project.cli("worker", "start", "--max-concurrency", "1").returncode == 0
+    blocker = project.cli("run", "--no-wait", "--", "sleep", "30").stdout.strip()
+    wait_for(lambda: _status(project, blocker)["status"] == "running", what="blocker running")
+    first = project.cli("run", "--no-wait", "--", "sh", "-c", "echo first $X").stdout.strip()
+    second = project.cli("run", "--no-wait", "--", "sh", "-c", "echo second $X").stdout.strip()
+    out = _json(project.cli("task", "edit", second, "--priority", "10", "--env", "X=1",
+                            "--group", "g", "--json"))
+    assert out == {"tid": second, "priority": 10, "group": "g", "env": ["X"]}
+    row = _row(project, second)
+    assert row["priority"] == 10 and row["group"] == "g" and row["status"] == "queued"
+    refused = project.cli("task", "edit", blocker, "--priority", "1")
+    assert refused.returncode == 2 and "waiting task" in refused.stderr
+    project.cli("task", "kill", blocker)
+    assert project.cli("result", second, "--timeout", "20").stdout == "second 1\n"
+    assert project.cli("result", first, "--timeout", "20").stdout == "first\n"
+    starts = [e["tid"] for e in project.events() if e["event"] == "task_started"]
+    assert starts.index(second) < starts.index(first)  # the edited priority was obeyed
+
+
+def test_interrupted_edit_is_finished_by_the_next(client):
+    from weft.client.editing import SIDE, recover
+    from weft.names import SPAWN_REQUESTS
+
+    client.auto_start = False
+    task = client.submit(command=["true"], priority=1)
+    broker = client.broker
+    side = SIDE[SPAWN_REQUESTS]
+    body, _ = broker.move_one(SPAWN_REQUESTS, side, message_id=int(task.tid))
+    new = {**json.loads(body)}
+    new["taskspec"] = {**new["taskspec"], "priority": 7}
+    broker.write(side, json.dumps({"edit_of": task.tid, "request": new}))
+    broker.delete(side, [int(task.tid)])  # the crash came here: old body gone, new not in
+    assert recover(broker) == 1
+    assert list(broker.peek_all(side)) == []
+    back = broker.peek_one(SPAWN_REQUESTS, message_id=int(task.tid))
+    assert back is not None and json.loads(back[0])["taskspec"]["priority"] == 7
+    # a request taken but never rewritten goes back unchanged
+    broker.move_one(SPAWN_REQUESTS, side, message_id=int(task.tid))
+    assert recover(broker) == 1
+    assert broker.peek_one(SPAWN_REQUESTS, message_id=int(task.tid)) is not None

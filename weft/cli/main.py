@@ -84,7 +84,7 @@ cli.add_command(completion_cmd)
 cli.add_command(group_group)
 task_group.add_command(logs_cmd)
 for _cmd in (taskops.stop_cmd, taskops.kill_cmd, taskops.hold_cmd, taskops.release_cmd,
-             taskops.restart_cmd):
+             taskops.restart_cmd, taskops.edit_cmd):
     task_group.add_command(_cmd)
 
 

@@ -176,3 +176,34 @@ def restart_cmd(tid: str, command: tuple[str, ...], env: tuple[str, ...], cwd: s
         echo_json({"tid": task.tid, "restarted_from": client().resolve_tid(tid), "held": hold})
     else:
         click.echo(task.tid)
+
+
+@click.command("edit")
+@click.argument("tid")
+@click.option("--priority", type=click.IntRange(-1000, 1000), help="New priority (higher runs first).")
+@click.option("--env", "env", multiple=True, metavar="K=V", help="Set a variable; repeatable.")
+@click.option("--group", help="Move it to this group ('default' removes its group).")
+@json_option
+def edit_cmd(tid: str, priority: int | None, env: tuple[str, ...], group: str | None,
+             as_json: bool) -> None:
+    """Change a queued or held task; refused once it has started.
+
+    \b
+    The task keeps its TID and its place in line among equal priorities.
+    \b
+      weft task edit 4412345678 --priority 10
+      weft task edit 4412345678 --env LR=0.01 --group gpu
+    """
+    pairs: dict[str, str] = {}
+    for pair in env:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--env")
+        pairs[key] = value
+    if priority is None and not pairs and group is None:
+        raise click.UsageError("give --priority, --env or --group")
+    done = client().edit(tid, priority=priority, env=pairs or None, group=group)
+    if as_json:
+        echo_json(done)
+    else:
+        click.echo(f"{done['tid']}  priority {done['priority']}  group {done['group'] or 'default'}")

@@ -218,6 +218,23 @@ class WeftClient:
             self.workers.ensure_running()
         return outcome
 
+    def edit(self, tid: str, *, priority: int | None = None,
+             env: Mapping[str, str] | None = None, group: str | None = None) -> dict[str, Any]:
+        """Change a queued or held task's priority, env (merged) or group
+        (``"default"`` removes it), keeping its TID; UsageError once it started."""
+        from weft.client.editing import edit
+
+        if priority is None and not env and group is None:
+            from weft.errors import UsageError
+
+            raise UsageError("nothing to change: give priority, env or group")
+        if priority is not None and not -1000 <= int(priority) <= 1000:
+            from weft.errors import UsageError
+
+            raise UsageError(f"priority must be between -1000 and 1000, got {priority}")
+        return edit(self.broker, self.resolve_tid(tid),
+                    {"priority": priority, "env": dict(env or {}), "group": group})
+
     def cancel(self, tid: str | None = None, *, kill: bool = False, timeout: float = 10.0,
                **where: Any) -> list[dict[str, Any]]:
         """Stop (``kill=True``: kill) one task or every task ``where`` selects

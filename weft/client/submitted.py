@@ -27,7 +27,7 @@ from weft.names import SPAWN_HELD, SPAWN_REQUESTS, TASKS_LOG
 
 SUBMITTED = "task_submitted"
 # Events written while a task waits (before any manager claimed it).
-WAITING_EVENTS = frozenset({SUBMITTED, "task_held", "task_released"})
+WAITING_EVENTS = frozenset({SUBMITTED, "task_held", "task_released", "task_edited"})
 
 
 def _dumps(obj: Any) -> str:

@@ -105,7 +105,7 @@ class Policy:
         self.retry_at: float | None = None  # monotonic; re-plan then even if nothing changed
         self._next_sweep = 0.0
         self._deferred: dict[str, set[str]] = {}  # reasons already logged, per task
-        self._requests: dict[int, Request] = {}
+        self._requests: dict[int, tuple[str, Request]] = {}  # id -> (body, request)
         self._peers: rejection.PeerCapacities | None = None
         log.info("capacity: %s (GPUs from %s)", self.capacity.to_record(), self.gpu_reader.source)
 
@@ -166,13 +166,14 @@ class Policy:
 
     def _request(self, cand: Any) -> Request:
         """A candidate as admission sees it; cached, the queue is re-planned often."""
-        request = self._requests.get(cand.message_id)
+        cached = self._requests.get(cand.message_id)
+        request = cached[1] if cached is not None and cached[0] == cand.body else None
         if request is None:
             if len(self._requests) > 4096:
                 self._requests.clear()
             request = Request.from_resources(cand.tid, cand.spec.resources, cand.priority,
                                              submitted_at(cand))
-            self._requests[cand.message_id] = request
+            self._requests[cand.message_id] = (cand.body, request)
         return request
 
     def decide(self, cand: Any, now: float) -> Decision:
