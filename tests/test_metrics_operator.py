@@ -59,3 +59,16 @@ def test_promtool_accepts_the_exposition(client):
     proc = subprocess.run([promtool, "check", "metrics"], input=client.metrics(),
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_peak_memory_cpu_and_fine_run_buckets():
+    from weft.metrics.registry import RUN_BUCKETS
+
+    ratios = [b / a for a, b in zip(RUN_BUCKETS, RUN_BUCKETS[1:], strict=False)]
+    assert RUN_BUCKETS[0] <= 0.01 and RUN_BUCKETS[-1] >= 3600 and max(ratios) < 1.11
+    m = TaskMetrics()
+    tid = "1" * 19
+    m.observe({"event": "task_started", "tid": tid, "ts": 1.7e9})
+    m.observe({"event": "task_completed", "tid": tid, "ts": 1.7e9 + 1, "peak_rss_mb": 50,
+               "cpu_time_s": 0.5})
+    assert m.peak_memory.total == 50 * 1024 * 1024 and m.cpu_time.total == 0.5

@@ -20,6 +20,7 @@ Families (see docs/observability.md)::
     weft_task_run_seconds{outcome}                                 histogram
     weft_tasks_finished_total{outcome,group,task}                  counter
     weft_task_duration_seconds{group,task}                         histogram
+    weft_task_{peak_memory_bytes,cpu_seconds}                      histograms
     weft_tasks_running                                             gauge
     weft_reserved_{cpus,memory_bytes,gpus,vram_bytes}{manager}     gauges
     weft_capacity_{cpus,memory_bytes,gpus}{manager}                gauges
@@ -54,7 +55,22 @@ OUTCOMES = ("completed", "failed", "timeout", "killed", "cancelled")
 FINAL_EVENTS = {f"task_{outcome}": outcome for outcome in OUTCOMES}
 QUEUE_WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300,
                       900, 3600)
-RUN_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400)
+def _geometric(low: float, high: float, ratio: float) -> tuple[float, ...]:
+    """Bounds from ``low`` to past ``high``, each ``ratio`` times the last (4 digits)."""
+    out, bound = [], low
+    while bound < high * ratio:
+        out.append(float(f"{bound:.4g}"))
+        bound *= ratio
+    return tuple(out)
+
+
+# Run time: bounds 10 % apart from 0.01 s to past 1 h, so a p95 read with
+# histogram_quantile is within about 10 % anywhere in that range.
+RUN_BUCKETS = _geometric(0.01, 3600, 1.1)
+# Per group and task (up to 200 tasks): coarser, to keep the series few.
+TASK_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400)
+MEMORY_BUCKETS = tuple(float(MIB * 4 ** k) for k in range(10))  # 1 MiB .. 256 GiB
+CPU_BUCKETS = TASK_BUCKETS
 SEEN_LIMIT = 100_000
 RESERVED = (("cpus", "weft_reserved_cpus", "CPUs reserved by running tasks."),
             ("memory", "weft_reserved_memory_bytes", "Memory reserved by running tasks."),
@@ -151,6 +167,8 @@ class TaskMetrics:
         self.labels = TaskLabels()
         self.finished: dict[tuple[str, str, str], int] = {}  # (outcome, group, task)
         self.by_task: dict[tuple[str, str], Hist] = {}  # (group, task) -> run seconds
+        self.peak_memory = Hist(MEMORY_BUCKETS)
+        self.cpu_time = Hist(CPU_BUCKETS)
         self._live: dict[str, tuple[str, tuple[float, float, float, float]]] = {}
         self._started: dict[str, float] = {}
         self._queued: dict[str, float] = {}
@@ -223,6 +241,13 @@ class TaskMetrics:
         for (group, task), hist in sorted(dict(self.by_task).items()):
             duration.add_metric([group, task], hist.buckets(), hist.total)
         yield duration
+        for name, help_text, hist in (
+                ("weft_task_peak_memory_bytes", "Peak resident memory of a task's process tree.",
+                 self.peak_memory),
+                ("weft_task_cpu_seconds", "CPU time of a task's process tree.", self.cpu_time)):
+            family = HistogramMetricFamily(name, help_text)
+            family.add_metric([], hist.buckets(), hist.total)
+            yield family
 
     # -- the mapping ----------------------------------------------------------
     def observe(self, event: dict[str, Any]) -> None:
@@ -318,8 +343,12 @@ class TaskMetrics:
             self.run_time[outcome].observe(seconds)
             hist = self.by_task.get((group, task))
             if hist is None:
-                hist = self.by_task[(group, task)] = Hist(RUN_BUCKETS)
+                hist = self.by_task[(group, task)] = Hist(TASK_BUCKETS)
             hist.observe(seconds)
+        if event.get("peak_rss_mb") is not None:
+            self.peak_memory.observe(float(event["peak_rss_mb"]) * MIB)
+        if event.get("cpu_time_s") is not None:
+            self.cpu_time.observe(float(event["cpu_time_s"]))
         self._release(tid)
         self._queued.pop(tid, None)
         self.seen.discard(tid)

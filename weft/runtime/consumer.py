@@ -162,7 +162,8 @@ class Consumer(BaseTask):
         }
         self.batch.write(self.queues["outbox"], result)
         self.transition(outcome.state, FINAL_EVENTS[outcome.state], exit_code=outcome.exit_code,
-                        reason=outcome.reason, error=_short(outcome.error))
+                        reason=outcome.reason, error=_short(outcome.error),
+                        peak_rss_mb=peak_rss_mb, cpu_time_s=cpu_time_s)  # for metrics
         self._release()
 
     def _release(self) -> None:
