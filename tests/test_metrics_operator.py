@@ -72,3 +72,28 @@ def test_peak_memory_cpu_and_fine_run_buckets():
     m.observe({"event": "task_completed", "tid": tid, "ts": 1.7e9 + 1, "peak_rss_mb": 50,
                "cpu_time_s": 0.5})
     assert m.peak_memory.total == 50 * 1024 * 1024 and m.cpu_time.total == 0.5
+
+
+def test_gpu_gauges_and_storage_size(client):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from weft.metrics.registry import manager_families
+
+    record = {"tid": "M", "capabilities": {"gpus": [{"index": 0, "memory_mb": 1000},
+                                                    {"index": 1, "memory_mb": 2000}]},
+              "load": {"reserved": {"vram_mb_by_gpu": {"0": 300}, "exclusive_gpus": [1]}}}
+
+    class Fixed:
+        def collect(self):
+            return manager_families([record], {})
+
+    reg = CollectorRegistry()
+    reg.register(Fixed())
+    got = _samples(generate_latest(reg).decode())
+    mib = 1024 * 1024
+    assert got[("weft_gpu_memory_bytes", (("gpu", "1"), ("manager", "M")))] == 2000 * mib
+    assert got[("weft_gpu_reserved_vram_bytes", (("gpu", "0"), ("manager", "M")))] == 300 * mib
+    assert got[("weft_gpu_exclusive", (("gpu", "1"), ("manager", "M")))] == 1
+    client.auto_start = False
+    client.submit(command=["true"])
+    assert _samples(client.metrics())[("weft_broker_database_bytes", ())] > 0

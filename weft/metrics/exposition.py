@@ -61,8 +61,32 @@ def compute(broker: Broker) -> TaskMetrics:
     depths = {name: pending for name, pending, _total in broker.queue_stats()}
     for queue in EXPOSED_QUEUES:
         metrics.queue_depth[queue] = depths.get(queue, 0)
-    metrics.registry.register(_Families(_managers(broker)))
+    metrics.registry.register(_Families(_managers(broker) + _storage(broker)))
     return metrics
+
+
+def _storage(broker: Broker) -> list[Any]:
+    """Bytes the broker keeps on this host (SQLite file and its WAL, blob files)."""
+    import os
+    from pathlib import Path
+
+    from prometheus_client.core import GaugeMetricFamily
+
+    if broker.backend != "sqlite":
+        return []
+    db = Path(broker.description)
+    size = GaugeMetricFamily("weft_broker_database_bytes",
+                             "Size of the SQLite broker file and its WAL.")
+    size.add_metric([], float(sum(p.stat().st_size for p in (db, Path(f"{db}-wal"))
+                                  if p.exists())))
+    blobs_dir = db.parent / "blobs"
+    blobs = GaugeMetricFamily("weft_blob_store_bytes", "Size of the blob store's files.")
+    total = 0
+    if blobs_dir.is_dir():
+        for dirpath, _dirs, files in os.walk(blobs_dir):
+            total += sum(os.path.getsize(os.path.join(dirpath, f)) for f in files)
+    blobs.add_metric([], float(total))
+    return [size, blobs]
 
 
 def _managers(broker: Broker) -> list[Any]:

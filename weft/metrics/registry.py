@@ -29,6 +29,7 @@ Families (see docs/observability.md)::
     weft_manager_{up,paused}{manager}                              gauges
     weft_manager_heartbeat_age_seconds{manager}                    gauge
     weft_build_info{version}                                       gauge
+    weft_gpu_{memory_bytes,reserved_vram_bytes,exclusive}{manager,gpu} gauges
     weft_queue_depth{queue}                                        gauge
     weft_queue_oldest_age_seconds{group}     (weft metrics only)   gauge
 
@@ -399,4 +400,32 @@ def manager_families(managers: list[dict[str, Any]],
             rss_bytes, cpu_seconds = usage[tid]
             rss.add_metric([tid], rss_bytes)
             cpu_time.add_metric([tid], cpu_seconds)
-    return [info, up, paused, beat_age, cpus, memory, gpus, cpu_time, rss]
+    return [info, up, paused, beat_age, cpus, memory, gpus, cpu_time, rss,
+            *gpu_families(managers)]
+
+
+def gpu_families(managers: list[dict[str, Any]]) -> list[Any]:
+    """Per-card gauges from each manager's record: VRAM it has, VRAM its
+    running tasks reserve, and whether a task holds the whole card."""
+    labels = ["manager", "gpu"]
+    total = GaugeMetricFamily("weft_gpu_memory_bytes", "VRAM of a GPU a manager offers.",
+                              labels=labels)
+    reserved = GaugeMetricFamily("weft_gpu_reserved_vram_bytes",
+                                 "VRAM reserved on a GPU by running tasks.", labels=labels)
+    whole = GaugeMetricFamily("weft_gpu_exclusive", "1 while a task holds the whole GPU.",
+                              labels=labels)
+    for record in managers:
+        tid = str(record.get("tid"))
+        devices = (record.get("capabilities") or {}).get("gpus")
+        held = (record.get("load") or {}).get("reserved") or {}
+        by_gpu = held.get("vram_mb_by_gpu") or {}
+        exclusive = set(held.get("exclusive_gpus") or ())
+        for dev in devices if isinstance(devices, list) else ():
+            index = dev.get("index") if isinstance(dev, dict) else None
+            if index is None:
+                continue
+            key = [tid, str(index)]
+            total.add_metric(key, float(dev.get("memory_mb") or 0) * MIB)
+            reserved.add_metric(key, float(by_gpu.get(str(index), 0)) * MIB)
+            whole.add_metric(key, 1.0 if index in exclusive else 0.0)
+    return [total, reserved, whole]

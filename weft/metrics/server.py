@@ -84,8 +84,9 @@ class ManagerMetrics:
         reading = process_usage(os.getpid())
         usage = {tid: reading} if reading is not None else {}
         paused = getattr(self.manager.state, "value", None) == "paused"
-        return manager_families([{"tid": tid, "capabilities": self._capacity, "paused": paused}],
-                                usage)
+        load = self.manager.policy.load_record()
+        return manager_families([{"tid": tid, "capabilities": self._capacity, "paused": paused,
+                                  "load": load}], usage)
 
     def close(self) -> None:
         self.server.shutdown()
