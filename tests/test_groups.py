@@ -71,3 +71,52 @@ def test_group_bad_input(project):
     assert again.returncode == 2 and "exists" in again.stderr
     assert project.cli("group", "resume", "nosuch").returncode == 4
     assert project.cli("run", "--group", "a b", "true").returncode == 2
+
+
+
+def test_a_limit_counts_the_tasks_of_other_managers(project, client):
+    """Manager A runs the group's only slot and is paused; manager B must wait."""
+    assert project.cli("group", "add", "one", "--parallel", "1").returncode == 0
+    a = _json(project.cli("worker", "start", "--json"))["tid"]
+    first = client.submit(command=["sleep", "30"], group="one")
+    wait_for(lambda: first.status()["status"] == "running", what="the first task running")
+    assert project.cli("task", "pause", a).returncode == 0
+    b = _json(project.cli("worker", "start", "--json"))["tid"]
+    second = client.submit(command=["echo", "second"], group="one")
+    other = client.submit(command=["echo", "other"])
+    assert other.wait(timeout=30).status == "completed"  # B dispatches...
+    assert [e["manager_tid"] for e in project.events(other.tid)
+            if e["event"] == "task_started"] == [b]
+    assert second.status()["status"] == "queued"  # ...but not into a full group
+    first.kill()
+    assert second.wait(timeout=30).stdout == "second\n"
+
+
+def test_confirm_puts_a_claim_back_when_another_manager_filled_the_group(client):
+    import time
+
+    from weft.names import SPAWN_REQUESTS, WORKERS_REGISTRY
+    from weft.runtime.groups import Group, GroupGate, write_group
+    from weft.runtime.intake import parse
+
+    broker = client.broker
+    client.auto_start = False
+    write_group(broker, Group("one", 1))
+    # another manager, on another host, holding the group's slot (no pid: the harness
+    # kills the process group of every pid in the registry at teardown)
+    other = "1" * 19
+    broker.write(WORKERS_REGISTRY, json.dumps({
+        "tid": other, "role": "manager", "status": "active", "host": "elsewhere",
+        "heartbeat_at": time.time(), "heartbeat_interval": 5}))
+    held = client.submit(command=["true"], group="one")
+    broker.move_one(SPAWN_REQUESTS, f"T{other}.reserved", message_id=int(held.tid))
+    mine = client.submit(command=["true"], group="one")
+    body, mid = broker.move_one(SPAWN_REQUESTS, "T2.reserved", message_id=int(mine.tid))
+    gate = GroupGate(broker, "2")
+    gate.limited = {"one"}
+    assert gate.confirm(parse(body, mid), "T2.reserved", SPAWN_REQUESTS) is False
+    assert broker.peek_one(SPAWN_REQUESTS, message_id=mid) is not None  # back, same TID
+    assert broker.peek_one("T2.reserved", message_id=mid) is None
+    broker.delete(f"T{other}.reserved", [int(held.tid)])  # the other task ended
+    body, mid = broker.move_one(SPAWN_REQUESTS, "T2.reserved", message_id=mid)
+    assert gate.confirm(parse(body, mid), "T2.reserved", SPAWN_REQUESTS) is True

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from weft.broker import Broker
+from weft.names import SPAWN_REQUESTS
 from weft.resources import (
     Decision,
     Defer,
@@ -84,9 +85,7 @@ class Policy:
 
     def __init__(self, settings: Settings, options: dict[str, Any],
                  broker: Broker | None = None, manager_tid: str | None = None) -> None:
-        self.broker = broker  # for the group gate (weft.runtime.groups)
-        self.manager_tid = manager_tid
-        self._groups: dict[str, str] = {}  # running task -> its group
+        self.groups = groups.GroupGate(broker, manager_tid) if broker is not None else None
         self.finish_hook = (FinishHook(settings.on_finish, settings.on_finish_timeout,
                                        cwd=settings.context)
                             if settings.on_finish else None)
@@ -148,12 +147,8 @@ class Policy:
         if child_pids and any(dev.processes for dev in readings.gpus):
             own = frozenset(p for pid in child_pids for p in process_tree_pids(pid))
         held_back: list[tuple[Any, Decision]] = []
-        if self.broker is not None:
-            mine: dict[str, int] = {}
-            for name in self._groups.values():
-                mine[name] = mine.get(name, 0) + 1
-            cands, waiting = groups.gate(self.broker, cands, manager_tid=self.manager_tid,
-                                         own=mine)
+        if self.groups is not None:
+            cands, waiting = self.groups.split(cands)
             held_back = [(c, Defer(reason)) for c, reason in waiting]
         by_key = {c.tid: c for c in cands}
         requests = [self._request(c) for c in cands]
@@ -185,11 +180,16 @@ class Policy:
         request = self._request(cand)
         self._requests.pop(cand.message_id, None)  # claimed: it leaves the queue
         self.reservations[cand.tid] = request.reservation(gpu_ids)
-        self._groups[cand.tid] = groups.group_of(cand.spec)
+        if self.groups is not None:
+            self.groups.started(cand.tid, cand.spec)
         self._deferred.pop(cand.tid, None)
 
-    def admit(self, manager: Any, cand: Any, gpu_ids: tuple[int, ...]) -> None:
-        """Hold the request's resources and log ``task_admitted``."""
+    def admit(self, manager: Any, cand: Any, gpu_ids: tuple[int, ...]) -> bool:
+        """Hold the request's resources and log ``task_admitted``; False (the
+        claim put back) when its group filled up or paused since the plan."""
+        if self.groups is not None and not self.groups.confirm(
+                cand, manager.queues["reserved"], SPAWN_REQUESTS):
+            return False
         self.reserve(cand, gpu_ids)
         manager.batch.event("task_admitted", cand.tid, "spawning", manager_tid=manager.tid,
                             request_id=cand.spec.request_id, name=cand.spec.name,
@@ -197,10 +197,12 @@ class Policy:
                             resources=cand.spec.resources.model_dump(), gpus=list(gpu_ids),
                             priority=cand.priority, group=groups.group_of(cand.spec),
                             task=_task_label(cand.spec))
+        return True
 
     def release(self, tid: str) -> None:
         self.reservations.pop(tid, None)
-        self._groups.pop(tid, None)
+        if self.groups is not None:
+            self.groups.ended(tid)
 
     def observe(self, consumer: Any, outcome: Any) -> None:
         """A task's attempt ended: run the ``on_finish`` hook once it is final."""

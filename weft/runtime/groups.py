@@ -13,9 +13,11 @@ tasks go on to be planned; the rest wait as ordinary queueing (a
 ``concurrency:`` reason, which is not logged). A group's running tasks are
 counted from the claims of every live manager (``T{mgr}.reserved`` holds a
 claimed request until its task has settled), so the count spans managers.
-Two managers planning in the very same instant may each admit the group's
-last free slot; docs/decisions/00NN-issue-14-operator-queue.md says why
-this is accepted for now and what would close it.
+Two managers planning at the same instant could each give a group its last
+free slot, so a manager confirms after its claim (:meth:`GroupGate.confirm`):
+it counts again, its own new claim included, and moves the claim back (one
+atomic move) when the group is now over its limit or paused. Whoever counts
+after the other's claim sees both and backs off, so the limit holds.
 """
 
 from __future__ import annotations
@@ -92,11 +94,13 @@ def running_by_group(broker: Broker, now: float | None = None, *,
 
 
 def gate(broker: Broker, cands: Sequence[Any], *, manager_tid: str | None = None,
-         own: Mapping[str, int] | None = None) -> tuple[list[Any], list[tuple[Any, str]]]:
+         own: Mapping[str, int] | None = None, records: Mapping[str, Group] | None = None,
+         ) -> tuple[list[Any], list[tuple[Any, str]]]:
     """Split candidates (best first) into those admission may plan and those
     their group holds back, each with its reason. ``own`` is the calling
-    manager's running tasks per group (its claims are not read)."""
-    groups = read_groups(broker) if cands else {}
+    manager's running tasks per group (its claims are not read); ``records``
+    the groups, when the caller has read them."""
+    groups = dict(records) if records is not None else (read_groups(broker) if cands else {})
     if not groups:
         return list(cands), []
     running: dict[str, int] | None = None
@@ -127,3 +131,51 @@ def gate(broker: Broker, cands: Sequence[Any], *, manager_tid: str | None = None
 
 def names_in(rows: Iterable[dict[str, Any]]) -> set[str]:
     return {row.get("group") or DEFAULT for row in rows}
+
+
+class GroupGate:
+    """One manager's side of the groups: :func:`gate` before planning,
+    :meth:`confirm` after each claim, and its own running tasks per group
+    (counted from memory: it deletes a finished task's claim only after the
+    dispatch step, and its own commits do not wake it)."""
+
+    def __init__(self, broker: Broker, manager_tid: str | None) -> None:
+        self.broker = broker
+        self.manager_tid = manager_tid
+        self.running: dict[str, str] = {}  # tid -> group, tasks this manager runs
+        self.limited: set[str] = set()  # groups with a record at the last split
+
+    def _own(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for name in self.running.values():
+            counts[name] = counts.get(name, 0) + 1
+        return counts
+
+    def split(self, cands: Sequence[Any]) -> tuple[list[Any], list[tuple[Any, str]]]:
+        records = read_groups(self.broker) if cands else {}
+        self.limited = {name for name, g in records.items() if g.paused or g.parallel}
+        return gate(self.broker, cands, manager_tid=self.manager_tid, own=self._own(),
+                    records=records)
+
+    def confirm(self, cand: Any, claimed_in: str, requests_queue: str) -> bool:
+        """After claiming ``cand`` into ``claimed_in``: keep it (True), or put it
+        back on ``requests_queue`` (False) when its group is paused or full."""
+        name = group_of(cand.spec)
+        if name not in self.limited:
+            return True
+        group = read_groups(self.broker).get(name)
+        if group is None or (not group.paused and group.parallel is None):
+            return True
+        over = group.paused
+        if not over and group.parallel is not None:
+            others = running_by_group(self.broker, skip=self.manager_tid).get(name, 0)
+            over = others + self._own().get(name, 0) + 1 > group.parallel
+        if over:
+            self.broker.move_one(claimed_in, requests_queue, message_id=cand.message_id)
+        return not over
+
+    def started(self, tid: str, spec: Any) -> None:
+        self.running[tid] = group_of(spec)
+
+    def ended(self, tid: str) -> None:
+        self.running.pop(tid, None)

@@ -352,7 +352,8 @@ class Manager(BaseTask):
         self.intake.forget(cand.message_id)
         if moved is None:
             return False  # another manager won the race
-        self.policy.admit(self, cand, gpu_ids)
+        if not self.policy.admit(self, cand, gpu_ids):
+            return False  # its group filled up or paused since the plan: claim put back
         consumer = Consumer(cand.spec, request=cand.request, batch=self.batch, host=self,
                             gpu_ids=gpu_ids)
         if cand.request.attempt > 1:  # a work item an earlier attempt's host died holding
