@@ -77,7 +77,8 @@ def status_cmd(tid: str | None, request_id: str | None, watch: bool, interval: f
         for w in workers))
     counts_text = ", ".join(f"{n} {s}" for s, n in sorted(overview["tasks"].items())) or "none"
     click.echo(f"tasks     {counts_text}")
-    click.echo(f"queued    {overview['queued_requests']} request(s) waiting")
+    click.echo(f"queued    {overview['queued_requests']} request(s) waiting"
+               + (f", {overview['held_requests']} held" if overview.get("held_requests") else ""))
     click.echo(f"rejected  {overview['dead_letters']} dead letter(s) in weft.spawn.rejected")
 
 
