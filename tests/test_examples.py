@@ -62,3 +62,21 @@ def test_nested_tasks(project):
         "'weft' has 4 (ok)", "'runs' has 4 (ok)", "'tasks' has 5 (ok)", "'in' has 2 (ok)",
         "'tasks' has 5 (ok)"]
     assert lines[6] == "tasks with request id example-nested: 6"
+
+
+def test_wordcount_job(project):
+    """The job example: validate, run from elsewhere (paths are relative to the file), merge."""
+    job = str(EXAMPLES / "wordcount_job.toml")
+    checked = project.cli("job", "validate", job)
+    assert checked.returncode == 0, checked.stderr
+    try:
+        proc = project.cli("job", "run", job, "--set", "vars.limit=4", "--json", timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        summary = json.loads(proc.stdout)
+        assert summary["status"] == "completed"
+        assert [s["completed"] for s in summary["steps"]] == [1, 4, 1]
+        assert summary["output"]["paragraphs"] == 4
+        assert summary["output"]["top"][0] == "a=9"
+    finally:
+        project.cli("worker", "stop", "--all")
+    _assert_cleaned_up(project)

@@ -13,7 +13,8 @@ exit code the CLI uses for it, so the CLI needs exactly one handler::
     ├── WaitTimeout              exit 5   a deadline passed while waiting
     ├── TaskRejected             exit 2   no live manager can ever run the task
     ├── ManagerUnavailable       exit 6   no manager could be started or reached
-    └── TaskFailed               exit 1   a task ended failed; carries its Result
+    ├── TaskFailed               exit 1   a task ended failed; carries its Result
+    └── JobFailed                exit 1   a job step failed and its on_error said stop
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = [
     "BrokerError",
     "ContextError",
     "InvalidSpec",
+    "JobFailed",
     "ManagerUnavailable",
     "NotFound",
     "TaskFailed",
@@ -101,6 +103,12 @@ class TaskFailed(WeftError):
         self.error = getattr(result, "error", None)
         self.traceback = getattr(result, "traceback", None)
         self.status = getattr(result, "status", None)
+
+
+class JobFailed(WeftError):
+    """Raised inside a job's own task so that the job ends ``failed`` (docs/jobs.md)."""
+
+    exit_code = 1
 
 
 def describe_validation_error(exc: Any, *, what: str) -> str:

@@ -119,6 +119,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "launcher_preload": _flag,
     "on_finish": _text(True),
     "on_finish_timeout": _number(float, gt=0, le=86400),
+    "function_allow": _text(True),
 }
 
 
@@ -152,6 +153,9 @@ class Settings:
                "WEFT_EXIT_CODE, WEFT_NAME in its environment); never waited for"})
     on_finish_timeout: float = field(default=30.0, metadata={
         "doc": "seconds an on_finish command may run before it is killed"})
+    function_allow: str | None = field(default=None, metadata={
+        "doc": "comma list of function target prefixes a manager runs (e.g. 'mypkg.,tasks.'); "
+               "unset: any (docs/security.md)"})
 
     def __post_init__(self) -> None:
         problems = []

@@ -272,9 +272,13 @@ class Broker:
         return self._call(run)
 
     def insert_atomic(self, records: list[tuple[str, str, int]]) -> None:
-        """Insert several (queue, body, id) rows in ONE transaction, ids from
-        :meth:`generate_id`: for a message whose body must name another's id."""
-        self._call(lambda: self._core.insert_messages(records))
+        """Insert (queue, body, id) rows in ONE transaction, ids from :meth:`generate_id`.
+
+        For a group whose parts name each other's ids (a job's child request
+        and the record of it): all of them or none survive a crash.
+        """
+        if records:
+            self._call(lambda: self._core.insert_messages(records))
 
     def insert(self, queue: str, body: str, message_id: int) -> None:
         self._call(lambda: self._core.insert_messages([(queue, body, message_id)]))

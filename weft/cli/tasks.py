@@ -47,7 +47,7 @@ def status_cmd(tid: str | None, request_id: str | None, watch: bool, interval: f
     c = client()
     if tid is not None:
         if tree:
-            observe.print_tree(c.tree(tid), as_json)
+            observe.print_tree(c.job_tree(tid), as_json)  # a job's children grouped by step
             return
         info = c.task(tid).status()
         info["children"] = c.tree(info["tid"])["rollup"]
@@ -78,15 +78,17 @@ def status_cmd(tid: str | None, request_id: str | None, watch: bool, interval: f
     counts_text = ", ".join(f"{n} {s}" for s, n in sorted(overview["tasks"].items())) or "none"
     click.echo(f"tasks     {counts_text}")
     click.echo(f"queued    {overview['queued_requests']} request(s) waiting"
-               + (f", {overview['held_requests']} held" if overview.get("held_requests") else ""))
+               + (f", {overview['held_requests']} held" if overview.get("held_requests") else "")
+               + (f", {overview['waiting_requests']} for dependencies"
+                  if overview.get("waiting_requests") else ""))
     click.echo(f"rejected  {overview['dead_letters']} dead letter(s) in weft.spawn.rejected")
 
 
 def _print_task(info: dict[str, Any]) -> None:
     click.echo(f"task      {info['tid']}  {info.get('name') or ''}".rstrip())
     click.echo(f"status    {info['status']}")
-    for key in ("target", "group", "priority", "pid", "exit_code", "attempt", "request_id",
-                "parent_tid", "restarted_from", "manager_tid", "error"):
+    for key in ("target", "group", "priority", "pid", "exit_code", "attempt", "reason",
+                "request_id", "parent_tid", "restarted_from", "manager_tid", "error"):
         if info.get(key) is not None:
             click.echo(f"{key:<9} {info[key]}")
     if info.get("labels"):

@@ -17,6 +17,8 @@ from weft.client.groups import Groups
 from weft.client.queues import Queues
 from weft.client.task import Task
 from weft.client.workers import Workers
+from weft.errors import InvalidSpec
+from weft.names import SPAWN_HELD, SPAWN_REQUESTS, SPAWN_WAITING
 
 if TYPE_CHECKING:
     # Loaded on first use: pydantic is most of a short CLI command's start-up.
@@ -90,11 +92,19 @@ class WeftClient:
         TaskSpec fields (``name``, ``env``, ``cwd``, ``timeout``,
         ``resources``, ``priority`` ...) plus ``request_id``, ``retries``,
         ``inbox_message`` (the task's stdin) and ``delay`` (seconds before it
-        may start). Bad input raises InvalidSpec before anything is queued.
+        may start). ``after=[task, ...]`` (handles or TIDs) makes it wait
+        until they completed (``after_mode="any"``: one of them;
+        ``"finished"``: all ended, whatever the outcome); it is cancelled
+        when that can no longer happen. Bad input raises InvalidSpec before
+        anything is queued.
         """
         from weft.client.specs import build_spec
 
         opts: dict[str, Any] = dict(options)
+        if opts.get("after") is not None:
+            from weft.client.dependencies import resolve_after
+
+            opts["after"] = resolve_after(self.broker, opts["after"])
         inbox_message = opts.pop("inbox_message", None)
         delay = opts.pop("delay", None)
         hold = bool(opts.pop("hold", False))
@@ -112,7 +122,8 @@ class WeftClient:
         not_before = time.time() + delay if delay else None
         request = SpawnRequest(taskspec=spec, inbox_message=inbox_message,
                                request_id=spec.request_id, not_before=not_before)
-        return self._queue(request.model_dump(mode="json", exclude_none=True), hold=hold)
+        return self._queue(request.model_dump(mode="json", exclude_none=True), hold=hold,
+                           waiting=self._check_after(spec.after))
 
     def submit_fields(self, fields: Mapping[str, Any], *, delay: float | None = None,
                       hold: bool = False, extra: Mapping[str, Any] | None = None) -> Task:
@@ -131,15 +142,36 @@ class WeftClient:
             request["request_id"] = fields["request_id"]
         if delay:
             request["not_before"] = time.time() + delay
-        return self._queue(request, hold=hold, extra=extra)
+        if fields.get("after"):
+            from weft.client.dependencies import resolve_after
+
+            request["taskspec"]["after"] = resolve_after(self.broker, fields["after"])
+        return self._queue(request, hold=hold, extra=extra, waiting=bool(fields.get("after")))
+
+    def _check_after(self, after: Sequence[str] | None) -> bool:
+        """Does the task wait for others? InvalidSpec if one of them is unknown."""
+        if not after:
+            return False
+        from weft.client.dependencies import resolve_after
+
+        if resolve_after(self.broker, after) != list(after):
+            raise InvalidSpec("after: give each dependency once, as a full TID")
+        return True
 
     def _queue(self, request: Mapping[str, Any], *, hold: bool = False,
-               extra: Mapping[str, Any] | None = None) -> Task:
-        """Queue the request with its submit record (:mod:`weft.client.submitted`);
-        a held one waits in ``weft.spawn.held`` until :meth:`release`."""
+               extra: Mapping[str, Any] | None = None, waiting: bool = False) -> Task:
+        """Queue the request with its submit record (:mod:`weft.client.submitted`).
+
+        A held one waits in ``weft.spawn.held`` until :meth:`release`; one with
+        dependencies waits apart, where no manager's dispatch looks, until
+        weft/runtime/dependencies.py releases it (same id) when due.
+        """
         from weft.client.submitted import queue_request
 
-        tid = queue_request(self.broker, request, hold=hold, extra=extra)
+        if hold and waiting:
+            raise InvalidSpec("a task with dependencies (after) cannot also be held")
+        queue = SPAWN_HELD if hold else (SPAWN_WAITING if waiting else SPAWN_REQUESTS)
+        tid = queue_request(self.broker, request, queue=queue, extra=extra)
         if self.auto_start and not hold:
             self.workers.ensure_running()
         return Task(self, tid.zfill(19))
@@ -299,6 +331,49 @@ class WeftClient:
         from weft.metrics.exposition import render
 
         return render(self.broker)
+
+    # -- jobs -------------------------------------------------------------------
+    def job(self, definition: Any, *, overrides: Sequence[str] = (),
+            **options: Any) -> Any:
+        """Run a job (docs/jobs.md): ``definition`` is a dict, a JobDefinition or a
+        TOML/JSON file path; ``overrides`` are ``key=value`` like ``--set``.
+        Returns a JobHandle (``.steps``, ``.status()``, ``.wait()``, ``.cancel()``);
+        a bad definition raises InvalidSpec before anything is queued."""
+        from weft.jobs.handle import definition_of, submit_job
+
+        return submit_job(self, definition_of(definition, tuple(overrides)), **options)
+
+    def job_handle(self, tid: str) -> Any:
+        """The JobHandle of an existing job (short TIDs work)."""
+        from weft.jobs.handle import JobHandle
+
+        return JobHandle(self, self.resolve_tid(tid))
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """Every job (started or queued), oldest first: ``{tid, name, status}``."""
+        from weft.jobs.rollup import list_jobs
+
+        return list_jobs(self.broker)
+
+    def job_tree(self, tid: str) -> dict[str, Any]:
+        """:meth:`tree`, with a job's children grouped under one node per step."""
+        from weft.jobs.rollup import job_tree
+
+        return job_tree(self.broker, self.resolve_tid(tid))
+
+    def job_log(self, tid: str) -> Iterator[dict[str, Any]] | None:
+        """A job's log with every child's entries tagged by step and item; None if
+        ``tid`` is not a job (use :meth:`task_log`)."""
+        from weft.jobs.logs import is_job, job_log
+
+        full = self.resolve_tid(tid)
+        return job_log(self.broker, full) if is_job(self.broker, full) else None
+
+    def resolve_after(self, after: Any) -> list[str]:
+        """Full TIDs of the tasks ``after`` names; InvalidSpec if one is unknown."""
+        from weft.client.dependencies import resolve_after
+
+        return resolve_after(self.broker, after)
 
     # -- fan-out ----------------------------------------------------------------
     def map(self, fn: str | Callable[..., Any], iterable: Iterable[Any], *,

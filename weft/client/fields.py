@@ -21,6 +21,7 @@ SPEC_FIELDS = (
     "name",
     "labels",
     "env",
+    "secrets",
     "cwd",
     "timeout",
     "resources",
@@ -30,6 +31,8 @@ SPEC_FIELDS = (
     "stream_output",
     "shell",
     "group",
+    "after",
+    "after_mode",
 )
 
 

@@ -18,6 +18,7 @@ from weft.names import (
     SPAWN_HELD,
     SPAWN_REJECTED,
     SPAWN_REQUESTS,
+    SPAWN_WAITING,
     TASKS_LOG,
     WORKERS_REGISTRY,
     task_queue,
@@ -50,17 +51,24 @@ def task_events(broker: Broker, tid: str) -> list[dict[str, Any]]:
 
 
 def queued_request(broker: Broker, tid: str) -> dict[str, Any] | None:
-    """The spawn request of a task still waiting to be claimed (queued or held);
-    a held one is marked ``"_held": True``."""
+    """The spawn request of a task still waiting to be claimed (queued, held, or
+    waiting for its dependencies), with ``"_queue"`` naming where it waits."""
     found = waiting_request(broker, tid)
     if found is None:
         return None
     queue, request = found
-    return {**request, "_held": queue == SPAWN_HELD}
+    return {**request, "_queue": queue}
 
 
 def _waiting_only(events: list[dict[str, Any]]) -> bool:
     return all(e.get("event") in WAITING_EVENTS for e in events)
+
+
+def waiting_reason(request: dict[str, Any] | None) -> str | None:
+    """``waiting for TID, ...`` while a request waits for its dependencies."""
+    spec = (request or {}).get("taskspec") or {}
+    after = spec.get("after") or []
+    return f"waiting for {', '.join(after)}" if after else None
 
 
 def final_result(broker: Broker, tid: str) -> dict[str, Any] | None:
@@ -117,7 +125,11 @@ def task_status(broker: Broker, tid: str) -> dict[str, Any]:
     if request is not None:
         spec = request.get("taskspec", {})
         if claim is None:  # the queue a request sits in is the truth
-            state = "held" if request.get("_held") else ("queued" if state == "held" else state)
+            held = request.get("_queue") == SPAWN_HELD
+            state = "held" if held else ("queued" if state == "held" else state)
+            if request.get("_queue") == SPAWN_WAITING:
+                info["reason"] = waiting_reason(request)
+                info["after"] = spec.get("after")
         info.setdefault("name", spec.get("name"))
         info.setdefault("request_id", request.get("request_id"))
         info.setdefault("parent_tid", spec.get("parent_tid"))
@@ -157,9 +169,12 @@ def list_tasks(broker: Broker, *, request_id: str | None = None) -> list[dict[st
         if event.get("exit_code") is not None:
             row["exit_code"] = event["exit_code"]
         row["updated_at"] = event.get("ts")
-    for queue in (SPAWN_REQUESTS, SPAWN_HELD):
+    for queue in (SPAWN_REQUESTS, SPAWN_HELD, SPAWN_WAITING):
         for body, mid in broker.peek_all(queue):
-            _waiting_row(rows, _load(body) or {}, mid, held=queue == SPAWN_HELD)
+            request = _load(body) or {}
+            row = _waiting_row(rows, request, mid, held=queue == SPAWN_HELD)
+            if queue == SPAWN_WAITING:
+                row["reason"] = waiting_reason(request)
     tasks = sorted(rows.values(), key=lambda r: r["tid"])
     if request_id is not None:
         tasks = [t for t in tasks if t.get("request_id") == request_id]
@@ -167,7 +182,7 @@ def list_tasks(broker: Broker, *, request_id: str | None = None) -> list[dict[st
 
 
 def _waiting_row(rows: dict[str, dict[str, Any]], request: dict[str, Any], mid: int, *,
-                 held: bool) -> None:
+                 held: bool) -> dict[str, Any]:
     """Merge a queued or held request into its row: the queue it sits in is its state."""
     spec = request.get("taskspec") or {}
     tid = spec.get("tid") or str(mid)
@@ -184,6 +199,7 @@ def _waiting_row(rows: dict[str, dict[str, Any]], request: dict[str, Any], mid: 
         row["target"] = target_text(spec)
     if request.get("not_before"):
         row["not_before"] = request["not_before"]
+    return row
 
 
 def resolve_tid(broker: Broker, given: str) -> str:
@@ -207,7 +223,7 @@ def resolve_tid(broker: Broker, given: str) -> str:
         tid = str(event.get("tid", ""))
         if tid.endswith(text):
             matches.add(tid)
-    for queue in (SPAWN_REQUESTS, SPAWN_HELD):
+    for queue in (SPAWN_REQUESTS, SPAWN_HELD, SPAWN_WAITING):
         for _body, mid in broker.peek_all(queue):
             if str(mid).endswith(text):
                 matches.add(str(mid))
@@ -231,6 +247,7 @@ def overview(broker: Broker) -> dict[str, Any]:
         "tasks": counts,
         "queued_requests": stats.get(SPAWN_REQUESTS, 0),
         "held_requests": stats.get(SPAWN_HELD, 0),
+        "waiting_requests": stats.get(SPAWN_WAITING, 0),
         "dead_letters": stats.get(SPAWN_REJECTED, 0),
         "log_events": stats.get(TASKS_LOG, 0),
         "registry_rows": stats.get(WORKERS_REGISTRY, 0),

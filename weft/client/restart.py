@@ -17,7 +17,8 @@ from weft.broker import Broker
 from weft.errors import NotFound, UsageError
 from weft.models.states import TERMINAL
 
-ORIGINAL_ONLY = ("tid", "parent_tid")
+# Not carried over: identity, and dependencies (they are met or failed by now).
+ORIGINAL_ONLY = ("tid", "parent_tid", "after", "after_mode")
 
 
 def restart_fields(broker: Broker, tid: str, *, env: Mapping[str, str] | None = None,

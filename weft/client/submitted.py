@@ -10,8 +10,9 @@ transaction, so neither is ever seen without the other, and the event's id
 is drawn after the request's, so it sorts after it and before anything a
 manager writes about the task.
 
-The event's status is where the request went: ``queued``
-(``weft.spawn.requests``) or ``held`` (``weft.spawn.held``).
+The event's status is where the request went: ``held``
+(``weft.spawn.held``), else ``queued`` (``weft.spawn.requests``, or
+``weft.spawn.waiting`` for a task with dependencies).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 from weft.broker import Broker
 from weft.codec import loads_object
-from weft.names import SPAWN_HELD, SPAWN_REQUESTS, TASKS_LOG
+from weft.names import SPAWN_HELD, SPAWN_REQUESTS, SPAWN_WAITING, TASKS_LOG
 
 SUBMITTED = "task_submitted"
 # Events written while a task waits (before any manager claimed it).
@@ -42,9 +43,11 @@ def target_text(spec: Mapping[str, Any]) -> str:
     return f"{spec.get('function')}({args})"
 
 
-def queue_request(broker: Broker, request: Mapping[str, Any], *, hold: bool = False,
+def queue_request(broker: Broker, request: Mapping[str, Any], *, queue: str = SPAWN_REQUESTS,
                   extra: Mapping[str, Any] | None = None) -> str:
-    """Queue ``request`` (held or not) with its submit event; return the TID."""
+    """Put ``request`` on ``queue`` (the spawn queue, the held queue, or the
+    queue of tasks waiting for dependencies) with its submit event; return the TID."""
+    hold = queue == SPAWN_HELD
     tid = broker.generate_id()
     event_id = broker.generate_id()
     spec = dict(request.get("taskspec") or {})
@@ -58,7 +61,7 @@ def queue_request(broker: Broker, request: Mapping[str, Any], *, hold: bool = Fa
     if request.get("not_before"):
         event["not_before"] = request["not_before"]
     event.update(extra or {})
-    broker.insert_atomic([(SPAWN_HELD if hold else SPAWN_REQUESTS, _dumps(request), tid),
+    broker.insert_atomic([(queue, _dumps(request), tid),
                           (TASKS_LOG, _dumps({k: v for k, v in event.items() if v is not None}),
                            event_id)])
     return str(tid)
@@ -77,7 +80,7 @@ def waiting_request(broker: Broker, tid: str) -> tuple[str, dict[str, Any]] | No
     """(queue, request) of a task still queued or held, else None."""
     if not tid.isdigit():
         return None
-    for queue in (SPAWN_REQUESTS, SPAWN_HELD):
+    for queue in (SPAWN_REQUESTS, SPAWN_HELD, SPAWN_WAITING):
         msg = broker.peek_one(queue, message_id=int(tid))
         if msg is not None:
             return queue, loads_object(msg[0]) or {}

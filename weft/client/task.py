@@ -198,9 +198,11 @@ class Task:
 
     def _queued(self) -> bool:
         """Still waiting on the spawn queue (no manager has claimed it)."""
-        from weft.names import SPAWN_REQUESTS
+        from weft.names import SPAWN_REQUESTS, SPAWN_WAITING
 
-        return self.client.broker.peek_one(SPAWN_REQUESTS, message_id=int(self.tid)) is not None
+        broker = self.client.broker
+        return any(broker.peek_one(queue, message_id=int(self.tid)) is not None
+                   for queue in (SPAWN_REQUESTS, SPAWN_WAITING))
 
     def _waiting(self) -> bool:
         """Queued or held: no process exists yet."""
@@ -211,11 +213,12 @@ class Task:
 
     def _cancel_if_queued(self, command: str) -> bool:
         """STOP/KILL of a queued task: take its request off the queue (atomic) and end it."""
-        from weft.names import SPAWN_HELD, SPAWN_REQUESTS, TASKS_LOG
+        from weft.names import SPAWN_HELD, SPAWN_REQUESTS, SPAWN_WAITING, TASKS_LOG
         from weft.runtime.batch import dumps
 
         broker = self.client.broker
-        taken = broker.read_one(SPAWN_REQUESTS, message_id=int(self.tid))
+        taken = (broker.read_one(SPAWN_REQUESTS, message_id=int(self.tid))
+                 or broker.read_one(SPAWN_WAITING, message_id=int(self.tid)))
         if taken is None:
             taken = broker.read_one(SPAWN_HELD, message_id=int(self.tid))
         if taken is None:

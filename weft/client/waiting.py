@@ -3,8 +3,8 @@
 Read from what ``weft task list`` already has for the task: the queue it
 sits in (held), its ``not_before`` (delayed), its group's record (paused,
 or as many running as its limit allows), and the newest admission event
-(deferred, with the reason the manager gave). Anything else queued is
-waiting for a manager with a free slot.
+(deferred, with the reason the manager gave), and its dependencies
+(``--after``). Anything else queued is waiting for a manager with a free slot.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ def why_waiting(row: Mapping[str, Any], now: float | None = None, *,
     not_before = row.get("not_before")
     if not_before and float(not_before) > now:
         return "delayed until " + time.strftime("%H:%M:%S", time.localtime(float(not_before)))
+    reason = str(row.get("reason") or "")
+    if status == "queued" and reason.startswith("waiting for"):
+        return f"dependency: {reason}"
     name = row.get("group") or "default"
     group = (groups or {}).get(name)
     if group is not None and group.paused:
