@@ -95,7 +95,9 @@ class WeftClient:
         may start). ``after=[task, ...]`` (handles or TIDs) makes it wait
         until they completed (``after_mode="any"``: one of them;
         ``"finished"``: all ended, whatever the outcome); it is cancelled
-        when that can no longer happen. Bad input raises InvalidSpec before
+        when that can no longer happen. ``group="NAME"`` puts it in a task
+        group (:attr:`groups`); ``hold=True`` queues it held, so it starts
+        only after :meth:`release`. Bad input raises InvalidSpec before
         anything is queued.
         """
         from weft.client.specs import build_spec
