@@ -13,7 +13,7 @@ from typing import Any
 from weft.broker import Broker
 from weft.client.paused import elapsed, manager_paused
 from weft.client.queries import list_tasks
-from weft.names import SPAWN_REJECTED, SPAWN_REQUESTS
+from weft.names import SPAWN_HELD, SPAWN_REJECTED, SPAWN_REQUESTS
 from weft.runtime import registry
 
 FAILED = frozenset({"failed", "timeout", "killed", "cancelled", "rejected"})
@@ -44,6 +44,7 @@ def snapshot(broker: Broker, *, failures: int = 5) -> dict[str, Any]:
     return {
         "at": now, "managers": sorted(managers, key=lambda m: m["tid"]), "running": running,
         "queued_requests": stats.get(SPAWN_REQUESTS, 0),
+        "held_requests": stats.get(SPAWN_HELD, 0),
         "dead_letters": stats.get(SPAWN_REJECTED, 0), "tasks": counts,
         "recent_failures": [{k: t.get(k) for k in ("tid", "name", "status", "exit_code",
                                                    "reason", "error", "updated_at",
