@@ -24,6 +24,7 @@ from typing import Any
 
 from weft.broker import Broker
 from weft.codec import loads_object
+from weft.errors import BrokerError
 from weft.names import SPAWN_HELD, SPAWN_REQUESTS, SPAWN_WAITING, TASKS_LOG
 
 SUBMITTED = "task_submitted"
@@ -46,25 +47,37 @@ def target_text(spec: Mapping[str, Any]) -> str:
 def queue_request(broker: Broker, request: Mapping[str, Any], *, queue: str = SPAWN_REQUESTS,
                   extra: Mapping[str, Any] | None = None) -> str:
     """Put ``request`` on ``queue`` (the spawn queue, the held queue, or the
-    queue of tasks waiting for dependencies) with its submit event; return the TID."""
-    hold = queue == SPAWN_HELD
-    tid = broker.generate_id()
-    event_id = broker.generate_id()
+    queue of tasks waiting for dependencies) with its submit event; return the TID.
+
+    One id is drawn (a commit) and the event takes the next one: an insert
+    with explicit ids moves the broker's id clock past them in the same
+    transaction. Should another writer draw that next id in between, the
+    insert fails whole and both ids are drawn afresh.
+    """
+    body = _dumps(request)
     spec = dict(request.get("taskspec") or {})
     event: dict[str, Any] = {
-        "v": 1, "event": SUBMITTED, "tid": str(tid), "status": "held" if hold else "queued",
+        "status": "held" if queue == SPAWN_HELD else "queued",
         "ts": time.time(), "request_id": request.get("request_id") or spec.get("request_id"),
         "parent_tid": spec.get("parent_tid"), "name": spec.get("name"),
         "labels": spec.get("labels") or {}, "group": spec.get("group"),
         "priority": spec.get("priority", 0), "target": target_text(spec), "spec": spec,
+        "not_before": request.get("not_before"), **(extra or {}),
     }
-    if request.get("not_before"):
-        event["not_before"] = request["not_before"]
-    event.update(extra or {})
-    broker.insert_atomic([(queue, _dumps(request), tid),
-                          (TASKS_LOG, _dumps({k: v for k, v in event.items() if v is not None}),
-                           event_id)])
-    return str(tid)
+    event = {k: v for k, v in event.items() if v is not None}
+    tid = broker.generate_id()
+    event_id = tid + 1
+    for attempt in (1, 2):
+        # "event" then "tid" first: submit_event finds the record by that text
+        record = _dumps({"v": 1, "event": SUBMITTED, "tid": str(tid), **event})
+        try:
+            broker.insert_atomic([(queue, body, tid), (TASKS_LOG, record, event_id)])
+            return str(tid)
+        except BrokerError:
+            if attempt == 2:
+                raise
+            tid, event_id = broker.generate_id(), broker.generate_id()
+    raise AssertionError("unreachable")
 
 
 def submit_event(broker: Broker, tid: str) -> dict[str, Any] | None:
