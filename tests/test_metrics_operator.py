@@ -97,3 +97,24 @@ def test_gpu_gauges_and_storage_size(client):
     client.auto_start = False
     client.submit(command=["true"])
     assert _samples(client.metrics())[("weft_broker_database_bytes", ())] > 0
+
+
+def test_live_gpu_readings_on_a_managers_endpoint(project):
+    import json
+    import urllib.request
+
+    from conftest import wait_for
+
+    cards = json.dumps([{"memory_mb": 1000, "used_mb": 250, "utilization_pct": 40}])
+    proc = project.cli("worker", "start", "--metrics-addr", "127.0.0.1:0", "--json",
+                       env={"WEFT_GPU_SIMULATE": cards})
+    assert proc.returncode == 0, proc.stderr
+    addr = wait_for(lambda: project.registry().get(json.loads(proc.stdout)["tid"], {})
+                    .get("metrics_addr"), what="the metrics address")
+    with urllib.request.urlopen(f"http://{addr}/metrics", timeout=5) as r:
+        got = _samples(r.read().decode())
+    tid = json.loads(proc.stdout)["tid"]
+    key = (("gpu", "0"), ("manager", tid))
+    assert got[("weft_gpu_memory_used_bytes", key)] == 250 * 1024 * 1024
+    assert got[("weft_gpu_utilization_ratio", key)] == 0.4
+    assert got[("weft_gpu_memory_bytes", key)] == 1000 * 1024 * 1024

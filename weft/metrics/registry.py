@@ -30,6 +30,7 @@ Families (see docs/observability.md)::
     weft_manager_heartbeat_age_seconds{manager}                    gauge
     weft_build_info{version}                                       gauge
     weft_gpu_{memory_bytes,reserved_vram_bytes,exclusive}{manager,gpu} gauges
+    weft_gpu_{memory_used_bytes,utilization_ratio}{manager,gpu}    gauges (live)
     weft_queue_depth{queue}                                        gauge
     weft_queue_oldest_age_seconds{group}     (weft metrics only)   gauge
 
@@ -429,3 +430,19 @@ def gpu_families(managers: list[dict[str, Any]]) -> list[Any]:
             reserved.add_metric(key, float(by_gpu.get(str(index), 0)) * MIB)
             whole.add_metric(key, 1.0 if index in exclusive else 0.0)
     return [total, reserved, whole]
+
+
+def gpu_live_families(manager: str, devices: Any) -> list[Any]:
+    """Live readings of a manager's cards (NVML, or the simulated ones):
+    memory in use (by anything) and utilisation, when the driver gives it."""
+    labels = ["manager", "gpu"]
+    used = GaugeMetricFamily("weft_gpu_memory_used_bytes", "VRAM in use on a GPU (any process).",
+                             labels=labels)
+    util = GaugeMetricFamily("weft_gpu_utilization_ratio", "GPU utilisation, 0 to 1.",
+                             labels=labels)
+    for dev in devices or ():
+        key = [manager, str(dev.index)]
+        used.add_metric(key, float(dev.memory_used_mb) * MIB)
+        if dev.utilization_pct is not None:
+            util.add_metric(key, float(dev.utilization_pct) / 100.0)
+    return [used, util]
