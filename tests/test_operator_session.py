@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import wait_for
 
 
@@ -24,6 +25,7 @@ def _started(project, tids):
     return {e["tid"] for e in project.events() if e["event"] == "task_started"} & set(tids)
 
 
+@pytest.mark.slow  # 13 s alone, 40 s in the busy full suite: run with -m slow
 def test_pueue_style_session(project, client):
     assert project.cli("init").returncode == 0
     assert project.cli("group", "add", "fast", "--parallel", "4").returncode == 0

@@ -107,13 +107,12 @@ def test_task_list_filters_and_reasons(project):
     assert "s=1" in text and "delayed until" in text and "echo a" in text
 
 
-def test_bulk_stop_by_label_leaves_nothing_to_start(project, cli_manager):
-    running = project.cli("run", "--no-wait", "--label", "sweep=x", "--", "sleep", "60").stdout.strip()
+def test_bulk_stop_by_label_leaves_nothing_to_start(project, cli_manager, client):
+    running = client.submit(command=["sleep", "60"], labels={"sweep": "x"}).tid
     wait_for(lambda: _status(project, running)["status"] == "running", what="running")
-    queued = [project.cli("run", "--no-wait", "--label", "sweep=x", "--", "sleep", "60")
-              .stdout.strip() for _ in range(6)]
-    other = project.cli("run", "--no-wait", "--delay", "60", "--label", "sweep=y", "--",
-                        "true").stdout.strip()
+    queued = [client.submit(command=["sleep", "60"], labels={"sweep": "x"}).tid
+              for _ in range(6)]
+    other = client.submit(command=["true"], delay=60, labels={"sweep": "y"}).tid
     out = _json(project.cli("task", "stop", "--label", "sweep=x", "--json"))
     assert {o["tid"] for o in out} == {running, *queued}
     started_before = {e["tid"] for e in project.events() if e.get("event") == "task_started"}
