@@ -102,6 +102,8 @@ class Project:
         except sqlite3.Error:
             pass
         for pid in groups:
+            if pid <= 1 or pid == os.getpid():
+                continue  # a made-up record must never make us signal init, or ourselves
             for kill in (os.killpg, os.kill):
                 try:
                     kill(pid, signal.SIGKILL)
