@@ -157,6 +157,6 @@ def test_stop_of_a_queued_task_cancels_it(project):
         assert reply["ok"] is True and reply["status"] == "cancelled"
         assert task.wait(timeout=5).status == "cancelled"
         events = task.events()
-        assert [e["event"] for e in events] == ["task_cancelled"]
+        assert [e["event"] for e in events] == ["task_submitted", "task_cancelled"]
         assert events[0]["request_id"] == "rq-queued" and events[0]["name"] == "never-ran"
         assert client.workers.list() == []

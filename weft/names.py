@@ -4,6 +4,8 @@ from __future__ import annotations
 
 SPAWN_REQUESTS = "weft.spawn.requests"
 SPAWN_REJECTED = "weft.spawn.rejected"
+SPAWN_HELD = "weft.spawn.held"  # requests no manager may claim until released
+GROUPS = "weft.groups"  # one record per task group: parallel limit, paused
 # Requests with dependencies wait here until weft/runtime/dependencies.py
 # releases them into SPAWN_REQUESTS (or cancels them through SPAWN_CANCELLING).
 SPAWN_WAITING = "weft.spawn.waiting"

@@ -16,7 +16,7 @@ Generated from the commands' own help (`python -m weft.cli.docgen > docs/cli.md`
 
 Conventions: every command finds the project (`.weft/`) in the current
 directory or its nearest ancestor, or in `WEFT_CONTEXT`. TIDs may be given in
-their short form (the last 10 digits) where unambiguous. `--json` prints
+their short form (any tail of at least 6 digits) where unambiguous. `--json` prints
 machine-readable output. Errors are one line on stderr; exit codes: 0 success,
 1 failure, 2 usage error / invalid input / task can never run, 3 broker error,
 4 not found, 5 timed out waiting, 6 no manager available; `weft run` and

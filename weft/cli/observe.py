@@ -265,7 +265,7 @@ def plain_frame(snap: dict[str, Any]) -> str:
         lines.append(f"  {t['tid'][-10:]}  {t.get('name') or t.get('target') or '':<20}  "
                      f"{duration(t['elapsed']):>8}  rss {rss}  pid {t.get('pid')}")
     lines.append(f"queued    {snap['queued_requests']} request(s) waiting, "
-                 f"{snap['dead_letters']} dead letter(s)")
+                 f"{snap.get('held_requests', 0)} held, {snap['dead_letters']} dead letter(s)")
     counts = ", ".join(f"{n} {s}" for s, n in sorted(snap["tasks"].items())) or "none"
     lines.append(f"tasks     {counts}")
     if snap["recent_failures"]:
@@ -301,7 +301,8 @@ def _rich_frame(snap: dict[str, Any]) -> Any:
     counts = ", ".join(f"{n} {s}" for s, n in sorted(snap["tasks"].items())) or "none"
     parts: list[Any] = [
         f"[bold]weft status[/bold]  {_clock(snap['at'])}   (Ctrl-C to quit)", managers, running,
-        f"queued: {snap['queued_requests']} waiting, {snap['dead_letters']} dead letter(s)   "
+        f"queued: {snap['queued_requests']} waiting, {snap.get('held_requests', 0)} held, "
+        f"{snap['dead_letters']} dead letter(s)   "
         f"tasks: {counts}",
     ]
     if snap["recent_failures"]:

@@ -75,6 +75,8 @@ def _load_spec_file(path: str) -> dict[str, Any]:
               help="Give the task this file as its stdin (streamed in chunks).")
 @click.option("--no-stdin", is_flag=True,
               help="Do not pass our stdin on, even when it is a pipe or a file.")
+@click.option("--group", help="Put the task in this group (see 'weft group'); default: 'default'.")
+@click.option("--hold", is_flag=True, help="Queue it held: it starts only after 'weft task release TID'. Prints the TID.")
 @after_options
 @click.option("--no-wait", is_flag=True, help="Print the TID and return at once.")
 @click.option("--json", "as_json", is_flag=True,
@@ -84,7 +86,7 @@ def _load_spec_file(path: str) -> dict[str, Any]:
 def run_cmd(ctx: click.Context, command: tuple[str, ...], function: str | None,
             fn_args: tuple[str, ...], fn_kwargs: tuple[str, ...], spec_file: str | None,
             shell: bool, no_wait: bool, as_json: bool, stdin_file: str | None, no_stdin: bool,
-            **opts: Any) -> None:
+            hold: bool, **opts: Any) -> None:
     """Run COMMAND (or --function, or --spec) as a task and wait for it.
 
     Output streams as it is produced, byte for byte (stdout to stdout,
@@ -117,7 +119,7 @@ def run_cmd(ctx: click.Context, command: tuple[str, ...], function: str | None,
         fields["shell"] = True
     from weft.cli.common import client
 
-    source = _stdin_source(stdin_file, no_stdin, whole_only=no_wait)
+    source = _stdin_source(stdin_file, no_stdin, whole_only=no_wait or hold)
     fields.update(after_fields(opts, lambda: client(create=True)))
     pieces: dict[str, Any] = dict(
         command=list(command) if command else None,
@@ -133,7 +135,7 @@ def run_cmd(ctx: click.Context, command: tuple[str, ...], function: str | None,
 
         spec = build_spec(spec=_load_spec_file(spec_file), **pieces)
         task = client(create=True).submit_spec(spec, delay=opts.get("delay"),
-                                               stdin_stream=source is not None)
+                                               stdin_stream=source is not None, hold=hold)
     else:
         # Flags are typed by click; the rest of the TaskSpec rules are checked
         # without pydantic, which would double this command's start-up time.
@@ -141,8 +143,8 @@ def run_cmd(ctx: click.Context, command: tuple[str, ...], function: str | None,
 
         task = client(create=True).submit_fields(checked_fields(**pieces),
                                                  delay=opts.get("delay"),
-                                                 stdin_stream=source is not None)
-    if no_wait:
+                                                 stdin_stream=source is not None, hold=hold)
+    if no_wait or hold:
         if source is not None:
             task.client.send_stdin(task, source)
         click.echo(task.tid)
@@ -215,7 +217,7 @@ class StdinPump:
 
 def _spec_fields(opts: dict[str, Any]) -> dict[str, Any]:
     fields: dict[str, Any] = {}
-    for key in ("name", "cwd", "timeout", "priority"):
+    for key in ("name", "cwd", "timeout", "priority", "group"):
         if opts.get(key) is not None:
             fields[key] = opts[key]
     if opts.get("env"):

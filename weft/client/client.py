@@ -6,7 +6,6 @@ Methods return data and raise :mod:`weft.errors`; nothing here prints.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -14,11 +13,12 @@ from typing import IO, TYPE_CHECKING, Any, Unpack
 
 from weft import context as _context
 from weft.broker import Broker
+from weft.client.groups import Groups
 from weft.client.queues import Queues
 from weft.client.task import Task
 from weft.client.workers import Workers
 from weft.errors import InvalidSpec, WeftError
-from weft.names import SPAWN_REQUESTS, SPAWN_WAITING
+from weft.names import SPAWN_HELD, SPAWN_REQUESTS, SPAWN_WAITING
 
 if TYPE_CHECKING:
     # Loaded on first use: pydantic is most of a short CLI command's start-up.
@@ -50,6 +50,7 @@ class WeftClient:
         self.workers = Workers(self)
         self.queues = Queues(self)
         self._watcher: Dispatcher | None = None
+        self.groups = Groups(self)
 
     def __repr__(self) -> str:
         return f"WeftClient({str(self.context.root)!r})"
@@ -105,16 +106,20 @@ class WeftClient:
         ``after=[task, ...]`` (handles or TIDs) makes it wait
         until they completed (``after_mode="any"``: one of them;
         ``"finished"``: all ended, whatever the outcome); it is cancelled
-        when that can no longer happen. Bad input raises InvalidSpec before
+        when that can no longer happen. ``group="NAME"`` puts it in a task
+        group (:attr:`groups`); ``hold=True`` queues it held, so it starts
+        only after :meth:`release`. Bad input raises InvalidSpec before
         anything is queued.
         """
         opts: dict[str, Any] = dict(options)
         inbox_message = opts.pop("inbox_message", None)
         stdin = opts.pop("stdin", None)
         delay = opts.pop("delay", None)
+        hold = bool(opts.pop("hold", False))
         task_spec = self._spec_of({"command": command, "function": function, "spec": spec,
                                    "args": args, "kwargs": kwargs, **opts})
-        return self.submit_spec(task_spec, inbox_message=inbox_message, delay=delay, stdin=stdin)
+        return self.submit_spec(task_spec, inbox_message=inbox_message, delay=delay, stdin=stdin,
+                                hold=hold)
 
     def _encode_call(self, args: Sequence[Any], kwargs: Mapping[str, Any],
                      serializer: str) -> tuple[list[Any], dict[str, Any], str]:
@@ -125,27 +130,29 @@ class WeftClient:
 
     def submit_spec(self, spec: TaskSpec, *, inbox_message: Any = None,
                     delay: float | None = None, stdin: bytes | IO[bytes] | None = None,
-                    stdin_stream: bool = False) -> Task:
+                    stdin_stream: bool = False, hold: bool = False) -> Task:
         """Queue an already validated TaskSpec (see :meth:`submit`).
 
         ``stdin_stream``: the caller sends the stdin itself (:meth:`send_stdin`).
         """
         from pydantic_core import PydanticSerializationError
 
+        from weft.client.submit_checks import check_submit
         from weft.models import SpawnRequest
 
         if stdin is not None:
             _check_stdin(stdin, inbox_message)
+        check_submit({"cwd": spec.cwd, "timeout": spec.timeout}, backend=self.context.backend)
         not_before = time.time() + delay if delay else None
         request = SpawnRequest(taskspec=spec, inbox_message=inbox_message,
                                request_id=spec.request_id, not_before=not_before,
                                stdin="stream" if stdin is not None or stdin_stream else None)
         try:
-            body = request.model_dump_json(exclude_none=True)
+            body = request.model_dump(mode="json", exclude_none=True)
         except (PydanticSerializationError, ValueError, TypeError) as exc:
             raise InvalidSpec(f"task spec: a value is not JSON (submit encodes Python values; "
                               f"a TaskSpec built by hand must hold JSON only): {exc}") from None
-        task = self._queue(body, waiting=self._check_after(spec.after))
+        task = self._queue(body, hold=hold, waiting=self._check_after(spec.after))
         if stdin is not None:
             self.send_stdin(task, stdin)
         return task
@@ -162,7 +169,8 @@ class WeftClient:
         return send_stdin(self.broker, task.tid, source, done=done)
 
     def submit_fields(self, fields: Mapping[str, Any], *, delay: float | None = None,
-                      stdin_stream: bool = False) -> Task:
+                      stdin_stream: bool = False, hold: bool = False,
+                      extra: Mapping[str, Any] | None = None) -> Task:
         """Queue a task given as plain fields that :func:`weft.client.fields.checked_fields`
         has passed: the CLI's way, which must not pay for importing pydantic.
 
@@ -170,6 +178,9 @@ class WeftClient:
         holds them equal), and the manager validates it as a TaskSpec when
         it reads it, as it does every request.
         """
+        from weft.client.submit_checks import check_submit
+
+        check_submit(fields, backend=self.context.backend)
         request: dict[str, Any] = {"v": 1, "taskspec": dict(fields), "attempt": 1}
         if fields.get("request_id") is not None:
             request["request_id"] = fields["request_id"]
@@ -181,8 +192,7 @@ class WeftClient:
             from weft.client.dependencies import resolve_after
 
             request["taskspec"]["after"] = resolve_after(self.broker, fields["after"])
-        return self._queue(json.dumps(request, separators=(",", ":")),
-                           waiting=bool(fields.get("after")))
+        return self._queue(request, hold=hold, extra=extra, waiting=bool(fields.get("after")))
 
     def _check_after(self, after: Sequence[str] | None) -> bool:
         """Does the task wait for others? InvalidSpec if one of them is unknown."""
@@ -194,13 +204,23 @@ class WeftClient:
             raise InvalidSpec("after: give each dependency once, as a full TID")
         return True
 
-    def _queue(self, body: str, *, waiting: bool = False) -> Task:
-        # A task with dependencies waits apart, where no manager's dispatch
-        # looks; weft/runtime/dependencies.py releases it (same id) when due.
-        tid = self.broker.write(SPAWN_WAITING if waiting else SPAWN_REQUESTS, body)
-        if self.auto_start:
+    def _queue(self, request: Mapping[str, Any], *, hold: bool = False,
+               extra: Mapping[str, Any] | None = None, waiting: bool = False) -> Task:
+        """Queue the request with its submit record (:mod:`weft.client.submitted`).
+
+        A held one waits in ``weft.spawn.held`` until :meth:`release`; one with
+        dependencies waits apart, where no manager's dispatch looks, until
+        weft/runtime/dependencies.py releases it (same id) when due.
+        """
+        from weft.client.submitted import queue_request
+
+        if hold and waiting:
+            raise InvalidSpec("a task with dependencies (after) cannot also be held")
+        queue = SPAWN_HELD if hold else (SPAWN_WAITING if waiting else SPAWN_REQUESTS)
+        tid = queue_request(self.broker, request, queue=queue, extra=extra)
+        if self.auto_start and not hold:
             self.workers.ensure_running()
-        return Task(self, str(tid).zfill(19))
+        return Task(self, tid.zfill(19))
 
     def run(self, *, command: Sequence[str] | str | None = None,
             function: str | Callable[..., Any] | None = None,
@@ -218,7 +238,7 @@ class WeftClient:
 
     # -- handles --------------------------------------------------------------
     def task(self, tid: str | int) -> Task:
-        """The handle of any task or manager; short TIDs (last 10 digits) work."""
+        """The handle of any task or manager; short TIDs (an unambiguous tail of 6+ digits) work."""
         return Task(self, self.resolve_tid(str(tid)))
 
     def resolve_tid(self, tid: str) -> str:
@@ -237,6 +257,78 @@ class WeftClient:
         from weft.client.queries import overview
 
         return overview(self.broker)
+
+    # -- operating on queued and finished tasks (issue 14) ------------------------
+    def restart(self, tid: str, *, env: Mapping[str, str] | None = None,
+                cwd: str | None = None, command: Sequence[str] | None = None,
+                hold: bool = False) -> Task:
+        """Submit an ended task's recorded spec again as a new task (``restarted_from``
+        in its submit record); ``env`` is merged, ``cwd`` and ``command`` replace."""
+        from weft.client.restart import restart_fields
+        from weft.client.submit_checks import check_submit
+
+        old = self.resolve_tid(tid)
+        fields = restart_fields(self.broker, old, env=env, cwd=cwd, command=command)
+        check_submit(fields, backend=self.context.backend)
+        return self.submit_fields(fields, hold=hold, extra={"restarted_from": old})
+
+    def hold(self, tid: str | None = None, **where: Any) -> list[dict[str, Any]]:
+        """Keep queued tasks from starting: one TID, or every task ``where`` selects
+        (``label``, ``request_id``, ``group``, ``status``, ``name``, ``all``)."""
+        return self._hold_or_release(tid, where, release=False)
+
+    def release(self, tid: str | None = None, **where: Any) -> list[dict[str, Any]]:
+        """Let held tasks be claimed again, in their old place (see :meth:`hold`)."""
+        return self._hold_or_release(tid, where, release=True)
+
+    def _hold_or_release(self, tid: str | None, where: dict[str, Any], *,
+                         release: bool) -> list[dict[str, Any]]:
+        from weft.client import holding
+        from weft.client.selection import hold_or_release
+
+        if tid is not None:
+            full = self.resolve_tid(tid)
+            did = (holding.release if release else holding.hold)(self.broker, full)
+            outcome = [{"tid": full, "status": did}]
+        else:
+            outcome = hold_or_release(self, _selector(where), release=release)
+        if release and self.auto_start and any(o["status"] == "released" for o in outcome):
+            self.workers.ensure_running()
+        return outcome
+
+    def edit(self, tid: str, *, priority: int | None = None,
+             env: Mapping[str, str] | None = None, group: str | None = None) -> dict[str, Any]:
+        """Change a queued or held task's priority, env (merged) or group
+        (``"default"`` removes it), keeping its TID; UsageError once it started."""
+        from weft.client.editing import edit
+
+        if priority is None and not env and group is None:
+            from weft.errors import UsageError
+
+            raise UsageError("nothing to change: give priority, env or group")
+        if priority is not None and not -1000 <= int(priority) <= 1000:
+            from weft.errors import UsageError
+
+            raise UsageError(f"priority must be between -1000 and 1000, got {priority}")
+        return edit(self.broker, self.resolve_tid(tid),
+                    {"priority": priority, "env": dict(env or {}), "group": group})
+
+    def cancel(self, tid: str | None = None, *, kill: bool = False, timeout: float = 10.0,
+               **where: Any) -> list[dict[str, Any]]:
+        """Stop (``kill=True``: kill) one task or every task ``where`` selects
+        (``label``, ``request_id``, ``group``, ``status``, ``name``, ``all``).
+
+        Matching waiting tasks are taken off the queue first, so none of them
+        starts after this returns; running ones are stopped and answered.
+        """
+        from weft.client.selection import Selector, cancel
+
+        if tid is not None:
+            reply = self.task(tid).control("KILL" if kill else "STOP", timeout=timeout)
+            return [{"tid": reply.get("tid"), "status": reply.get("status"),
+                     "reply": reply.get("reply") or reply.get("error")}]
+        selector: Selector = _selector(where)
+        return cancel(self, selector, kill=kill, timeout=timeout)
 
     # -- observing ----------------------------------------------------------------
     def tree(self, tid: str) -> dict[str, Any]:
@@ -413,11 +505,27 @@ class WeftClient:
         return as_completed(self, list(tasks), timeout=timeout)
 
     # -- maintenance ------------------------------------------------------------
-    def tidy(self, *, retention: float = 7 * 24 * 3600.0, dry_run: bool = False) -> dict[str, Any]:
-        """Drop finished tasks older than ``retention`` seconds, then vacuum."""
+    def tidy(self, *, retention: float = 7 * 24 * 3600.0, dry_run: bool = False,
+             status: Iterable[str] | None = None) -> dict[str, Any]:
+        """Drop finished tasks older than ``retention`` seconds (only those that
+        ended in a ``status`` given, e.g. ``["completed"]``), then vacuum."""
         from weft.client.maintenance import tidy
 
-        return tidy(self.broker, retention=retention, dry_run=dry_run)
+        statuses = None if status is None else frozenset(status)
+        return tidy(self.broker, retention=retention, dry_run=dry_run, statuses=statuses)
+
+
+def _selector(where: Mapping[str, Any]) -> Any:
+    """The bulk filters of :meth:`WeftClient.cancel` and friends, checked."""
+    from weft.client.selection import Selector, parse_labels
+    from weft.errors import UsageError
+
+    unknown = set(where) - {"label", "request_id", "group", "status", "name", "all"}
+    if unknown:
+        raise UsageError(f"unknown filter(s): {', '.join(sorted(unknown))}")
+    return Selector(labels=parse_labels(where.get("label")), request_id=where.get("request_id"),
+                    group=where.get("group"), status=where.get("status"),
+                    name=where.get("name"), all=bool(where.get("all")))
 
 
 def _check_stdin(stdin: Any, inbox_message: Any) -> None:

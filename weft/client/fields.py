@@ -30,6 +30,7 @@ SPEC_FIELDS = (
     "priority",
     "stream_output",
     "shell",
+    "group",
     "after",
     "after_mode",
     "serializer",

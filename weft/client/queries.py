@@ -10,9 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from weft.broker import Broker
+from weft.client.paused import pause_clock
+from weft.client.submitted import WAITING_EVENTS, target_text, waiting_request
 from weft.codec import loads_object
 from weft.errors import AmbiguousTid, NotFound, UsageError
 from weft.names import (
+    SPAWN_HELD,
     SPAWN_REJECTED,
     SPAWN_REQUESTS,
     SPAWN_WAITING,
@@ -23,6 +26,9 @@ from weft.names import (
 from weft.runtime.registry import read_all
 
 _load = loads_object
+# What a row of a task shows, taken from its events (the submit record first).
+SHOWN_KEYS = ("name", "request_id", "parent_tid", "manager_tid", "attempt", "target",
+              "labels", "group", "priority", "restarted_from", "host")
 
 
 def all_events(broker: Broker) -> list[dict[str, Any]]:
@@ -45,13 +51,17 @@ def task_events(broker: Broker, tid: str) -> list[dict[str, Any]]:
 
 
 def queued_request(broker: Broker, tid: str) -> dict[str, Any] | None:
-    """The spawn request of a task still waiting to be claimed (or for its dependencies)."""
-    if tid.isdigit():
-        for queue in (SPAWN_REQUESTS, SPAWN_WAITING):
-            msg = broker.peek_one(queue, message_id=int(tid))
-            if msg is not None:
-                return _load(msg[0])
-    return None
+    """The spawn request of a task still waiting to be claimed (queued, held, or
+    waiting for its dependencies), with ``"_queue"`` naming where it waits."""
+    found = waiting_request(broker, tid)
+    if found is None:
+        return None
+    queue, request = found
+    return {**request, "_queue": queue}
+
+
+def _waiting_only(events: list[dict[str, Any]]) -> bool:
+    return all(e.get("event") in WAITING_EVENTS for e in events)
 
 
 def waiting_reason(request: dict[str, Any] | None) -> str | None:
@@ -87,7 +97,7 @@ def task_status(broker: Broker, tid: str) -> dict[str, Any]:
     events = task_events(broker, tid)
     result = final_result(broker, tid)
     claim = None
-    if request is None and not events and result is None:
+    if request is None and _waiting_only(events) and result is None:
         # Between the claim (spawn queue -> T{mgr}.reserved) and the first event
         # the task is only in its manager's claim queue; the claim is deleted
         # only after events exist, so looking there and then at the events
@@ -95,7 +105,7 @@ def task_status(broker: Broker, tid: str) -> dict[str, Any]:
         claim = claiming_manager(broker, tid)
         if claim is None:
             events = task_events(broker, tid)
-            request = queued_request(broker, tid) if not events else None
+            request = queued_request(broker, tid) if _waiting_only(events) else None
             if not events and request is None:
                 raise NotFound(f"no task {tid}")
     state = "queued"
@@ -106,7 +116,7 @@ def task_status(broker: Broker, tid: str) -> dict[str, Any]:
         request = claim[1]
     for event in events:
         state = event.get("status", state)
-        for key in ("name", "request_id", "parent_tid", "manager_tid", "attempt", "target"):
+        for key in SHOWN_KEYS:
             if event.get(key) is not None:
                 info[key] = event[key]
         if event.get("event") == "task_started":
@@ -114,10 +124,12 @@ def task_status(broker: Broker, tid: str) -> dict[str, Any]:
             info["started_at"] = event.get("ts")
     if request is not None:
         spec = request.get("taskspec", {})
-        if not events and claim is None and broker.peek_one(
-                SPAWN_WAITING, message_id=int(tid)) is not None:
-            info["reason"] = waiting_reason(request)
-            info["after"] = spec.get("after")
+        if claim is None:  # the queue a request sits in is the truth
+            held = request.get("_queue") == SPAWN_HELD
+            state = "held" if held else ("queued" if state == "held" else state)
+            if request.get("_queue") == SPAWN_WAITING:
+                info["reason"] = waiting_reason(request)
+                info["after"] = spec.get("after")
         info.setdefault("name", spec.get("name"))
         info.setdefault("request_id", request.get("request_id"))
         info.setdefault("parent_tid", spec.get("parent_tid"))
@@ -148,40 +160,57 @@ def list_tasks(broker: Broker, *, request_id: str | None = None) -> list[dict[st
             continue
         row = rows.setdefault(tid, {"tid": tid, "status": "queued"})
         row["status"] = event.get("status", row["status"])
-        for key in ("name", "request_id", "parent_tid", "manager_tid", "attempt", "target", "host"):
+        for key in SHOWN_KEYS:
             if event.get(key) is not None:
                 row[key] = event[key]
         row["reason"], row["error"] = event.get("reason"), event.get("error")
         if event.get("event") == "task_started":
             row["pid"] = event.get("pid")
             row["started_at"] = event.get("ts")
+            row.pop("paused_at", None)
+            row.pop("paused_s", None)
+        elif event.get("event") in ("task_paused", "task_resumed"):
+            pause_clock(row, [event])
         elif event.get("event") == "task_progress":
             row["progress"] = {**(event.get("details") or {}), "ts": event.get("ts")}
         if event.get("exit_code") is not None:
             row["exit_code"] = event["exit_code"]
         row["updated_at"] = event.get("ts")
-    queued = [(body, mid, False) for body, mid in broker.peek_all(SPAWN_REQUESTS)]
-    queued += [(body, mid, True) for body, mid in broker.peek_all(SPAWN_WAITING)]
-    for body, mid, waiting in queued:
-        request = _load(body) or {}
-        spec = request.get("taskspec") or {}
-        tid = spec.get("tid") or str(mid)
-        row = rows.setdefault(tid, {"tid": tid, "status": "queued"})
-        if waiting:
-            row["reason"] = waiting_reason(request)
-        row.setdefault("name", spec.get("name"))
-        row.setdefault("request_id", request.get("request_id") or spec.get("request_id"))
-        row.setdefault("parent_tid", spec.get("parent_tid"))
-        if request.get("not_before"):
-            row["not_before"] = request["not_before"]
+    for queue in (SPAWN_REQUESTS, SPAWN_HELD, SPAWN_WAITING):
+        for body, mid in broker.peek_all(queue):
+            request = _load(body) or {}
+            row = _waiting_row(rows, request, mid, held=queue == SPAWN_HELD)
+            if queue == SPAWN_WAITING:
+                row["reason"] = waiting_reason(request)
     tasks = sorted(rows.values(), key=lambda r: r["tid"])
     if request_id is not None:
         tasks = [t for t in tasks if t.get("request_id") == request_id]
     return tasks
 
 
+def _waiting_row(rows: dict[str, dict[str, Any]], request: dict[str, Any], mid: int, *,
+                 held: bool) -> dict[str, Any]:
+    """Merge a queued or held request into its row: the queue it sits in is its state."""
+    spec = request.get("taskspec") or {}
+    tid = spec.get("tid") or str(mid)
+    row = rows.setdefault(tid, {"tid": tid, "status": "queued"})
+    if held:
+        row["status"] = "held"
+    elif row["status"] == "held":
+        row["status"] = "queued"
+    for key in ("name", "labels", "group", "priority", "parent_tid"):
+        if spec.get(key) is not None:
+            row.setdefault(key, spec[key])
+    row.setdefault("request_id", request.get("request_id") or spec.get("request_id"))
+    if spec and "target" not in row:
+        row["target"] = target_text(spec)
+    if request.get("not_before"):
+        row["not_before"] = request["not_before"]
+    return row
+
+
 def resolve_tid(broker: Broker, given: str) -> str:
-    """Accept a full 19-digit TID or its last 10+ digits when unambiguous."""
+    """Accept a full 19-digit TID or any tail of 6+ of its digits when unambiguous."""
     text = given.strip()
     if text.startswith("T") and text[1:].isdigit():
         text = text[1:]
@@ -201,7 +230,7 @@ def resolve_tid(broker: Broker, given: str) -> str:
         tid = str(event.get("tid", ""))
         if tid.endswith(text):
             matches.add(tid)
-    for queue in (SPAWN_REQUESTS, SPAWN_WAITING):
+    for queue in (SPAWN_REQUESTS, SPAWN_HELD, SPAWN_WAITING):
         for _body, mid in broker.peek_all(queue):
             if str(mid).endswith(text):
                 matches.add(str(mid))
@@ -224,6 +253,7 @@ def overview(broker: Broker) -> dict[str, Any]:
     return {
         "tasks": counts,
         "queued_requests": stats.get(SPAWN_REQUESTS, 0),
+        "held_requests": stats.get(SPAWN_HELD, 0),
         "waiting_requests": stats.get(SPAWN_WAITING, 0),
         "dead_letters": stats.get(SPAWN_REJECTED, 0),
         "log_events": stats.get(TASKS_LOG, 0),

@@ -37,6 +37,8 @@ class CommonOptions(TypedDict, total=False):
     stream_output: bool
     shell: bool
     request_id: str
+    group: str
+    hold: bool
     inbox_message: Any
     stdin: bytes | IO[bytes]
     delay: float

@@ -187,6 +187,12 @@ class Task:
             body["reason"] = reason
         sent_at = time.monotonic()
         upper = command.upper()
+        if upper in ("PAUSE", "RESUME") and self._waiting():
+            from weft.errors import UsageError
+
+            raise UsageError(f"task {self.tid} has not started: there is nothing to "
+                             f"{upper.lower()} (use 'weft task hold {self.short_tid}' to keep it "
+                             "from starting)")
         if upper in ("STOP", "KILL") and self._cancel_if_queued(upper):
             return self._synthetic(upper, request_id, "cancelled", "cancelled before it started",
                                    sent_at)
@@ -229,14 +235,23 @@ class Task:
         return any(broker.peek_one(queue, message_id=int(self.tid)) is not None
                    for queue in (SPAWN_REQUESTS, SPAWN_WAITING))
 
+    def _waiting(self) -> bool:
+        """Queued or held: no process exists yet."""
+        from weft.names import SPAWN_HELD
+
+        held = self.client.broker.peek_one(SPAWN_HELD, message_id=int(self.tid)) is not None
+        return held or self._queued()
+
     def _cancel_if_queued(self, command: str) -> bool:
         """STOP/KILL of a queued task: take its request off the queue (atomic) and end it."""
-        from weft.names import SPAWN_REQUESTS, SPAWN_WAITING, TASKS_LOG
+        from weft.names import SPAWN_HELD, SPAWN_REQUESTS, SPAWN_WAITING, TASKS_LOG
         from weft.runtime.batch import dumps
 
         broker = self.client.broker
         taken = (broker.read_one(SPAWN_REQUESTS, message_id=int(self.tid))
                  or broker.read_one(SPAWN_WAITING, message_id=int(self.tid)))
+        if taken is None:
+            taken = broker.read_one(SPAWN_HELD, message_id=int(self.tid))
         if taken is None:
             return False
         now = time.time()

@@ -101,6 +101,16 @@ def one_target(*, command: Any, function: Any, shell: bool, args: Any, kwargs: A
         raise ValueError("args/kwargs are only for function targets")
 
 
+GROUP_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def group_name(value: str | None) -> str | None:
+    if value is not None and not GROUP_RE.match(value):
+        raise ValueError("must be 1-64 letters, digits, '_', '.' or '-', starting with a "
+                         "letter or digit")
+    return value
+
+
 def text_length(value: str | None) -> str | None:
     if value is not None and len(value) > TEXT_MAX:
         raise ValueError(f"must be at most {TEXT_MAX} characters")
@@ -127,6 +137,7 @@ def check_fields(fields: Mapping[str, Any]) -> list[str]:
     run("tid", tid_shape, fields.get("tid"))
     run("parent_tid", tid_shape, fields.get("parent_tid"))
     run("name", text_length, fields.get("name"))
+    run("group", group_name, fields.get("group"))
     run("request_id", text_length, fields.get("request_id"))
     after = fields.get("after")
     run("after", after_tids, tuple(after) if after is not None else None)

@@ -74,6 +74,7 @@ class TaskSpec(_Frozen):
     labels: dict[str, str] = Field(default_factory=dict)
     parent_tid: str | None = None
     request_id: str | None = Field(default=None, max_length=TEXT_MAX)
+    group: str | None = None  # None is the group "default" (see docs/cli.md, weft group)
 
     command: tuple[str, ...] | None = None
     shell: bool = False
@@ -104,6 +105,10 @@ class TaskSpec(_Frozen):
     def _tid_shape(cls, value: str | None) -> str | None:
         return rules.tid_shape(value)
 
+    @field_validator("group")
+    @classmethod
+    def _group_name(cls, value: str | None) -> str | None:
+        return rules.group_name(value)
     @field_validator("after")
     @classmethod
     def _after_shape(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:

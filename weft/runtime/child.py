@@ -124,6 +124,9 @@ def _run_function(launch: dict[str, Any], cwd: str) -> dict[str, Any]:
             target = getattr(target, part)
             allowlist.check_path(target, part, tuple(allow) if allow else None)
     except Exception as exc:  # noqa: BLE001
+        missing = _missing_target(exc, module_name)
+        if missing is not None:  # the target's name is wrong: one line, exit 2, no traceback
+            return {"spawn_error": f"cannot load {launch['function']}: {missing}", "exit_code": 2}
         return {"error": f"cannot load {launch['function']}: {type(exc).__name__}: {exc}",
                 "traceback": traceback.format_exc()}
     calls = _pickle_codec(launch)
@@ -161,3 +164,12 @@ def _pickle_codec(launch: dict[str, Any]) -> Any:
     from weft.runtime import calls
 
     return calls
+def _missing_target(exc: Exception, module_name: str) -> str | None:
+    """Why the target does not exist (module or attribute missing), or None when
+    the module exists but failed while importing (its traceback then matters)."""
+    if isinstance(exc, ModuleNotFoundError) and exc.name and (
+            module_name == exc.name or module_name.startswith(exc.name + ".")):
+        return f"no module named {exc.name!r}"
+    if isinstance(exc, AttributeError) and not exc.__traceback__.tb_next:  # type: ignore[union-attr]
+        return str(exc)
+    return None

@@ -188,7 +188,8 @@ class Consumer(BaseTask):
             result["exception"] = outcome.exception
         self.batch.write(self.queues["outbox"], result)
         self.transition(outcome.state, FINAL_EVENTS[outcome.state], exit_code=outcome.exit_code,
-                        reason=outcome.reason, error=_short(outcome.error))
+                        reason=outcome.reason, error=_short(outcome.error),
+                        peak_rss_mb=peak_rss_mb, cpu_time_s=cpu_time_s)  # for metrics
         self._release()
 
     def _value_fields(self, value: Any) -> dict[str, Any]:

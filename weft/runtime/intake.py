@@ -111,7 +111,7 @@ class Intake:
 
     def _candidate(self, body: str, mid: int) -> Candidate | None:
         cand = self._cache.get(mid)
-        if cand is None:
+        if cand is None or cand.body != body:  # 'weft task edit' rewrites under the same id
             try:
                 cand = parse(body, mid)
             except ValueError as exc:

@@ -59,7 +59,7 @@ class Manager(BaseTask):
         self.intake = Intake(self.broker, self.batch, manager_tid=tid,
                              gate=Gate.for_manager(ctx, options))
         self.dependencies = Resolver(self.broker, manager_tid=tid)
-        self.policy: Policy = make_policy(ctx.settings, options)
+        self.policy: Policy = make_policy(ctx.settings, options, self.broker, tid)
         self.launcher = Launcher(root=str(ctx.root), manager_tid=tid)
         self.heartbeat = Heartbeat(self, interval=ctx.settings.heartbeat_interval)
         self.backoff = Backoff()
@@ -373,7 +373,8 @@ class Manager(BaseTask):
         self.intake.forget(cand.message_id)
         if moved is None:
             return False  # another manager won the race
-        self.policy.admit(self, cand, gpu_ids)
+        if not self.policy.admit(self, cand, gpu_ids):
+            return False  # its group filled up or paused since the plan: claim put back
         consumer = Consumer(cand.spec, request=cand.request, batch=self.batch, host=self,
                             gpu_ids=gpu_ids)
         if cand.request.attempt > 1:  # a work item an earlier attempt's host died holding
