@@ -149,7 +149,36 @@ def _make_control(command: str, help_text: str) -> click.Command:
     return cmd
 
 
-_make_control("PING", "Check a task or manager answers: prints PONG and the round trip.")
+@task_group.command("ping")
+@click.argument("tid")
+@click.option("--timeout", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="Seconds to wait for the answer.")
+@json_option
+def task_ping(tid: str, timeout: float, as_json: bool) -> None:
+    """Check a live process answers for TID: prints PONG and the round trip.
+
+    \b
+    PONG <ms>           a live process answered on ctrl_out in time (exit 0)
+    finished (<status>) the task has ended; nothing is left to answer (exit 1)
+    queued              no manager has started it yet (exit 1)
+    no answer ...       nothing answered within --timeout (exit 1)
+    """
+    reply = client().task(tid).ping(timeout=timeout)
+    if as_json:
+        echo_json(reply)
+    elif reply["alive"]:
+        click.echo(f"PONG {reply['rtt_ms']:.1f} ms")
+    elif (reply.get("details") or {}).get("finished"):
+        click.echo(f"finished ({reply['status']})")
+    elif reply.get("status") == "queued" and reply.get("error") is None:
+        click.echo("queued (no process yet)")
+    else:
+        click.echo(f"weft: {reply.get('error')} (last recorded status: {reply.get('status')})",
+                   err=True)
+    if not reply["alive"]:
+        raise SystemExit(1)
+
+
 _make_control("STATUS", "Ask a running task (or manager) for its live status; --json includes its pid.")
 _make_control("STOP", "Stop a task gracefully (SIGTERM to its process group, then SIGKILL).")
 _make_control("KILL", "Kill a task's whole process tree at once.")

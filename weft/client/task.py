@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from weft.client.polling import poll_until
 from weft.client.result import Result
-from weft.errors import TaskFailed, WaitTimeout
+from weft.errors import TaskFailed, WaitTimeout, WeftError
 from weft.models import TERMINAL
 from weft.names import task_queue
 
@@ -177,7 +177,7 @@ class Task:
             if self._queued():
                 # No process yet, so nobody to answer: the queue is the answer.
                 self._drop_request(request_id)
-                reply_text = "PONG" if upper == "PING" else "queued"
+                reply_text = None if upper == "PING" else "queued"
                 return self._synthetic(upper, request_id, "queued", reply_text, sent_at)
             return None
 
@@ -185,6 +185,8 @@ class Task:
             reply = poll_until(broker, matching, timeout=timeout,
                                what=f"a reply from {self.tid} to {command.upper()}")
         except WaitTimeout:
+            if upper == "PING":
+                self._drop_request(request_id)  # nobody to answer it; leave no litter
             raise WaitTimeout(f"no reply from task {self.tid} to {command.upper()} within "
                               f"{timeout:g}s (is it running, and is its manager alive?)") from None
         reply["rtt_ms"] = round((time.monotonic() - sent_at) * 1000, 2)
@@ -220,7 +222,7 @@ class Task:
                                        "reason": f"{command.lower()} while queued", **ident}))
         return True
 
-    def _synthetic(self, command: str, request_id: str, status: str, reply: str,
+    def _synthetic(self, command: str, request_id: str, status: str, reply: str | None,
                    sent_at: float) -> dict[str, Any]:
         return {"v": 1, "request_id": request_id, "tid": self.tid, "command": command, "ok": True,
                 "status": status, "pid": None, "reply": reply, "error": None,
@@ -237,14 +239,39 @@ class Task:
         # A finished task answers nothing; its queue holds the answer. Drop our request.
         self._drop_request(request_id)
         upper = command.upper()
+        # A PING is never answered PONG from a queue: PONG means a process answered.
         return {"v": 1, "request_id": request_id, "tid": self.tid, "command": upper, "ok": True,
                 "status": final.status, "pid": None,
-                "reply": "PONG" if upper == "PING" else f"already {final.status}",
-                "error": None, "details": {"finished": True}}
+                "reply": None if upper == "PING" else f"already {final.status}",
+                "error": None, "details": {"finished": True, "answered_by": "client"}}
 
     def ping(self, timeout: float = 10.0) -> dict[str, Any]:
-        """PING: the reply has ``reply == "PONG"`` and the round trip in ``rtt_ms``."""
-        return self.control("PING", timeout=timeout)
+        """Ask the task's live process (or, for a manager, the manager) for PONG.
+
+        Never raises for a missing answer: the reply's ``alive`` is True only
+        when a live process answered on ``ctrl_out`` within ``timeout``, and
+        then ``reply == "PONG"`` with the round trip in ``rtt_ms``. Otherwise
+        ``alive`` is False, ``reply`` None and ``status`` says what the broker
+        knows: a finished task's final status (``details.finished``), ``queued``
+        (no process yet), or, with no answer in time, the last recorded status
+        and ``error`` saying so.
+        """
+        try:
+            reply = self.control("PING", timeout=timeout)
+        except WaitTimeout as exc:
+            return {"v": 1, "request_id": None, "tid": self.tid, "command": "PING", "ok": False,
+                    "alive": False, "status": self._last_known_status(), "pid": None,
+                    "reply": None, "error": str(exc), "details": {"answered": False},
+                    "rtt_ms": None}
+        reply["alive"] = reply.get("reply") == "PONG" and \
+            (reply.get("details") or {}).get("answered_by") != "client"
+        return reply
+
+    def _last_known_status(self) -> str | None:
+        try:
+            return str(self.status()["status"])
+        except WeftError:
+            return None
 
     def stop(self, timeout: float = 10.0) -> dict[str, Any]:
         """SIGTERM to the task's process group (SIGKILL 5 s later): ends ``cancelled``."""
