@@ -24,7 +24,7 @@ from typing import Any, TypeVar, cast
 from simplebroker import BrokerSession, resolve_config
 from simplebroker._constants import BrokerError as _SBError
 
-from weft.broker import postgres
+from weft.broker import faults, postgres
 from weft.broker.postgres import ChangeFeed, redact
 from weft.errors import BrokerError
 from weft.settings import Settings
@@ -65,37 +65,37 @@ def _bound_lock_waits(seconds: float) -> None:
     _timestamp.TS_RETRY_MAX_ELAPSED = seconds
 
 
-def _check_header(path: Path) -> None:
-    """Refuse a file that is not SQLite at once (simplebroker would retry for seconds).
+def _check_before_open(path: Path) -> None:
+    """Refuse at once a broker that cannot work (simplebroker would retry for seconds).
 
-    Only while this process has no connection open: closing *any* descriptor of
-    a file drops every POSIX lock the process holds on it, SQLite's included.
+    Opening files is allowed only while this process has no connection open:
+    closing *any* descriptor of a file drops every POSIX lock the process
+    holds on it, SQLite's included.
     """
+    idle = not _OPEN
+    fault = faults.before_open(path, may_open=idle)
+    if fault is None and idle and path.exists():
+        fault = faults.damage(path) if _header_wrong(path) else None
+    if fault is not None:
+        raise BrokerError(f"broker error at {path}: {fault.detail}")
+
+
+def _header_wrong(path: Path) -> bool:
     try:
         with open(path, "rb") as fh:
             head = fh.read(16)
     except OSError:
-        return  # let the connection report it
-    if head and head != b"SQLite format 3\x00":
-        raise BrokerError(f"broker error at {path}: the broker file is corrupt "
-                          "(restore .weft/broker.db from a backup or remove it)")
+        return False  # let the connection report it
+    return bool(head) and head != faults.SQLITE_HEADER
 
 
 def _friendly(exc: BaseException, where: str) -> BrokerError:
+    """One line for a failed broker operation: the cause when one is found, else SQLite's words."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    low = text.lower()
     if where.startswith("postgres"):
         return BrokerError(f"broker error at {where}: {text}")
-    if "locked" in low or "busy" in low:
-        hint = "the broker file is locked by another process; try again"
-    elif ("not a database" in low or "not a valid sqlite" in low or "malformed" in low
-          or "corrupt" in low):
-        hint = "the broker file is corrupt (restore .weft/broker.db from a backup or remove it)"
-    elif "unable to open" in low or "readonly" in low or "permission" in low:
-        hint = "the broker file cannot be opened (check permissions)"
-    else:
-        hint = text
-    return BrokerError(f"broker error at {where}: {hint}")
+    fault = faults.explain(Path(where), str(exc), may_open=not _OPEN)
+    return BrokerError(f"broker error at {where}: {fault.detail if fault else text}")
 
 
 class _Shared:
@@ -181,8 +181,7 @@ class Broker:
             },
         )
         fresh = not path.exists()
-        if not fresh and not _OPEN:
-            _check_header(path)
+        _check_before_open(path)
         old_umask = os.umask(0o077) if fresh else None
         try:
             broker = cls(str(path), config=config, description=str(path))

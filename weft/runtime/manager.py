@@ -15,6 +15,7 @@ nothing and runs nothing twice (see :mod:`recovery`).
 
 from __future__ import annotations
 
+import logging
 import os
 import selectors
 import signal
@@ -33,9 +34,12 @@ from weft.runtime.heartbeat import Heartbeat
 from weft.runtime.intake import Candidate, Intake
 from weft.runtime.launcher import Launcher, LauncherLost
 from weft.runtime.outcome import lost
+from weft.runtime.presence import BrokerPresence
 from weft.runtime.recovery import recover_dead_managers
 from weft.runtime.tasklog import log_task_event
 from weft.runtime.wakeup import Backoff
+
+log = logging.getLogger("weft.manager")
 
 CHILD_CONTROL_EVERY = 0.05
 STOP_GRACE = 5.0  # between TERM and KILL when the drain grace runs out
@@ -57,6 +61,7 @@ class Manager(BaseTask):
         self.policy: Policy = make_policy(ctx.settings, options)
         self.launcher = Launcher(root=str(ctx.root), manager_tid=tid)
         self.heartbeat = Heartbeat(self, interval=ctx.settings.heartbeat_interval)
+        self.presence = BrokerPresence(ctx)
         self.backoff = Backoff()
         self.stop_reason: str | None = None
         self.kill_now = False
@@ -123,6 +128,7 @@ class Manager(BaseTask):
             self.last_activity = now
             self.backoff.reset()
         if self.heartbeat.due(now):
+            self._stop_if_broker_lost(now)
             self.heartbeat.beat(status="active")
             if recover_dead_managers(self.broker, self.batch, self.tid):
                 self._data_version = None
@@ -181,6 +187,13 @@ class Manager(BaseTask):
                 self._signal_quietly(tid, "KILL", "kill")
             else:
                 self._signal_quietly(tid, "TERM", "stop", STOP_GRACE)
+
+    def _stop_if_broker_lost(self, now: float) -> None:
+        """Our broker file was deleted or replaced: nobody can reach us; stop everything now."""
+        why = self.presence.lost()
+        if why is not None and self.stop_reason is None:
+            log.error("%s: stopping this manager and its tasks", why)
+            self.stop_reason, self.grace, self.draining_since = f"broker lost: {why}", 0.0, now
 
     def _shutdown(self) -> None:
         reason = self.stop_reason or "exit"
