@@ -11,7 +11,7 @@ exit code the CLI uses for it, so the CLI needs exactly one handler::
     ├── NotFound                 exit 4   no such task / manager / queue
     │   └── AmbiguousTid         exit 2   short TID matches several tasks
     ├── WaitTimeout              exit 5   a deadline passed while waiting
-    ├── TaskRejected             exit 2   no live manager can ever run the task
+    ├── TaskRejected             exit 2   no manager seen lately can ever run the task
     ├── ManagerUnavailable       exit 6   no manager could be started or reached
     └── TaskFailed               exit 1   a task ended failed; carries its Result
 """

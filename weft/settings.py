@@ -117,6 +117,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "log_level": _text(False),
     "manager_start_timeout": _number(float, gt=0),
     "launcher_preload": _flag,
+    "manager_history_window": _number(float, ge=0),
 }
 
 
@@ -145,6 +146,9 @@ class Settings:
     manager_start_timeout: float = 10.0
     launcher_preload: bool = field(default=False, metadata={
         "doc": "launcher imports weft's client stack once, for tasks that submit tasks"})
+    manager_history_window: float = field(default=86400.0, metadata={
+        "doc": "seconds a manager, once seen, counts when judging whether a request can "
+               "ever run: work only it could run waits (deferred) instead of being rejected"})
 
     def __post_init__(self) -> None:
         problems = []

@@ -65,6 +65,8 @@ def status_cmd(tid: str | None, request_id: str | None, watch: bool, interval: f
             counts[t["status"]] = counts.get(t["status"], 0) + 1
         overview["tasks"] = counts
         overview["request_id"] = request_id
+        overview["deferred"] = [{"tid": t["tid"], "reason": t.get("reason")} for t in tasks
+                                if t["status"] == "deferred"]
     if as_json:
         echo_json({"context": str(c.context.root), "broker": c.context.describe(),
                    "managers": [w.to_dict() for w in workers], **overview})
@@ -78,12 +80,25 @@ def status_cmd(tid: str | None, request_id: str | None, watch: bool, interval: f
     click.echo(f"tasks     {counts_text}")
     click.echo(f"queued    {overview['queued_requests']} request(s) waiting")
     click.echo(f"rejected  {overview['dead_letters']} dead letter(s) in weft.spawn.rejected")
+    _print_deferred(overview.get("deferred") or [])
+
+
+def _print_deferred(deferred: list[dict[str, Any]], limit: int = 5) -> None:
+    """Why deferred tasks wait (an absent manager, a busy GPU...): the reason is the point."""
+    if not deferred:
+        return
+    click.echo(f"deferred  {len(deferred)} task(s) waiting:")
+    for row in deferred[:limit]:
+        click.echo(f"  {row['tid'][-10:]}  {row.get('reason') or ''}".rstrip())
+    if len(deferred) > limit:
+        click.echo(f"  ... and {len(deferred) - limit} more (weft task list --status deferred)")
 
 
 def _print_task(info: dict[str, Any]) -> None:
     click.echo(f"task      {info['tid']}  {info.get('name') or ''}".rstrip())
     click.echo(f"status    {info['status']}")
-    for key in ("pid", "exit_code", "attempt", "request_id", "parent_tid", "manager_tid", "error"):
+    for key in ("reason", "pid", "exit_code", "attempt", "request_id", "parent_tid", "manager_tid",
+                "error"):
         if info.get(key) is not None:
             click.echo(f"{key:<9} {info[key]}")
     from weft.client.tree import rollup_text
@@ -170,8 +185,8 @@ def task_ping(tid: str, timeout: float, as_json: bool) -> None:
         click.echo(f"PONG {reply['rtt_ms']:.1f} ms")
     elif (reply.get("details") or {}).get("finished"):
         click.echo(f"finished ({reply['status']})")
-    elif reply.get("status") == "queued" and reply.get("error") is None:
-        click.echo("queued (no process yet)")
+    elif reply.get("status") in ("queued", "deferred") and reply.get("error") is None:
+        click.echo(f"{reply['status']} (no process yet)")
     else:
         click.echo(f"weft: {reply.get('error')} (last recorded status: {reply.get('status')})",
                    err=True)

@@ -109,6 +109,8 @@ def task_status(broker: Broker, tid: str) -> dict[str, Any]:
         info["error"] = result.get("error")
     if state not in ("running", "paused"):
         info.pop("pid", None)
+    if state == "deferred" and events and events[-1].get("reason"):
+        info["reason"] = events[-1]["reason"]  # why it waits, e.g. for an absent manager
     info["status"] = state
     info["events"] = events
     return info
@@ -187,11 +189,15 @@ def resolve_tid(broker: Broker, given: str) -> str:
 def overview(broker: Broker) -> dict[str, Any]:
     """Counts for ``weft status``."""
     counts: dict[str, int] = {}
+    deferred = []
     for task in list_tasks(broker):
         counts[task["status"]] = counts.get(task["status"], 0) + 1
+        if task["status"] == "deferred":
+            deferred.append({"tid": task["tid"], "reason": task.get("reason")})
     stats = {name: pending for name, pending, _total in broker.queue_stats()}
     return {
         "tasks": counts,
+        "deferred": deferred,
         "queued_requests": stats.get(SPAWN_REQUESTS, 0),
         "dead_letters": stats.get(SPAWN_REJECTED, 0),
         "log_events": stats.get(TASKS_LOG, 0),

@@ -177,8 +177,12 @@ class Task:
             if self._queued():
                 # No process yet, so nobody to answer: the queue is the answer.
                 self._drop_request(request_id)
-                reply_text = None if upper == "PING" else "queued"
-                return self._synthetic(upper, request_id, "queued", reply_text, sent_at)
+                state, reason = self._waiting_state()
+                reply = self._synthetic(upper, request_id, state,
+                                        None if upper == "PING" else state, sent_at)
+                if reason:
+                    reply["details"]["reason"] = reason
+                return reply
             return None
 
         try:
@@ -197,6 +201,15 @@ class Task:
         from weft.names import SPAWN_REQUESTS
 
         return self.client.broker.peek_one(SPAWN_REQUESTS, message_id=int(self.tid)) is not None
+
+    def _waiting_state(self) -> tuple[str, str | None]:
+        """``queued``, or ``deferred`` with the reason a manager gave for holding it back."""
+        from weft.client.queries import task_events
+
+        events = task_events(self.client.broker, self.tid)
+        if events and events[-1].get("status") == "deferred":
+            return "deferred", events[-1].get("reason")
+        return "queued", None
 
     def _cancel_if_queued(self, command: str) -> bool:
         """STOP/KILL of a queued task: take its request off the queue (atomic) and end it."""
