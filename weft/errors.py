@@ -8,6 +8,7 @@ exit code the CLI uses for it, so the CLI needs exactly one handler::
     │   └── InvalidSpec          exit 2   a TaskSpec or message failed validation
     ├── ContextError             exit 2   no project context / cannot create one
     ├── BrokerError              exit 3   broker file locked, corrupt or unreachable
+    │   └── BrokerUnavailable    exit 3   the broker's server cannot be reached (yet)
     ├── NotFound                 exit 4   no such task / manager / queue
     │   └── AmbiguousTid         exit 2   short TID matches several tasks
     ├── WaitTimeout              exit 5   a deadline passed while waiting
@@ -23,6 +24,7 @@ from typing import Any
 __all__ = [
     "AmbiguousTid",
     "BrokerError",
+    "BrokerUnavailable",
     "ContextError",
     "InvalidSpec",
     "ManagerUnavailable",
@@ -64,6 +66,10 @@ class ContextError(WeftError):
 
 class BrokerError(WeftError):
     exit_code = 3
+
+
+class BrokerUnavailable(BrokerError):
+    """The broker's server does not answer: waiters wait it out, others fail at once."""
 
 
 class NotFound(WeftError):

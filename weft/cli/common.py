@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 def client(*, create: bool = False, auto_start: bool = True) -> WeftClient:
     from weft.client.client import WeftClient
 
-    return WeftClient(create=create, announce=create, auto_start=auto_start)
+    c = WeftClient(create=create, announce=create, auto_start=auto_start)
+    c.on_broker_outage = lambda line: click.echo(f"weft: {line}", err=True)
+    return c
 
 
 def echo_json(obj: Any) -> None:

@@ -33,6 +33,9 @@ def worker_group() -> None:
 @click.option("--metrics-addr", callback=lambda _c, _p, v: _check_metrics_addr(v),
               help="Serve Prometheus metrics on HOST:PORT or PORT (loopback unless a host is "
                    "given; 0 picks a free port).")
+@click.option("--max-broker-outage", type=click.FloatRange(min=0, min_open=True),
+              help="Stop (as if told STOP) once the broker has been unreachable this many "
+                   "seconds; by default a manager waits out an outage of any length.")
 @json_option
 def worker_start(foreground: bool, as_json: bool, **options: Any) -> None:
     """Start a manager and print its TID (detached unless --foreground)."""
@@ -116,6 +119,8 @@ def worker_status(tid: str | None, as_json: bool) -> None:
     click.echo(f"manager    {info.tid}  ({info.status})")
     click.echo(f"pid        {info.pid} on {info.host}   launcher pid {rec.get('launcher_pid')}")
     click.echo(f"uptime     {up:.0f}s   heartbeat {ago(rec.get('heartbeat_at'))}")
+    if rec.get("broker_outage"):
+        click.echo(f"broker     {rec['broker_outage']['text']}")
     load = rec.get("load") or {}
     caps = rec.get("capabilities") or {}
     click.echo(f"running    {load.get('running', 0)} of {caps.get('max_concurrency', '?')}")

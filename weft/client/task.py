@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from weft.client.polling import poll_until
+from weft.client.polling import open_waiting, poll_until
 from weft.client.result import Result
 from weft.errors import TaskFailed, WaitTimeout, WeftError
 from weft.models import TERMINAL
@@ -66,11 +66,19 @@ class Task:
     def wait(self, timeout: float | None = None) -> Result:
         """Block until the task ends; return its Result whatever the status.
 
-        Raises WaitTimeout if it has not ended within ``timeout`` seconds.
+        Raises WaitTimeout if it has not ended within ``timeout`` seconds. A
+        broker outage is waited out (``client.on_broker_outage`` hears one
+        line); one still going on at the deadline raises BrokerError.
         """
         if self._result is None:
-            self._result = poll_until(self.client.broker, self._final, timeout=timeout,
-                                      what=f"task {self.tid}")
+            started = time.monotonic()
+            broker = open_waiting(lambda: self.client.broker, timeout=timeout,
+                                  notify=self.client.on_broker_outage)
+            if timeout is not None:
+                timeout = max(0.0, timeout - (time.monotonic() - started))
+            self._result = poll_until(broker, self._final, timeout=timeout,
+                                      what=f"task {self.tid}",
+                                      notify=self.client.on_broker_outage)
         return self._result
 
     def result(self, timeout: float | None = None) -> Result:
@@ -96,7 +104,8 @@ class Task:
         ``data`` and ``attempt``. Raises WaitTimeout if the task is still
         going after ``timeout`` seconds.
         """
-        broker = self.client.broker
+        broker = open_waiting(lambda: self.client.broker, timeout=timeout,
+                              notify=self.client.on_broker_outage)
         queue = task_queue(self.tid, "outbox")
         cursor: int | None = None
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -107,7 +116,8 @@ class Task:
 
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            page = poll_until(broker, fresh, timeout=remaining, what=f"output of {self.tid}")
+            page = poll_until(broker, fresh, timeout=remaining, what=f"output of {self.tid}",
+                              notify=self.client.on_broker_outage)
             for body, mid in page:
                 cursor = mid
                 message = json.loads(body)

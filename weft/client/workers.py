@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from weft.errors import ManagerUnavailable, NotFound, UsageError, WaitTimeout
 from weft.names import WORKERS_REGISTRY
-from weft.runtime import registry
+from weft.runtime import outage, registry
 from weft.runtime.batch import dumps
 
 if TYPE_CHECKING:
@@ -57,6 +57,8 @@ class Workers:
         for entry in registry.read_all(self.client.broker).values():
             rec = entry.record
             state = registry.liveness(rec, now)
+            if rec.get("host") == registry.HOST and (held := outage.state_of(entry.tid)):
+                rec = {**rec, "broker_outage": {**held, "text": outage.describe(held)}}
             if all or state == "active":
                 infos.append(WorkerInfo(entry.tid, state, int(rec.get("pid") or 0),
                                         str(rec.get("host")), rec))
