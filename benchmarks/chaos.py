@@ -5,7 +5,9 @@
 Submits ``--tasks`` short tasks (mostly ``true``, some short sleeps, a third
 with one retry), and while they flow, at random moments: SIGKILLs a manager
 (then starts a replacement), SIGKILLs a manager together with its launcher,
-or SIGKILLs a running task's process. When everything has settled it checks
+SIGKILLs a running task's process, or (``--outage SECONDS``, as root with
+chattr) takes the broker away: its files are made immutable for that long,
+so every write fails while managers and their tasks keep running. When everything has settled it checks
 the promise of ARCHITECTURE.md §5 and prints the figures as JSON:
 
 - every task reached exactly one terminal state (one final event, one result);
@@ -24,6 +26,7 @@ import os
 import random
 import signal
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -49,6 +52,9 @@ class Chaos:
         self.all_pids: set[int] = set()
         self.kills = Counter()
         self.tids: list[str] = []
+        self.outage_seconds = 0.0
+        self._outage_until: float | None = None
+        self._frozen: list[Path] = []
 
     # -- processes ------------------------------------------------------------
     def start_manager(self) -> None:
@@ -74,6 +80,28 @@ class Chaos:
         _quietly(os.kill, self.rng.choice(running), signal.SIGKILL)
         self.kills["consumer"] += 1
 
+    def broker_outage(self) -> None:
+        """Make the broker's files immutable: writes fail (EPERM) until :meth:`end_outage`."""
+        db = self.root / ".weft" / "broker.db"
+        for path in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
+            if path.exists() and subprocess.run(["chattr", "+i", str(path)],
+                                                capture_output=True).returncode == 0:
+                self._frozen.append(path)
+        if self._frozen:
+            self._outage_until = time.monotonic() + self.outage_seconds
+            self.kills["broker_outage"] += 1
+
+    def end_outage(self, *, force: bool = False) -> None:
+        if self._outage_until is None or (not force and time.monotonic() < self._outage_until):
+            return
+        for path in self._frozen:
+            subprocess.run(["chattr", "-i", str(path)], check=False)
+        self._frozen, self._outage_until = [], None
+
+    @property
+    def in_outage(self) -> bool:
+        return self._outage_until is not None
+
     def _running_pids(self) -> list[int]:
         started: dict[str, int] = {}
         for event in self.events():
@@ -97,10 +125,11 @@ class Chaos:
         for _ in range(self.n_managers):
             self.start_manager()
         batch = max(1, self.n_tasks // 20)
-        while len(self.tids) < self.n_tasks or not self.settled():
-            if len(self.tids) < self.n_tasks:
+        while len(self.tids) < self.n_tasks or self.in_outage or not self.settled():
+            self.end_outage()
+            if len(self.tids) < self.n_tasks and not self.in_outage:
                 self.submit(min(batch, self.n_tasks - len(self.tids)))
-            if len(self.tids) < self.n_tasks or self.rng.random() < 0.3:
+            if (len(self.tids) < self.n_tasks or self.rng.random() < 0.3) and not self.in_outage:
                 self.chaos_step()
             time.sleep(self.rng.uniform(0.5, 1.5) * kill_every)
             if time.monotonic() - started > deadline:
@@ -116,6 +145,8 @@ class Chaos:
             self.kill_manager(with_launcher=True)
         elif roll < 0.75:
             self.kill_consumer()
+        elif roll < 0.85 and self.outage_seconds > 0:
+            self.broker_outage()
 
     def settled(self) -> bool:
         finished = {e["tid"] for e in self.events() if e.get("event") in FINAL_EVENTS}
@@ -175,6 +206,7 @@ class Chaos:
         }
 
     def close(self) -> None:
+        self.end_outage(force=True)  # never leave the broker immutable
         for info in self.managers:
             _quietly(os.kill, info.pid, signal.SIGTERM)
         deadline = time.monotonic() + 30
@@ -220,9 +252,10 @@ def _alive(pid: int) -> bool:
 
 
 def run_chaos(root: Path, *, tasks: int, managers: int = 2, seed: int = 1,
-              kill_every: float = 0.5) -> dict[str, Any]:
+              kill_every: float = 0.5, outage: float = 0.0) -> dict[str, Any]:
     """One chaos run in an initialised project; returns the report."""
     chaos = Chaos(root, tasks=tasks, managers=managers, seed=seed)
+    chaos.outage_seconds = outage
     started = time.monotonic()
     try:
         chaos.run(kill_every=kill_every)
@@ -239,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--kill-every", type=float, default=0.5,
                         help="mean seconds between chaos actions while submitting")
+    parser.add_argument("--outage", type=float, default=0.0, metavar="SECONDS",
+                        help="also take the broker away (immutable files) for this long at "
+                             "random moments (needs root and chattr; 0 = never)")
     parser.add_argument("--dir", help="project directory (default: a new temporary one)")
     args = parser.parse_args(argv)
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="weft-chaos-"))
@@ -247,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
 
     context.init(root)
     report = run_chaos(root, tasks=args.tasks, managers=args.managers, seed=args.seed,
-                       kill_every=args.kill_every)
+                       kill_every=args.kill_every, outage=args.outage)
     report["project"] = str(root)
     print(json.dumps(report, indent=2))
     return 0 if report["ok"] else 1
