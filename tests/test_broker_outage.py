@@ -88,11 +88,10 @@ def small_disk(tmp_path) -> Iterator[Path]:
 
 
 def _fill(path: Path) -> None:
-    with open(path, "wb") as fh:
+    with open(path, "wb", buffering=0) as fh:  # unbuffered: nothing left to fail on close
         try:
             while True:
-                fh.write(b"\0" * 65536)
-                fh.flush()
+                fh.write(b"\0" * 4096)
         except OSError:
             pass
 
@@ -185,3 +184,34 @@ def test_postgres_restart_is_ridden_out(tmp_path, monkeypatch):
         subprocess.run([sys.executable, "-c", "import sys; from weft.broker.postgres import "
                         "drop_schema; drop_schema(sys.argv[1], sys.argv[2])", dsn, schema],
                        env=proj.env, capture_output=True)
+
+
+def test_max_broker_outage_stops_and_the_next_manager_writes_back(small_disk, tmp_path):
+    proj = Project(small_disk / "proj")
+    proj.root.mkdir()
+    proj.env["WEFT_SPILL_DIR"] = str(tmp_path / "spill")
+    try:
+        assert proj.cli("init").returncode == 0
+        manager = proj.cli("worker", "start", "--max-broker-outage", "1", "--grace", "30") \
+            .stdout.strip()
+        tid = proj.cli("run", "--no-wait", "--", "sh", "-c", "sleep 1; echo held").stdout.strip()
+        wait_for(lambda: any(e["event"] == "task_started" for e in proj.events(tid)),
+                 what="task running")
+        mgr_pid = proj.registry()[manager]["pid"]
+        proj.track(mgr_pid)
+        filler = small_disk / "filler"
+        _fill(filler)
+        try:
+            # Past the bound the manager drains (the task ends on its own) and exits,
+            # spilling what it could not write instead of losing it.
+            wait_for(lambda: not pid_alive(mgr_pid), timeout=30, what="the manager stopped")
+            spilled = list((tmp_path / "spill").glob("weft-*/held-*.jsonl"))
+            assert len(spilled) == 1, spilled
+        finally:
+            filler.unlink()
+        proj.cli("worker", "start")  # the next manager writes the held outcome back first
+        result = json.loads(proj.cli("result", tid, "--json", "--timeout", "30").stdout)
+        assert (result["status"], result["stdout"]) == ("completed", "held\n")
+        assert not list((tmp_path / "spill").glob("weft-*/held-*.jsonl"))
+    finally:
+        proj.reap()
