@@ -215,3 +215,25 @@ def test_max_broker_outage_stops_and_the_next_manager_writes_back(small_disk, tm
         assert not list((tmp_path / "spill").glob("weft-*/held-*.jsonl"))
     finally:
         proj.reap()
+
+
+def test_a_manager_riding_out_an_outage_is_not_judged_dead(tmp_path, monkeypatch):
+    from weft.resources import pid_create_time
+    from weft.runtime import registry
+
+    monkeypatch.setenv("WEFT_SPILL_DIR", str(tmp_path / "spill"))
+    stale = {"tid": "7" * 19, "status": "active", "host": registry.HOST, "pid": os.getpid(),
+             "pid_create_time": pid_create_time(os.getpid()), "heartbeat_at": 0,
+             "heartbeat_interval": 1.0}
+    assert registry.liveness(stale, time.time()) == "dead"  # a stale heartbeat, no outage
+    watch = outage.Outage(stale["tid"], root=tmp_path, lease=5.0)
+    watch.begin(RuntimeError("database or disk is full"), held=3, now=time.monotonic())
+    try:
+        assert registry.liveness(stale, time.time()) == "active"
+        assert not registry.recoverable(stale, time.time())
+        assert not watch.may_judge_peers(time.monotonic())
+        assert "broker unreachable since" in outage.describe(outage.state_of(stale["tid"]))
+    finally:
+        watch.end(time.monotonic(), flushed=3)
+    assert registry.liveness(stale, time.time()) == "dead"
+    assert not watch.may_judge_peers(time.monotonic())  # a lease after the outage: not yet

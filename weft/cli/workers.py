@@ -101,7 +101,8 @@ def worker_list(show_all: bool, as_json: bool) -> None:
         click.echo("no managers" if show_all else "no live managers")
         return
     table(None, ["TID", "STATUS", "PID", "HOST", "RUNNING", "HEARTBEAT"],
-          [[w.tid, w.status, w.pid, w.host, (w.record.get("load") or {}).get("running", 0),
+          [[w.tid, w.status + (" (broker unreachable)" if w.record.get("broker_outage") else ""),
+            w.pid, w.host, (w.record.get("load") or {}).get("running", 0),
             ago(w.record.get("heartbeat_at"))] for w in workers])
 
 
