@@ -163,6 +163,10 @@ def test_postgres_restart_is_ridden_out(tmp_path, monkeypatch):
         pid = json.loads(proj.cli("worker", "status", manager, "--json").stdout)["pid"]
         proj.track(pid)
         waiter = proj.popen("result", tid, "--json")
+        from weft.client.client import WeftClient
+
+        script = WeftClient(proj.root, create=False, auto_start=False)  # a long-lived client
+        assert any(t["tid"] == tid for t in script.tasks())
         subprocess.run([*shlex.split(ctl), "stop", "-m", "fast"], check=True, capture_output=True)
         stopped = True
         monkeypatch.setenv("WEFT_SPILL_DIR", proj.env["WEFT_SPILL_DIR"])
@@ -170,6 +174,10 @@ def test_postgres_restart_is_ridden_out(tmp_path, monkeypatch):
         time.sleep(20)  # the figure: a 20 s outage, with the task ending inside it
         subprocess.run([*shlex.split(ctl), "start"], check=True, capture_output=True)
         stopped = False
+        # Its pooled connection died with the server; its first read after the
+        # restart still works (reads are tried once more on Postgres).
+        assert any(t["tid"] == tid for t in script.tasks())
+        script.close()
         out, err = waiter.communicate(timeout=120)
         assert waiter.returncode == 0, err
         assert json.loads(out)["stdout"] == "done\n"

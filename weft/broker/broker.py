@@ -216,6 +216,21 @@ class Broker:
         except (sqlite3.Error, _SBError, OSError) as exc:
             raise _friendly(exc, self.description) from None
 
+    def _look(self, fn: Callable[[], T]) -> T:
+        """A read: on Postgres, tried once more when it fails.
+
+        The pooled connection of a long-lived process dies with a server
+        restart and the first call after it fails while the pool replaces
+        it. Reads change nothing, so one more try is safe; writes and moves
+        are never repeated here (their first try may have committed).
+        """
+        try:
+            return self._call(fn)
+        except BrokerError:
+            if self.backend != "postgres":
+                raise
+            return self._call(fn)
+
     # -- identity ---------------------------------------------------------
     def generate_id(self) -> int:
         return self._call(self._core.generate_timestamp)
@@ -300,12 +315,12 @@ class Broker:
 
     # -- looking ----------------------------------------------------------
     def peek_one(self, queue: str, *, message_id: int | None = None) -> Message | None:
-        return cast("Message | None", self._call(
+        return cast("Message | None", self._look(
             lambda: self._core.peek_one(queue, exact_timestamp=message_id, with_timestamps=True)
         ))
 
     def peek_many(self, queue: str, limit: int, *, after: int | None = None) -> list[Message]:
-        return self._call(
+        return self._look(
             lambda: cast("list[Message]", list(
                 self._core.peek_many(queue, limit, with_timestamps=True, after_timestamp=after)
             ))
@@ -324,7 +339,7 @@ class Broker:
     def find_ids(self, queue: str, contains: str, *, limit: int = 1000,
                  after: int | None = None) -> list[int]:
         """Ids of pending messages whose body contains ``contains`` (at most 1000)."""
-        return self._call(
+        return self._look(
             lambda: list(self._core.find_message_ids(queue, body_contains=contains, limit=limit,
                                                      after_timestamp=after))
         )
@@ -350,14 +365,14 @@ class Broker:
         return found
 
     def has_pending(self, queue: str) -> bool:
-        return self._call(lambda: bool(self._core.has_pending_messages(queue)))
+        return self._look(lambda: bool(self._core.has_pending_messages(queue)))
 
     def queue_stats(self) -> list[tuple[str, int, int]]:
         """(name, pending, total) for every queue that holds rows."""
-        return self._call(lambda: [tuple(r) for r in self._core.get_queue_stats()])  # type: ignore[misc]
+        return self._look(lambda: [tuple(r) for r in self._core.get_queue_stats()])  # type: ignore[misc]
 
     def count(self, queue: str) -> int:
-        return self._call(lambda: int(self._core.get_queue_stat(queue).pending))
+        return self._look(lambda: int(self._core.get_queue_stat(queue).pending))
 
     def data_version(self) -> int | None:
         """Changes whenever another connection may have committed; None if unknown.
