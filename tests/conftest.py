@@ -101,7 +101,10 @@ class Project:
                     groups.add(int(event["pid"]))
         except sqlite3.Error:
             pass
+        me = {os.getpid(), os.getpgrp()}
         for pid in groups:
+            if pid <= 1 or pid in me:
+                continue  # a forged or odd record must not make the harness signal everything
             for kill in (os.killpg, os.kill):
                 try:
                     kill(pid, signal.SIGKILL)
@@ -155,8 +158,8 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project
         monkeypatch.delenv(key)
     monkeypatch.setenv("WEFT_MANAGER_IDLE_TIMEOUT", "120")
     monkeypatch.setenv("WEFT_HEARTBEAT_INTERVAL", "1")
-    # Managers started in-process (the client fixture) must run this checkout's
-    # code too, not whatever copy of weft is installed.
+    # Managers started in-process (the `manager` fixture, WeftClient) must run
+    # this checkout's code, not whichever weft is installed.
     monkeypatch.setenv("PYTHONPATH", proj.env["PYTHONPATH"])
     monkeypatch.chdir(root)
     try:

@@ -14,6 +14,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AmbiguousTid",
+    "AsyncTask",
+    "AsyncWeftClient",
+    "BrokenTask",
     "BrokerError",
     "ContextError",
     "CurrentTask",
@@ -32,6 +35,7 @@ __all__ = [
     "WaitTimeout",
     "WeftClient",
     "WeftError",
+    "WeftExecutor",
     "WorkerInfo",
     "__version__",
     "current_task",
@@ -44,6 +48,10 @@ _LAZY = {
     "current_task": "weft.client.current",
     "CurrentTask": "weft.client.current",
     "WorkerInfo": "weft.client.workers",
+    "WeftExecutor": "weft.client.executor",
+    "AsyncWeftClient": "weft.client.async_client",
+    "AsyncTask": "weft.client.async_client",
+    "BrokenTask": "weft.client.executor",
     "TaskSpec": "weft.models.taskspec",
     "Resources": "weft.models.taskspec",
     "Limits": "weft.models.taskspec",
@@ -55,8 +63,10 @@ _ERRORS = {
 }
 
 if TYPE_CHECKING:
+    from weft.client.async_client import AsyncTask, AsyncWeftClient
     from weft.client.client import WeftClient
     from weft.client.current import CurrentTask, current_task
+    from weft.client.executor import BrokenTask, WeftExecutor
     from weft.client.result import Result
     from weft.client.task import Task
     from weft.client.workers import WorkerInfo

@@ -14,7 +14,12 @@ exit code the CLI uses for it, so the CLI needs exactly one handler::
     ├── WaitTimeout              exit 5   a deadline passed while waiting
     ├── TaskRejected             exit 2   no manager seen lately can ever run the task
     ├── ManagerUnavailable       exit 6   no manager could be started or reached
-    └── TaskFailed               exit 1   a task ended failed; carries its Result
+    ├── TaskFailed               exit 1   a task ended failed; carries its Result
+    ├── JobFailed                exit 1   a job step failed and its on_error said stop
+    └── BrokenTask               exit 1   a WeftExecutor task's process died; also a
+                                          concurrent.futures.BrokenExecutor, so it is
+                                          defined in weft.client.executor (importing
+                                          concurrent.futures here would slow the CLI)
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ __all__ = [
     "BrokerUnavailable",
     "ContextError",
     "InvalidSpec",
+    "JobFailed",
     "ManagerUnavailable",
     "NotFound",
     "TaskFailed",
@@ -107,6 +113,12 @@ class TaskFailed(WeftError):
         self.error = getattr(result, "error", None)
         self.traceback = getattr(result, "traceback", None)
         self.status = getattr(result, "status", None)
+
+
+class JobFailed(WeftError):
+    """Raised inside a job's own task so that the job ends ``failed`` (docs/jobs.md)."""
+
+    exit_code = 1
 
 
 def describe_validation_error(exc: Any, *, what: str) -> str:

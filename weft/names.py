@@ -4,6 +4,12 @@ from __future__ import annotations
 
 SPAWN_REQUESTS = "weft.spawn.requests"
 SPAWN_REJECTED = "weft.spawn.rejected"
+# Requests with dependencies wait here until weft/runtime/dependencies.py
+# releases them into SPAWN_REQUESTS (or cancels them through SPAWN_CANCELLING).
+SPAWN_WAITING = "weft.spawn.waiting"
+SPAWN_CANCELLING = "weft.spawn.cancelling"
+# What each job has submitted, one record per step item (weft/jobs/progress.py).
+JOBS_PROGRESS = "weft.jobs.progress"
 TASKS_LOG = "weft.tasks.log"
 WORKERS_REGISTRY = "weft.workers.registry"
 

@@ -117,6 +117,8 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "log_level": _text(False),
     "manager_start_timeout": _number(float, gt=0),
     "launcher_preload": _flag,
+    "function_allow": _text(True),
+    "allow_pickle": _flag,
     "manager_history_window": _number(float, ge=0),
 }
 
@@ -146,6 +148,12 @@ class Settings:
     manager_start_timeout: float = 10.0
     launcher_preload: bool = field(default=False, metadata={
         "doc": "launcher imports weft's client stack once, for tasks that submit tasks"})
+    function_allow: str | None = field(default=None, metadata={
+        "doc": "comma list of function target prefixes a manager runs (e.g. 'mypkg.,tasks.'); "
+               "unset: any (docs/security.md)"})
+    allow_pickle: bool = field(default=True, metadata={
+        "doc": "function arguments and results may travel pickled (Python API); "
+               "0 refuses them (see docs/python-api.md, Trust)"})
     manager_history_window: float = field(default=86400.0, metadata={
         "doc": "seconds a manager, once seen, counts when judging whether a request can "
                "ever run: work only it could run waits (deferred) instead of being rejected"})

@@ -271,6 +271,15 @@ class Broker:
 
         return self._call(run)
 
+    def insert_atomic(self, records: list[tuple[str, str, int]]) -> None:
+        """Insert (queue, body, id) rows in ONE transaction, ids from :meth:`generate_id`.
+
+        For a group whose parts name each other's ids (a job's child request
+        and the record of it): all of them or none survive a crash.
+        """
+        if records:
+            self._call(lambda: self._core.insert_messages(records))
+
     def insert(self, queue: str, body: str, message_id: int) -> None:
         self._call(lambda: self._core.insert_messages([(queue, body, message_id)]))
 

@@ -11,6 +11,7 @@ import sys
 
 import click
 
+from weft.cli.jobs import job_group
 from weft.cli.observe import events_cmd, logs_cmd, metrics_cmd, wait_cmd
 from weft.cli.ops import queue_group, tidy_cmd
 from weft.cli.run import run_cmd
@@ -64,6 +65,7 @@ cli.add_command(result_cmd)
 cli.add_command(status_cmd)
 cli.add_command(task_group)
 cli.add_command(worker_group)
+cli.add_command(job_group)
 cli.add_command(queue_group)
 cli.add_command(tidy_cmd)
 cli.add_command(metrics_cmd)

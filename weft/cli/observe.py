@@ -97,6 +97,10 @@ def event_line(event: dict[str, Any]) -> str:
     for key in ("name", "request_id", "reason", "exit_code", "error"):
         if event.get(key) is not None:
             parts.append(f"{key}={event[key]}")
+    if event.get("event") == "task_progress":
+        from weft.client.progress import text
+
+        parts.append(text(event.get("details")))
     return "  ".join(parts)
 
 
@@ -126,24 +130,40 @@ def events_cmd(follow: bool, request_id: str | None, tid: str | None, last: int 
 def logs_cmd(tid: str, follow: bool, as_json: bool) -> None:
     """A task's output and lifecycle events, in the order they happened.
 
+    For a job (without --follow), every child's lines follow the job's own,
+    prefixed by the step and item that wrote them ('square[3] ...').
+
     --json prints one object per line: {"type": "event"|"stream"|"result",
     "tid", "request_id", ...}.
     """
+    from weft.jobs.logs import prefix
+
     try:
-        for entry in client().task_log(tid, follow=follow):
+        for entry in _log_entries(tid, follow):
+            tag = prefix(entry)
             if as_json:
                 echo_json(entry)
             elif entry["type"] == "stream":
                 stream = sys.stdout if entry.get("stream") == "stdout" else sys.stderr
-                stream.write(entry.get("data", ""))
+                data = entry.get("data", "")
+                if tag:  # a job's child: every line says which step and item wrote it
+                    data = "".join(tag + line for line in data.splitlines(keepends=True))
+                stream.write(data)
                 stream.flush()
             elif entry["type"] == "event":
-                click.echo(f"# {event_line(entry)}")
+                click.echo(f"# {tag}{event_line(entry)}")
             else:
-                click.echo(f"# {_clock(entry.get('finished_at'))}  result  {entry.get('status')}"
+                click.echo(f"# {tag}{_clock(entry.get('finished_at'))}  result  {entry.get('status')}"
                            f"  exit_code={entry.get('exit_code')}")
     except KeyboardInterrupt:
         return
+
+
+def _log_entries(tid: str, follow: bool) -> Any:
+    """A job's log covers its children (weft.jobs.logs); any other task's is its own."""
+    c = client()
+    entries = None if follow else c.job_log(tid)
+    return entries if entries is not None else c.task_log(tid, follow=follow)
 
 
 # -- weft status TID --tree ----------------------------------------------------------

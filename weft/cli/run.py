@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from weft.cli.common import echo_json, write_stream
+from weft.cli.dependencies import after_fields, after_options
 
 
 def _parse_value(text: str) -> Any:
@@ -54,7 +55,8 @@ def _load_spec_file(path: str) -> dict[str, Any]:
 @click.option("--spec", "spec_file", type=click.Path(dir_okay=False), help="Read the TaskSpec from a JSON file.")
 @click.option("--shell", is_flag=True, help="Run COMMAND (one string) through /bin/sh -c.")
 @click.option("--name", help="A name for the task (shown in lists and process titles).")
-@click.option("--env", "env", multiple=True, metavar="K=V", help="Set an environment variable; repeatable.")
+@click.option("--env", "env", multiple=True, metavar="K=V", help="Set an environment variable; repeatable. Stored in clear in the broker: use --secret for secrets.")
+@click.option("--secret", "secrets", multiple=True, metavar="NAME", help="Pass environment variable NAME, its value read by the manager from .weft/secrets or its own environment, never stored in the broker; repeatable.")
 @click.option("--cwd", type=click.Path(file_okay=False), help="Working directory (default: here).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Kill the task after S seconds (exit 124).")
 @click.option("--cpus", type=click.FloatRange(min=0), help="CPUs to reserve.")
@@ -69,6 +71,7 @@ def _load_spec_file(path: str) -> dict[str, Any]:
 @click.option("--delay", type=click.FloatRange(min=0), help="Do not start before S seconds from now.")
 @click.option("--request-id", help="Correlation id carried by every event (default: new UUID).")
 @click.option("--label", "labels", multiple=True, metavar="K=V", help="Attach a label; repeatable.")
+@after_options
 @click.option("--no-wait", is_flag=True, help="Print the TID and return at once.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final result message as JSON.")
 @click.pass_context
@@ -102,6 +105,7 @@ def run_cmd(ctx: click.Context, command: tuple[str, ...], function: str | None,
         fields["shell"] = True
     from weft.cli.common import client
 
+    fields.update(after_fields(opts, lambda: client(create=True)))
     pieces: dict[str, Any] = dict(
         command=list(command) if command else None,
         function=function,
@@ -136,6 +140,8 @@ def _spec_fields(opts: dict[str, Any]) -> dict[str, Any]:
             fields[key] = opts[key]
     if opts.get("env"):
         fields["env"] = _parse_pairs(opts["env"], "--env", json_values=False)
+    if opts.get("secrets"):
+        fields["secrets"] = list(dict.fromkeys(opts["secrets"]))
     if opts.get("labels"):
         fields["labels"] = _parse_pairs(opts["labels"], "--label", json_values=False)
     resources = {k: opts[k] for k in ("cpus", "memory_mb", "gpus", "vram_mb") if opts.get(k) is not None}
@@ -210,7 +216,13 @@ def render_result(result: Any, *, as_json: bool, replay_output: bool = False) ->
         write_stream("stderr", result.stderr)
     if result.status == "completed" and result.value is not None:
         value = result.value
-        click.echo(value if isinstance(value, str) else json.dumps(value))
+        if isinstance(value, str):
+            click.echo(value)
+        else:
+            try:
+                click.echo(json.dumps(value))
+            except (TypeError, ValueError):  # a pickled Python value (Python API)
+                click.echo(repr(value))
     elif result.status != "completed" and result.reason != "exit_code":
         detail = result.error or result.reason or ""
         if result.traceback:

@@ -47,7 +47,7 @@ def status_cmd(tid: str | None, request_id: str | None, watch: bool, interval: f
     c = client()
     if tid is not None:
         if tree:
-            observe.print_tree(c.tree(tid), as_json)
+            observe.print_tree(c.job_tree(tid), as_json)  # a job's children grouped by step
             return
         info = c.task(tid).status()
         info["children"] = c.tree(info["tid"])["rollup"]
@@ -78,7 +78,15 @@ def status_cmd(tid: str | None, request_id: str | None, watch: bool, interval: f
         for w in workers))
     counts_text = ", ".join(f"{n} {s}" for s, n in sorted(overview["tasks"].items())) or "none"
     click.echo(f"tasks     {counts_text}")
-    click.echo(f"queued    {overview['queued_requests']} request(s) waiting")
+    from weft.client.progress import text as progress_text
+
+    for row in c.tasks(request_id=request_id):
+        if row["status"] == "running" and row.get("progress"):
+            click.echo(f"  {row['tid'][-10:]}  {row.get('name') or row.get('target') or ''}  "
+                       f"{progress_text(row['progress'])}")
+    click.echo(f"queued    {overview['queued_requests']} request(s) waiting"
+               + (f", {overview['waiting_requests']} for dependencies"
+                  if overview.get("waiting_requests") else ""))
     click.echo(f"rejected  {overview['dead_letters']} dead letter(s) in weft.spawn.rejected")
     _print_deferred(overview.get("deferred") or [])
 
@@ -97,10 +105,14 @@ def _print_deferred(deferred: list[dict[str, Any]], limit: int = 5) -> None:
 def _print_task(info: dict[str, Any]) -> None:
     click.echo(f"task      {info['tid']}  {info.get('name') or ''}".rstrip())
     click.echo(f"status    {info['status']}")
-    for key in ("reason", "pid", "exit_code", "attempt", "request_id", "parent_tid", "manager_tid",
+    for key in ("pid", "exit_code", "attempt", "reason", "request_id", "parent_tid", "manager_tid",
                 "error"):
         if info.get(key) is not None:
             click.echo(f"{key:<9} {info[key]}")
+    from weft.client.progress import text as progress_text
+
+    if info.get("progress"):
+        click.echo(f"progress  {progress_text(info['progress'])}")
     from weft.client.tree import rollup_text
 
     if rollup_text(info.get("children") or {}):
@@ -124,16 +136,19 @@ def task_group() -> None:
 @click.option("--status", "only_status", help="Only tasks in this state.")
 @json_option
 def task_list(request_id: str | None, only_status: str | None, as_json: bool) -> None:
-    """List tasks, oldest first, each TID once."""
+    """List tasks, oldest first, each TID once, with the latest progress each reported."""
     tasks = client().tasks(request_id=request_id)
     if only_status:
         tasks = [t for t in tasks if t["status"] == only_status]
     if as_json:
         echo_json(tasks)
         return
-    table(None, ["TID", "STATUS", "NAME", "EXIT", "UPDATED"],
+    from weft.client.progress import text as progress_text
+
+    table(None, ["TID", "STATUS", "NAME", "EXIT", "UPDATED", "PROGRESS"],
           [[t["tid"][-10:], t["status"], t.get("name") or t.get("target") or "",
-            t.get("exit_code"), ago(t.get("updated_at"))] for t in tasks])
+            t.get("exit_code"), ago(t.get("updated_at")), progress_text(t.get("progress"))]
+           for t in tasks])
 
 
 def _control(command: str, tid: str, timeout: float | None, as_json: bool) -> None:

@@ -17,12 +17,15 @@ from weft.broker import Broker
 from weft.client.queues import Queues
 from weft.client.task import Task
 from weft.client.workers import Workers
-from weft.names import SPAWN_REQUESTS
+from weft.errors import InvalidSpec, WeftError
+from weft.names import SPAWN_REQUESTS, SPAWN_WAITING
 
 if TYPE_CHECKING:
     # Loaded on first use: pydantic is most of a short CLI command's start-up.
+    from weft.client.dispatch import Dispatcher
     from weft.client.result import Result
     from weft.client.specs import CommonOptions, TaskOptions
+    from weft.client.sweep import Run
     from weft.models import TaskSpec
 
 
@@ -49,6 +52,7 @@ class WeftClient:
         self._broker: Broker | None = None
         self.workers = Workers(self)
         self.queues = Queues(self)
+        self._watcher: Dispatcher | None = None
 
     def __repr__(self) -> str:
         return f"WeftClient({str(self.context.root)!r})"
@@ -61,6 +65,9 @@ class WeftClient:
         return self._broker
 
     def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.shutdown(wait=False, cancel_futures=True)
+            self._watcher = None
         if self._broker is not None:
             self._broker.close()
             self._broker = None
@@ -92,27 +99,46 @@ class WeftClient:
         or a dict, which the other options override). Options are the
         TaskSpec fields (``name``, ``env``, ``cwd``, ``timeout``,
         ``resources``, ``priority`` ...) plus ``request_id``, ``retries``,
-        ``inbox_message`` (the task's stdin) and ``delay`` (seconds before it
-        may start). Bad input raises InvalidSpec before anything is queued.
+        ``inbox_message`` (the task's stdin), ``delay`` (seconds before it
+        may start) and ``serializer`` ("auto", "json" or "pickle": how a
+        function's arguments and result travel; "auto" pickles what JSON
+        cannot carry exactly, see :mod:`weft.models.values`).
+        ``after=[task, ...]`` (handles or TIDs) makes it wait
+        until they completed (``after_mode="any"``: one of them;
+        ``"finished"``: all ended, whatever the outcome); it is cancelled
+        when that can no longer happen. Bad input raises InvalidSpec before
+        anything is queued.
         """
-        from weft.client.specs import build_spec
-
         opts: dict[str, Any] = dict(options)
         inbox_message = opts.pop("inbox_message", None)
         delay = opts.pop("delay", None)
-        task_spec = build_spec(command=command, function=function, spec=spec, args=args,
-                               kwargs=kwargs, **opts)
+        task_spec = self._spec_of({"command": command, "function": function, "spec": spec,
+                                   "args": args, "kwargs": kwargs, **opts})
         return self.submit_spec(task_spec, inbox_message=inbox_message, delay=delay)
+
+    def _encode_call(self, args: Sequence[Any], kwargs: Mapping[str, Any],
+                     serializer: str) -> tuple[list[Any], dict[str, Any], str]:
+        from weft.models.values import encode_call
+
+        return encode_call(args, kwargs, serializer=serializer,  # type: ignore[arg-type]
+                           allow_pickle=self.context.settings.allow_pickle)
 
     def submit_spec(self, spec: TaskSpec, *, inbox_message: Any = None,
                     delay: float | None = None) -> Task:
         """Queue an already validated TaskSpec (see :meth:`submit`)."""
+        from pydantic_core import PydanticSerializationError
+
         from weft.models import SpawnRequest
 
         not_before = time.time() + delay if delay else None
         request = SpawnRequest(taskspec=spec, inbox_message=inbox_message,
                                request_id=spec.request_id, not_before=not_before)
-        return self._queue(request.model_dump_json(exclude_none=True))
+        try:
+            body = request.model_dump_json(exclude_none=True)
+        except (PydanticSerializationError, ValueError, TypeError) as exc:
+            raise InvalidSpec(f"task spec: a value is not JSON (submit encodes Python values; "
+                              f"a TaskSpec built by hand must hold JSON only): {exc}") from None
+        return self._queue(body, waiting=self._check_after(spec.after))
 
     def submit_fields(self, fields: Mapping[str, Any], *, delay: float | None = None) -> Task:
         """Queue a task given as plain fields that :func:`weft.client.fields.checked_fields`
@@ -127,10 +153,27 @@ class WeftClient:
             request["request_id"] = fields["request_id"]
         if delay:
             request["not_before"] = time.time() + delay
-        return self._queue(json.dumps(request, separators=(",", ":")))
+        if fields.get("after"):
+            from weft.client.dependencies import resolve_after
 
-    def _queue(self, body: str) -> Task:
-        tid = self.broker.write(SPAWN_REQUESTS, body)
+            request["taskspec"]["after"] = resolve_after(self.broker, fields["after"])
+        return self._queue(json.dumps(request, separators=(",", ":")),
+                           waiting=bool(fields.get("after")))
+
+    def _check_after(self, after: Sequence[str] | None) -> bool:
+        """Does the task wait for others? InvalidSpec if one of them is unknown."""
+        if not after:
+            return False
+        from weft.client.dependencies import resolve_after
+
+        if resolve_after(self.broker, after) != list(after):
+            raise InvalidSpec("after: give each dependency once, as a full TID")
+        return True
+
+    def _queue(self, body: str, *, waiting: bool = False) -> Task:
+        # A task with dependencies waits apart, where no manager's dispatch
+        # looks; weft/runtime/dependencies.py releases it (same id) when due.
+        tid = self.broker.write(SPAWN_WAITING if waiting else SPAWN_REQUESTS, body)
         if self.auto_start:
             self.workers.ensure_running()
         return Task(self, str(tid).zfill(19))
@@ -223,25 +266,124 @@ class WeftClient:
 
         return render(self.broker)
 
+    # -- jobs -------------------------------------------------------------------
+    def job(self, definition: Any, *, overrides: Sequence[str] = (),
+            **options: Any) -> Any:
+        """Run a job (docs/jobs.md): ``definition`` is a dict, a JobDefinition or a
+        TOML/JSON file path; ``overrides`` are ``key=value`` like ``--set``.
+        Returns a JobHandle (``.steps``, ``.status()``, ``.wait()``, ``.cancel()``);
+        a bad definition raises InvalidSpec before anything is queued."""
+        from weft.jobs.handle import definition_of, submit_job
+
+        return submit_job(self, definition_of(definition, tuple(overrides)), **options)
+
+    def job_handle(self, tid: str) -> Any:
+        """The JobHandle of an existing job (short TIDs work)."""
+        from weft.jobs.handle import JobHandle
+
+        return JobHandle(self, self.resolve_tid(tid))
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """Every job (started or queued), oldest first: ``{tid, name, status}``."""
+        from weft.jobs.rollup import list_jobs
+
+        return list_jobs(self.broker)
+
+    def job_tree(self, tid: str) -> dict[str, Any]:
+        """:meth:`tree`, with a job's children grouped under one node per step."""
+        from weft.jobs.rollup import job_tree
+
+        return job_tree(self.broker, self.resolve_tid(tid))
+
+    def job_log(self, tid: str) -> Iterator[dict[str, Any]] | None:
+        """A job's log with every child's entries tagged by step and item; None if
+        ``tid`` is not a job (use :meth:`task_log`)."""
+        from weft.jobs.logs import is_job, job_log
+
+        full = self.resolve_tid(tid)
+        return job_log(self.broker, full) if is_job(self.broker, full) else None
+
+    def resolve_after(self, after: Any) -> list[str]:
+        """Full TIDs of the tasks ``after`` names; InvalidSpec if one is unknown."""
+        from weft.client.dependencies import resolve_after
+
+        return resolve_after(self.broker, after)
+
     # -- fan-out ----------------------------------------------------------------
     def map(self, fn: str | Callable[..., Any], iterable: Iterable[Any], *,
             timeout: float | None = None, max_in_flight: int = 64,
             task_timeout: float | None = None,
-            **options: Unpack[CommonOptions]) -> Iterator[Any]:
+            options: Callable[[Any], Mapping[str, Any]] | None = None,
+            return_exceptions: bool = False,
+            **task_options: Unpack[CommonOptions]) -> Iterator[Any]:
         """Run ``fn(item)`` for each item as its own task; yield values in input order.
 
         ``timeout`` bounds the whole map (WaitTimeout); ``task_timeout`` is
         each task's own deadline. At most ``max_in_flight`` tasks are queued
-        or running at once. The first failure raises TaskFailed; tasks
-        already submitted keep running.
+        or running at once. ``options(item)`` returns task options for that
+        item's task (e.g. ``lambda cfg: {"resources": {"gpus": 1, "vram_mb":
+        cfg["vram"]}}``) over the shared ones. The first failure raises
+        TaskFailed, or with ``return_exceptions=True`` is yielded in its
+        item's place. When iteration stops early (a failure, ``break``),
+        the tasks still in flight are stopped.
         """
         from weft.client.fanout import ordered_map
 
-        opts: dict[str, Any] = dict(options)
+        opts: dict[str, Any] = dict(task_options)
         if task_timeout is not None:
             opts["timeout"] = task_timeout
+        per_item = (lambda item: dict(options(item))) if options is not None else None
         return ordered_map(self, fn, iterable, timeout=timeout, max_in_flight=max_in_flight,
-                           options=opts)
+                           options=opts, per_item=per_item, return_exceptions=return_exceptions)
+
+    def submit_many(self, specs: Iterable[Mapping[str, Any] | TaskSpec],
+                    **common: Any) -> Run:
+        """Submit many tasks at once; return a :class:`~weft.client.sweep.Run` handle.
+
+        Each item is a TaskSpec, or a dict of :meth:`submit` arguments
+        (``function``/``command``/``args``/``kwargs`` and options) laid over
+        ``common``. Every item is checked before any is queued, so bad input
+        queues nothing. The Run gives ``.tasks``, ``.results()``,
+        ``.as_completed()`` and ``.cancel()``.
+        """
+        from weft.client.sweep import Run
+        from weft.models import TaskSpec as _TaskSpec
+
+        built = []
+        for index, item in enumerate(specs):
+            if isinstance(item, _TaskSpec):
+                built.append((item, None, None))
+                continue
+            pieces: dict[str, Any] = {**common, **item}
+            inbox_message = pieces.pop("inbox_message", None)
+            delay = pieces.pop("delay", None)
+            try:
+                built.append((self._spec_of(pieces), inbox_message, delay))
+            except WeftError as exc:
+                raise type(exc)(f"item {index}: {exc}") from None
+        return Run(self, [self.submit_spec(spec, inbox_message=message, delay=delay)
+                          for spec, message, delay in built])
+
+    def _spec_of(self, pieces: dict[str, Any]) -> TaskSpec:
+        from weft.client.specs import build_spec
+
+        if pieces.get("after") is not None:
+            from weft.client.dependencies import resolve_after
+
+            pieces["after"] = resolve_after(self.broker, pieces["after"])
+        serializer = pieces.pop("serializer", "auto")
+        if pieces.get("function") is not None or pieces.get("args") or pieces.get("kwargs"):
+            pieces["args"], pieces["kwargs"], pieces["serializer"] = self._encode_call(
+                pieces.get("args") or (), pieces.get("kwargs") or {}, serializer)
+        return build_spec(**pieces)
+
+    def watcher(self) -> Dispatcher:
+        """The background watcher behind :meth:`Task.add_done_callback` (one per client)."""
+        from weft.client.dispatch import Dispatcher
+
+        if self._watcher is None:
+            self._watcher = Dispatcher(self.context.root, None)
+        return self._watcher
 
     def as_completed(self, tasks: Iterable[Task], *,
                      timeout: float | None = None) -> Iterator[Task]:

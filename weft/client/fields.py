@@ -21,6 +21,7 @@ SPEC_FIELDS = (
     "name",
     "labels",
     "env",
+    "secrets",
     "cwd",
     "timeout",
     "resources",
@@ -29,6 +30,9 @@ SPEC_FIELDS = (
     "priority",
     "stream_output",
     "shell",
+    "after",
+    "after_mode",
+    "serializer",
 )
 
 

@@ -12,7 +12,14 @@ from typing import Any
 from weft.broker import Broker
 from weft.codec import loads_object
 from weft.errors import AmbiguousTid, NotFound, UsageError
-from weft.names import SPAWN_REJECTED, SPAWN_REQUESTS, TASKS_LOG, WORKERS_REGISTRY, task_queue
+from weft.names import (
+    SPAWN_REJECTED,
+    SPAWN_REQUESTS,
+    SPAWN_WAITING,
+    TASKS_LOG,
+    WORKERS_REGISTRY,
+    task_queue,
+)
 from weft.runtime.registry import read_all
 
 _load = loads_object
@@ -38,12 +45,20 @@ def task_events(broker: Broker, tid: str) -> list[dict[str, Any]]:
 
 
 def queued_request(broker: Broker, tid: str) -> dict[str, Any] | None:
-    """The spawn request of a task still waiting to be claimed."""
+    """The spawn request of a task still waiting to be claimed (or for its dependencies)."""
     if tid.isdigit():
-        msg = broker.peek_one(SPAWN_REQUESTS, message_id=int(tid))
-        if msg is not None:
-            return _load(msg[0])
+        for queue in (SPAWN_REQUESTS, SPAWN_WAITING):
+            msg = broker.peek_one(queue, message_id=int(tid))
+            if msg is not None:
+                return _load(msg[0])
     return None
+
+
+def waiting_reason(request: dict[str, Any] | None) -> str | None:
+    """``waiting for TID, ...`` while a request waits for its dependencies."""
+    spec = (request or {}).get("taskspec") or {}
+    after = spec.get("after") or []
+    return f"waiting for {', '.join(after)}" if after else None
 
 
 def final_result(broker: Broker, tid: str) -> dict[str, Any] | None:
@@ -99,6 +114,10 @@ def task_status(broker: Broker, tid: str) -> dict[str, Any]:
             info["started_at"] = event.get("ts")
     if request is not None:
         spec = request.get("taskspec", {})
+        if not events and claim is None and broker.peek_one(
+                SPAWN_WAITING, message_id=int(tid)) is not None:
+            info["reason"] = waiting_reason(request)
+            info["after"] = spec.get("after")
         info.setdefault("name", spec.get("name"))
         info.setdefault("request_id", request.get("request_id"))
         info.setdefault("parent_tid", spec.get("parent_tid"))
@@ -111,6 +130,11 @@ def task_status(broker: Broker, tid: str) -> dict[str, Any]:
         info.pop("pid", None)
     if state == "deferred" and events and events[-1].get("reason"):
         info["reason"] = events[-1]["reason"]  # why it waits, e.g. for an absent manager
+    from weft.client.progress import latest
+
+    progress = latest(events)
+    if progress is not None:
+        info["progress"] = progress
     info["status"] = state
     info["events"] = events
     return info
@@ -133,14 +157,20 @@ def list_tasks(broker: Broker, *, request_id: str | None = None) -> list[dict[st
         if event.get("event") == "task_started":
             row["pid"] = event.get("pid")
             row["started_at"] = event.get("ts")
+        elif event.get("event") == "task_progress":
+            row["progress"] = {**(event.get("details") or {}), "ts": event.get("ts")}
         if event.get("exit_code") is not None:
             row["exit_code"] = event["exit_code"]
         row["updated_at"] = event.get("ts")
-    for body, mid in broker.peek_all(SPAWN_REQUESTS):
+    queued = [(body, mid, False) for body, mid in broker.peek_all(SPAWN_REQUESTS)]
+    queued += [(body, mid, True) for body, mid in broker.peek_all(SPAWN_WAITING)]
+    for body, mid, waiting in queued:
         request = _load(body) or {}
         spec = request.get("taskspec") or {}
         tid = spec.get("tid") or str(mid)
         row = rows.setdefault(tid, {"tid": tid, "status": "queued"})
+        if waiting:
+            row["reason"] = waiting_reason(request)
         row.setdefault("name", spec.get("name"))
         row.setdefault("request_id", request.get("request_id") or spec.get("request_id"))
         row.setdefault("parent_tid", spec.get("parent_tid"))
@@ -173,9 +203,10 @@ def resolve_tid(broker: Broker, given: str) -> str:
         tid = str(event.get("tid", ""))
         if tid.endswith(text):
             matches.add(tid)
-    for _body, mid in broker.peek_all(SPAWN_REQUESTS):
-        if str(mid).endswith(text):
-            matches.add(str(mid))
+    for queue in (SPAWN_REQUESTS, SPAWN_WAITING):
+        for _body, mid in broker.peek_all(queue):
+            if str(mid).endswith(text):
+                matches.add(str(mid))
     for entry in read_all(broker).values():
         if entry.tid.endswith(text):
             matches.add(entry.tid)
@@ -199,6 +230,7 @@ def overview(broker: Broker) -> dict[str, Any]:
         "tasks": counts,
         "deferred": deferred,
         "queued_requests": stats.get(SPAWN_REQUESTS, 0),
+        "waiting_requests": stats.get(SPAWN_WAITING, 0),
         "dead_letters": stats.get(SPAWN_REJECTED, 0),
         "log_events": stats.get(TASKS_LOG, 0),
         "registry_rows": stats.get(WORKERS_REGISTRY, 0),

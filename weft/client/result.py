@@ -14,6 +14,7 @@ class Result:
     value: Any = None
     error: str | None = None
     traceback: str | None = None
+    exception: BaseException | None = None
     reason: str | None = None
     signal: int | None = None
     started_at: float | None = None
@@ -51,10 +52,22 @@ class Result:
         return 1
 
     @classmethod
-    def from_message(cls, message: dict[str, Any], *, stdout: str = "", stderr: str = "") -> Result:
+    def from_message(cls, message: dict[str, Any], *, stdout: str = "", stderr: str = "",
+                     allow_pickle: bool = True) -> Result:
+        """``value`` (and ``exception``) decoded by :mod:`weft.models.values`:
+        a pickled value comes back as the object the function returned."""
+        from weft.models.values import decode, is_pickled
+
         known: dict[str, Any] = {k: message.get(k) for k in (
-            "status", "exit_code", "value", "error", "traceback", "reason", "signal",
+            "status", "exit_code", "error", "traceback", "reason", "signal",
             "started_at", "finished_at", "peak_rss_mb", "cpu_time_s", "request_id", "name")}
+        known["value"] = decode(message.get("value"), allow_pickle=allow_pickle,
+                                field=f"the result of task {message.get('tid')}")
+        if is_pickled(message.get("exception")) and allow_pickle:
+            try:
+                known["exception"] = decode(message["exception"])
+            except Exception:  # noqa: BLE001 - the error text still says what happened
+                known["exception"] = None
         return cls(tid=str(message["tid"]), attempt=int(message.get("attempt") or 1),
                    stdout=stdout, stderr=stderr, raw=message, **known)
 

@@ -27,6 +27,7 @@ class CommonOptions(TypedDict, total=False):
     name: str
     labels: Mapping[str, str]
     env: Mapping[str, str]
+    secrets: Sequence[str]
     cwd: str | os.PathLike[str]
     resources: Resources | Mapping[str, Any]
     limits: Limits | Mapping[str, Any]
@@ -38,6 +39,9 @@ class CommonOptions(TypedDict, total=False):
     request_id: str
     inbox_message: Any
     delay: float
+    after: Sequence[Any] | Any
+    after_mode: str
+    serializer: str
 
 
 class TaskOptions(CommonOptions, total=False):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from weft.client.polling import open_waiting, poll_until
@@ -61,7 +61,8 @@ class Task:
         err = "".join(m["data"] for m in messages
                       if m.get("type") == "stream" and m.get("stream") == "stderr"
                       and m.get("attempt", 1) == attempt)
-        return Result.from_message(final, stdout=out, stderr=err)
+        return Result.from_message(final, stdout=out, stderr=err,
+                                   allow_pickle=self.client.context.settings.allow_pickle)
 
     def wait(self, timeout: float | None = None) -> Result:
         """Block until the task ends; return its Result whatever the status.
@@ -97,6 +98,20 @@ class Task:
         """Has the task ended (any status)? Does not wait."""
         return self._result is not None or self._final() is not None
 
+    def add_done_callback(self, fn: Callable[[Task], Any]) -> None:
+        """Call ``fn(task)`` once the task has ended (at once if it already has).
+
+        Callbacks run on the client's watcher thread, like the callbacks of
+        a ``concurrent.futures.Future``; an exception in one is logged and
+        ignored. Any number may be added. Closing the client drops the
+        callbacks of tasks that have not ended.
+        """
+        def call(future: Any) -> None:
+            if not future.cancelled():
+                fn(self)
+
+        self.client.watcher().watch(self.tid).add_done_callback(call)
+
     def output(self, timeout: float | None = None) -> Iterator[dict[str, Any]]:
         """Yield output chunks as they arrive; stop when the task has ended.
 
@@ -130,6 +145,14 @@ class Task:
         from weft.client.queries import task_status
 
         return task_status(self.client.broker, self.tid)
+
+    def progress(self) -> dict[str, Any] | None:
+        """The task's latest progress report (``fraction``, ``message``,
+        ``numbers``, ``ts``), or None if it has reported none."""
+        from weft.client.progress import latest
+        from weft.client.queries import task_events
+
+        return latest(task_events(self.client.broker, self.tid))
 
     def events(self) -> list[dict[str, Any]]:
         """The task's log events, oldest first (each names its event and status).
@@ -208,9 +231,11 @@ class Task:
 
     def _queued(self) -> bool:
         """Still waiting on the spawn queue (no manager has claimed it)."""
-        from weft.names import SPAWN_REQUESTS
+        from weft.names import SPAWN_REQUESTS, SPAWN_WAITING
 
-        return self.client.broker.peek_one(SPAWN_REQUESTS, message_id=int(self.tid)) is not None
+        broker = self.client.broker
+        return any(broker.peek_one(queue, message_id=int(self.tid)) is not None
+                   for queue in (SPAWN_REQUESTS, SPAWN_WAITING))
 
     def _waiting_state(self) -> tuple[str, str | None]:
         """``queued``, or ``deferred`` with the reason a manager gave for holding it back."""
@@ -223,11 +248,12 @@ class Task:
 
     def _cancel_if_queued(self, command: str) -> bool:
         """STOP/KILL of a queued task: take its request off the queue (atomic) and end it."""
-        from weft.names import SPAWN_REQUESTS, TASKS_LOG
+        from weft.names import SPAWN_REQUESTS, SPAWN_WAITING, TASKS_LOG
         from weft.runtime.batch import dumps
 
         broker = self.client.broker
-        taken = broker.read_one(SPAWN_REQUESTS, message_id=int(self.tid))
+        taken = (broker.read_one(SPAWN_REQUESTS, message_id=int(self.tid))
+                 or broker.read_one(SPAWN_WAITING, message_id=int(self.tid)))
         if taken is None:
             return False
         now = time.time()

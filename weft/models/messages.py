@@ -106,6 +106,24 @@ class ControlReply(_Message):
     details: dict[str, Any] = Field(default_factory=dict)
 
 
+class JobRecord(_Message):
+    """One line of ``weft.jobs.progress``: what a job has planned or submitted.
+
+    ``kind`` is ``plan`` (the job's name and step order), ``items`` (how many
+    items a fan-out step has) or ``child`` (step ``item`` was submitted as
+    task ``tid``, written in the same transaction as that task's request).
+    """
+
+    job: str
+    kind: Literal["plan", "items", "child"]
+    name: str | None = None
+    steps: list[str] | None = None
+    step: str | None = None
+    item: int | None = None
+    count: int | None = None
+    tid: str | None = None
+
+
 class StreamChunk(_Message):
     type: Literal["stream"] = "stream"
     stream: Literal["stdout", "stderr"]
@@ -124,6 +142,7 @@ class ResultMessage(_Message):
     value: Any = None
     error: str | None = None
     traceback: str | None = None
+    exception: Any = None  # pickled exception (serializer "pickle"; see weft.models.values)
     reason: str | None = None
     signal: int | None = None
     started_at: float | None = None

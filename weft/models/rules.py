@@ -16,16 +16,39 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 TID_RE: Final = re.compile(r"^\d{19}$")
+SECRET_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 FUNCTION_RE: Final = re.compile(
     r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 RETRYABLE: Final = ("failed", "timeout", "consumer_lost", "killed")
 TEXT_MAX: Final = 200  # name and request_id
+AFTER_MODES: Final = ("all", "any", "finished")
+AFTER_MAX: Final = 1000
 
 
 def tid_shape(value: str | None) -> str | None:
     if value is not None and not TID_RE.match(value):
         raise ValueError("must be a 19-digit task id")
     return value
+
+
+def after_tids(value: Any) -> Any:
+    """A dependency list: full TIDs (the client resolves short ones), no repeats."""
+    if value is None:
+        return value
+    if not value:
+        raise ValueError("must name at least one task (or be left out)")
+    if len(value) > AFTER_MAX:
+        raise ValueError(f"at most {AFTER_MAX} dependencies")
+    for tid in value:
+        tid_shape(tid)
+    if len(set(value)) != len(value):
+        raise ValueError("names a task twice")
+    return value
+
+
+def after_mode(value: Any) -> None:
+    if value is not None and value not in AFTER_MODES:
+        raise ValueError(f"must be one of {', '.join(AFTER_MODES)}")
 
 
 def command_shape(value: tuple[str, ...] | None) -> tuple[str, ...] | None:
@@ -47,6 +70,13 @@ def env_names(value: Mapping[str, str]) -> Mapping[str, str]:
     for key in value:
         if not key or "=" in key or "\x00" in key:
             raise ValueError(f"invalid environment variable name {key!r}")
+    return value
+
+
+def secret_names(value: tuple[str, ...]) -> tuple[str, ...]:
+    for name in value:
+        if not isinstance(name, str) or not SECRET_RE.match(name):
+            raise ValueError(f"invalid secret name {name!r} (letters, digits and _)")
     return value
 
 
@@ -98,9 +128,13 @@ def check_fields(fields: Mapping[str, Any]) -> list[str]:
     run("parent_tid", tid_shape, fields.get("parent_tid"))
     run("name", text_length, fields.get("name"))
     run("request_id", text_length, fields.get("request_id"))
+    after = fields.get("after")
+    run("after", after_tids, tuple(after) if after is not None else None)
+    run("after_mode", after_mode, fields.get("after_mode"))
     run("command", command_shape, tuple(command) if command is not None else None)
     run("function", function_shape, fields.get("function"))
     run("env", env_names, fields.get("env") or {})
+    run("secrets", secret_names, tuple(fields.get("secrets") or ()))
     retry = fields.get("retry") or {}
     if "retry_on" in retry:
         run("retry.retry_on", retry_reasons, tuple(retry["retry_on"]))

@@ -80,8 +80,12 @@ class TaskSpec(_Frozen):
     function: str | None = None
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = Field(default_factory=dict)
+    # How args, kwargs and the result travel: "json" (plain JSON only), or
+    # "pickle" (a value JSON cannot carry is pickled; see weft.models.values).
+    serializer: Literal["json", "pickle"] = "json"
 
     env: dict[str, str] = Field(default_factory=dict)
+    secrets: tuple[str, ...] = ()  # names only: the manager supplies the values
     cwd: str | None = None
     timeout: float | None = Field(default=None, gt=0)
     resources: Resources = Field(default_factory=Resources)
@@ -89,11 +93,21 @@ class TaskSpec(_Frozen):
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     priority: int = Field(default=0, ge=-1000, le=1000)
     stream_output: bool = True
+    # Dependencies (docs/jobs.md): TIDs this task waits for, and how their
+    # outcomes count: "all" completed, "any" one completed, "finished" all
+    # ended whatever the outcome. None when the task waits for nothing.
+    after: tuple[str, ...] | None = None
+    after_mode: Literal["all", "any", "finished"] | None = None
 
     @field_validator("tid", "parent_tid")
     @classmethod
     def _tid_shape(cls, value: str | None) -> str | None:
         return rules.tid_shape(value)
+
+    @field_validator("after")
+    @classmethod
+    def _after_shape(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return rules.after_tids(value)
 
     @field_validator("command")
     @classmethod
@@ -110,6 +124,11 @@ class TaskSpec(_Frozen):
     def _env_shape(cls, value: dict[str, str]) -> dict[str, str]:
         rules.env_names(value)
         return value
+
+    @field_validator("secrets")
+    @classmethod
+    def _secret_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return rules.secret_names(value)
 
     @model_validator(mode="after")
     def _one_target(self) -> TaskSpec:

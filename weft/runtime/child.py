@@ -12,8 +12,10 @@ Outcome lines::
 
     {"exit_code": N}                      command exited
     {"signal": N}                         command killed by signal N
-    {"value": <json>}                     function returned
+    {"value": <json>}                     function returned (serializer "pickle":
+                                          encoded by weft.runtime.calls)
     {"error": "...", "traceback": "..."}  function raised (or bad target)
+                                          (+ "exception": pickled, with serializer "pickle")
     {"spawn_error": "...", "exit_code": 126|127}
 """
 
@@ -26,16 +28,20 @@ import sys
 import traceback
 from typing import Any, NoReturn
 
+from weft.runtime import allowlist, containment
+
 _DEFAULT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGPIPE, signal.SIGHUP)
 
 
 def run(launch: dict[str, Any], result_fd: int) -> NoReturn:
     """Run the target described by ``launch`` and ``os._exit``. Never returns."""
     outcome: dict[str, Any]
+    containment.enter(launch)  # own cgroup if delegated; adopt detached descendants
     try:
         outcome = _prepare_and_run(launch)
     except BaseException as exc:  # noqa: BLE001 - the child must always report
         outcome = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+    containment.end_descendants()  # the task has ended: so does everything it started
     _report(result_fd, outcome)
     code = outcome.get("exit_code")
     os._exit(code if isinstance(code, int) and 0 <= code < 256 else 0)
@@ -63,6 +69,8 @@ def _report(result_fd: int, outcome: dict[str, Any]) -> None:
 
 
 def _prepare_and_run(launch: dict[str, Any]) -> dict[str, Any]:
+    if launch.get("refused"):  # the manager could not supply what the task needs
+        return {"spawn_error": launch["refused"], "exit_code": 126}
     cwd = launch.get("cwd")
     if cwd:
         try:
@@ -111,22 +119,45 @@ def _run_function(launch: dict[str, Any], cwd: str) -> dict[str, Any]:
     module_name, _, attr = launch["function"].partition(":")
     try:
         target: Any = importlib.import_module(module_name)
+        allow = launch.get("function_allow")
         for part in attr.split("."):
             target = getattr(target, part)
+            allowlist.check_path(target, part, tuple(allow) if allow else None)
     except Exception as exc:  # noqa: BLE001
         return {"error": f"cannot load {launch['function']}: {type(exc).__name__}: {exc}",
                 "traceback": traceback.format_exc()}
+    calls = _pickle_codec(launch)
+    args, kwargs = launch.get("args", ()), launch.get("kwargs", {})
+    if calls is not None:
+        try:
+            args, kwargs = calls.decode_arguments(launch)
+        except Exception as exc:  # noqa: BLE001
+            return {"error": f"cannot load the arguments: {exc}", "traceback": traceback.format_exc()}
     try:
-        value = target(*launch.get("args", ()), **launch.get("kwargs", {}))
+        value = target(*args, **kwargs)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if code == 0:
             return {"value": None}
         return {"error": f"SystemExit: {exc.code}", "exit_code": code}
     except BaseException as exc:  # noqa: BLE001
-        return {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+        failure = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+        if calls is not None:
+            failure["exception"] = calls.encode_exception(exc)
+        return failure
+    if calls is not None:
+        return calls.encode_result(value)
     try:
         json.dumps(value)
     except (TypeError, ValueError) as exc:
         return {"error": f"return value is not JSON-serialisable: {exc}"}
     return {"value": value}
+
+
+def _pickle_codec(launch: dict[str, Any]) -> Any:
+    """:mod:`weft.runtime.calls` when the spec's values travel pickled, else None."""
+    if launch.get("serializer") != "pickle":
+        return None
+    from weft.runtime import calls
+
+    return calls

@@ -109,8 +109,10 @@ class Consumer(BaseTask):
         op: dict[str, Any] = {
             "op": "launch", "tid": self.tid, "name": spec.name, "argv": argv,
             "function": spec.function, "args": list(spec.args), "kwargs": spec.kwargs,
+            "serializer": spec.serializer,
             "env": env, "unset_env": unset, "cwd": spec.cwd, "timeout": spec.timeout, "limits": limits,
             "capture": spec.stream_output,
+            "cpus": spec.resources.cpus,  # cpu.max when tasks get their own cgroup
             # What an orphaned launcher needs to finish the task on its own
             # (the request as it was queued; the tid is filled in on adoption):
             "task": {"request": request_json or self.request.model_dump_json(exclude_none=True),
@@ -160,6 +162,8 @@ class Consumer(BaseTask):
             "peak_rss_mb": peak_rss_mb, "cpu_time_s": cpu_time_s, "attempt": self.attempt,
             "request_id": self.request_id, "name": self.name,
         }
+        if outcome.exception is not None:
+            result["exception"] = outcome.exception
         self.batch.write(self.queues["outbox"], result)
         self.transition(outcome.state, FINAL_EVENTS[outcome.state], exit_code=outcome.exit_code,
                         reason=outcome.reason, error=_short(outcome.error))

@@ -26,6 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from weft.broker import Broker
+from weft.errors import WeftError
+from weft.pathsafety import open_private, private_dir
 from weft.runtime.batch import Batch
 
 log = logging.getLogger("weft.manager")
@@ -96,7 +98,11 @@ class HoldingBatch(Batch):
         if size <= self.memory_limit:
             return
         units, cut = self._units_upto(size - self.memory_limit // 2)
-        self._append_spill(units)
+        try:
+            self._append_spill(units)
+        except (OSError, WeftError) as exc:  # keep them in memory rather than lose them
+            log.warning("cannot spill held records to %s: %s", self.spill, exc)
+            return
         self._drop_written(cut)
         log.warning("broker unreachable: spilled %d held record(s) to %s", cut, self.spill)
 
@@ -105,7 +111,12 @@ class HoldingBatch(Batch):
         count = len(self.writes)
         if count:
             units, cut = self._units_upto(None)
-            self._append_spill(units)
+            try:
+                self._append_spill(units)
+            except (OSError, WeftError) as exc:
+                log.error("cannot spill %d held record(s) to %s: %s (they are lost)",
+                          count, self.spill, exc)
+                return 0
             self._drop_written(cut)
         return count
 
@@ -121,8 +132,10 @@ class HoldingBatch(Batch):
         return units, done
 
     def _append_spill(self, units: list[Unit]) -> None:
-        self.spill.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.spill, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        """Append units to the spill file (a private directory, never through a symlink)."""
+        self.spill.parent.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.spill.parent)
+        fd = open_private(self.spill, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         with os.fdopen(fd, "a") as fh:
             for unit in units:
                 fh.write(json.dumps(unit, separators=(",", ":")) + "\n")

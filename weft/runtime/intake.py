@@ -20,6 +20,7 @@ from weft.errors import describe_validation_error
 from weft.models import SpawnRequest, TaskSpec
 from weft.names import SPAWN_REJECTED, SPAWN_REQUESTS
 from weft.runtime.batch import Batch
+from weft.runtime.gate import Gate
 
 WINDOW = 64
 SCAN_LIMIT = 1024
@@ -67,8 +68,10 @@ def parse(body: str, message_id: int) -> Candidate:
 
 
 class Intake:
-    def __init__(self, broker: Broker, batch: Batch, *, manager_tid: str) -> None:
+    def __init__(self, broker: Broker, batch: Batch, *, manager_tid: str,
+                 gate: Gate | None = None) -> None:
         self.broker = broker
+        self.gate = gate  # trust checks (allow-list, secrets) before anything runs
         self.batch = batch
         self.manager_tid = manager_tid
         self._cache: dict[int, Candidate] = {}
@@ -114,13 +117,17 @@ class Intake:
             except ValueError as exc:
                 self.dead_letter(mid, str(exc))
                 return None
+            refusal = self.gate.refusal(cand.spec) if self.gate is not None else None
+            if refusal is not None:
+                self.dead_letter(mid, refusal.error, reason=refusal.reason)
+                return None
             self._cache[mid] = cand
         return cand
 
     def forget(self, message_id: int) -> None:
         self._cache.pop(message_id, None)
 
-    def dead_letter(self, message_id: int, problem: str) -> None:
+    def dead_letter(self, message_id: int, problem: str, *, reason: str = "invalid_request") -> None:
         moved = self.broker.move_one(SPAWN_REQUESTS, SPAWN_REJECTED, message_id=message_id)
         if moved is None:
             return
@@ -128,12 +135,12 @@ class Intake:
         ids = _salvage_ids(moved[0])
         # Release anyone waiting on this TID: the request will never run.
         self.batch.write(f"T{tid}.outbox", {"v": 1, "type": "result", "tid": tid,
-                                            "status": "rejected", "reason": "invalid_request",
+                                            "status": "rejected", "reason": reason,
                                             "error": problem[:500], "attempt": 1,
                                             "finished_at": time.time(),
                                             "request_id": ids.get("request_id")})
         self.batch.event("task_rejected", tid, "rejected", manager_tid=self.manager_tid,
-                         reason="invalid_request", error=problem[:500],
+                         reason=reason, error=problem[:500],
                          details={"queue": SPAWN_REJECTED}, **ids)
 
 

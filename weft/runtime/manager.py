@@ -31,6 +31,8 @@ from weft.runtime.admission_hook import Policy, make_policy
 from weft.runtime.basetask import BaseTask
 from weft.runtime.batch import dumps
 from weft.runtime.consumer import Consumer
+from weft.runtime.dependencies import Resolver
+from weft.runtime.gate import Gate
 from weft.runtime.heartbeat import Heartbeat
 from weft.runtime.holding import HoldingBatch, replay_spills, spill_path
 from weft.runtime.intake import Candidate, Intake
@@ -62,7 +64,9 @@ class Manager(BaseTask):
         self.idle_timeout = float(options.get("idle_timeout", ctx.settings.manager_idle_timeout))
         self.grace = float(options.get("grace", 30.0))
         self.consumers: dict[str, Consumer] = {}
-        self.intake = Intake(self.broker, self.batch, manager_tid=tid)
+        self.intake = Intake(self.broker, self.batch, manager_tid=tid,
+                             gate=Gate.for_manager(ctx, options))
+        self.dependencies = Resolver(self.broker, manager_tid=tid)
         self.policy: Policy = make_policy(ctx.settings, options)
         self.launcher = Launcher(root=str(ctx.root), manager_tid=tid)
         self.heartbeat = Heartbeat(self, interval=ctx.settings.heartbeat_interval)
@@ -165,6 +169,8 @@ class Manager(BaseTask):
             active = True
             if requeued:  # our own commits do not move data_version: look again
                 self._data_version = None
+        if (wake or active) and self.dependencies.poll(now):
+            self._data_version, active = None, True  # released requests: dispatch them now
         if active:
             self.last_activity = now
             self.backoff.reset()
@@ -429,6 +435,8 @@ class Manager(BaseTask):
         consumer.claim_id = cand.message_id  # deleted by the consumer once settled
         env, unset = consumer.child_env(str(self.ctx.root))
         op = consumer.launch_op(env, unset, stdin=cand.request.inbox_message, request_json=cand.body)
+        if self.intake.gate is not None:  # secrets' values, the allow-list
+            self.intake.gate.prepare(cand.spec, op)
         try:
             self.launcher.launch(op)
         except LauncherLost:

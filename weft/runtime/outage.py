@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from weft.errors import WeftError
+from weft.pathsafety import open_private, private_dir
 from weft.runtime.holding import spill_dir
 
 log = logging.getLogger("weft.manager")
@@ -137,9 +139,13 @@ def _alive(pid: int) -> bool:
 
 def _write_state(path: Path, state: dict[str, Any]) -> None:
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.parent.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state))
+        tmp.unlink(missing_ok=True)
+        fd = open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(state))
         tmp.replace(path)
-    except OSError as exc:  # the local disk too: the log line still says it
-        log.warning("cannot record the outage in %s: %s", path, exc.strerror)
+    except (OSError, WeftError) as exc:  # the local disk too: the log line still says it
+        log.warning("cannot record the outage in %s: %s", path, exc)

@@ -33,6 +33,7 @@ class Outcome:
     traceback: str | None = None
     value: Any = None
     signal: int | None = None
+    exception: Any = None  # the pickled exception a function raised (see weft.models.values)
 
     @property
     def retry_key(self) -> str | None:
@@ -90,7 +91,8 @@ def _from_report(outcome: dict[str, Any]) -> Outcome:
                        error=f"killed by {signal_name(sig)}")
     if "error" in outcome:
         return Outcome(TaskState.FAILED, int(outcome.get("exit_code") or 1), reason="exception",
-                       error=outcome["error"], traceback=outcome.get("traceback"))
+                       error=outcome["error"], traceback=outcome.get("traceback"),
+                       exception=outcome.get("exception"))
     if "value" in outcome:
         return Outcome(TaskState.COMPLETED, 0, value=outcome["value"])
     code = int(outcome.get("exit_code", 0))
