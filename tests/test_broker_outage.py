@@ -245,3 +245,6 @@ def test_a_manager_riding_out_an_outage_is_not_judged_dead(tmp_path, monkeypatch
         watch.end(time.monotonic(), flushed=3)
     assert registry.liveness(stale, time.time()) == "dead"
     assert not watch.may_judge_peers(time.monotonic())  # a lease after the outage: not yet
+    leftover = outage.spill_dir() / "outage-6666666666666666666.json"
+    leftover.write_text(json.dumps({"manager_tid": "6" * 19, "pid": 2**22 + 7}))
+    assert outage.sweep_stale() == 1 and not leftover.exists()  # its manager died mid-outage

@@ -37,7 +37,7 @@ from weft.runtime.heartbeat import Heartbeat
 from weft.runtime.holding import HoldingBatch, replay_spills, spill_path
 from weft.runtime.intake import Candidate, Intake
 from weft.runtime.launcher import Launcher, LauncherLost
-from weft.runtime.outage import Outage
+from weft.runtime.outage import Outage, sweep_stale
 from weft.runtime.outcome import lost
 from weft.runtime.presence import BrokerPresence
 from weft.runtime.recovery import recover_dead_managers, settle_claims
@@ -100,6 +100,7 @@ class Manager(BaseTask):
                          details={"launcher_pid": self.launcher.pid,
                                   "capacity": self.policy.capacity_record()})
         replay_spills(self.broker, self.ctx.root)  # outcomes an earlier manager could not write
+        sweep_stale()  # outage files of managers SIGKILLed during an outage
         recover_dead_managers(self.broker, self.batch, self.tid)
         self.batch.flush()
         try:

@@ -114,6 +114,17 @@ def state_of(manager_tid: str) -> dict[str, Any] | None:
     return state
 
 
+def sweep_stale() -> int:
+    """Remove outage state files of managers that died during their outage (SIGKILL
+    leaves them behind; they are ignored anyway, since their pid is gone)."""
+    removed = 0
+    for path in spill_dir().glob("outage-*.json"):
+        if state_of(path.stem.removeprefix("outage-")) is None:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def riding_out(record: dict[str, Any], host: str) -> bool:
     """Is this registry record's manager (on this host) alive and waiting out an outage?"""
     if record.get("host") != host or not record.get("tid"):
