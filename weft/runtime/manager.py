@@ -15,6 +15,7 @@ nothing and runs nothing twice (see :mod:`recovery`).
 
 from __future__ import annotations
 
+import logging
 import os
 import selectors
 import signal
@@ -25,9 +26,10 @@ from weft.broker import Broker
 from weft.context import Context
 from weft.models import TaskState
 from weft.names import SPAWN_REQUESTS
+from weft.runtime import attempt
 from weft.runtime.admission_hook import Policy, make_policy
 from weft.runtime.basetask import BaseTask
-from weft.runtime.batch import Batch, dumps
+from weft.runtime.batch import Batch
 from weft.runtime.consumer import Consumer
 from weft.runtime.heartbeat import Heartbeat
 from weft.runtime.intake import Candidate, Intake
@@ -39,6 +41,7 @@ from weft.runtime.wakeup import Backoff
 
 CHILD_CONTROL_EVERY = 0.05
 STOP_GRACE = 5.0  # between TERM and KILL when the drain grace runs out
+log = logging.getLogger("weft.manager")
 
 
 class Manager(BaseTask):
@@ -124,6 +127,7 @@ class Manager(BaseTask):
             self.backoff.reset()
         if self.heartbeat.due(now):
             self.heartbeat.beat(status="active")
+            self._check_claims()
             if recover_dead_managers(self.broker, self.batch, self.tid):
                 self._data_version = None
             self.batch.flush()
@@ -208,8 +212,29 @@ class Manager(BaseTask):
             self._launcher_lost()
             return True
         for frame in frames:
-            self._on_frame(frame)
+            try:
+                self._on_frame(frame)
+            except Exception as exc:  # noqa: BLE001 - one task's report must not end the manager
+                self._task_broke(str(frame.get("tid", "")), exc)
         return bool(frames)
+
+    def _task_broke(self, tid: str, exc: BaseException) -> None:
+        """Handling one task failed: fail that task with the reason and carry on."""
+        log.exception("handling task %s failed; the task fails, the manager carries on", tid)
+        consumer = self.consumers.get(tid)
+        if consumer is not None:
+            self._signal_quietly(tid, "KILL", "internal_error")
+            self._finish_lost(tid, f"{type(exc).__name__}: {exc}", reason="internal_error")
+
+    def _check_claims(self) -> None:
+        """Read back every running attempt's claim: one a peer took (this manager was
+        frozen past its lease) is not ours to settle; its process is stopped."""
+        for consumer in list(self.consumers.values()):
+            if consumer.claim is None or attempt.still_owned(self.broker, consumer.claim):
+                continue
+            self.consumers.pop(consumer.tid, None)
+            self.policy.release(consumer.tid)
+            consumer._lost()
 
     def _on_frame(self, frame: dict[str, Any]) -> None:
         consumer = self.consumers.get(frame.get("tid", ""))
@@ -347,33 +372,38 @@ class Manager(BaseTask):
         return launched
 
     def _claim_and_launch(self, cand: Candidate, gpu_ids: tuple[int, ...]) -> bool:
-        moved = self.broker.move_one(SPAWN_REQUESTS, self.queues["reserved"],
-                                     message_id=cand.message_id)
+        claim = attempt.claim(self.broker, cand.message_id, self.tid)
         self.intake.forget(cand.message_id)
-        if moved is None:
+        if claim is None:
             return False  # another manager won the race
+        try:
+            self._launch(cand, claim.message_id, gpu_ids)
+        except Exception as exc:  # noqa: BLE001 - one request must not end the manager
+            log.exception("launching task %s failed", cand.tid)
+            if cand.tid in self.consumers:
+                self._finish_lost(cand.tid, f"{type(exc).__name__}: {exc}",
+                                  reason="internal_error")
+            else:
+                self.policy.release(cand.tid)
+                attempt.dead_letter(self.broker, claim, problem=f"cannot launch: {exc}",
+                                    manager_tid=self.tid, reason="internal_error",
+                                    attempt=cand.request.attempt)
+        return True
+
+    def _launch(self, cand: Candidate, claim_id: int, gpu_ids: tuple[int, ...]) -> None:
         self.policy.admit(self, cand, gpu_ids)
+        work_id = attempt.hand_over(self.broker, cand.tid, cand.request.inbox_message,
+                                    attempt=cand.request.attempt)
         consumer = Consumer(cand.spec, request=cand.request, batch=self.batch, host=self,
-                            gpu_ids=gpu_ids)
-        if cand.request.attempt > 1:  # a work item an earlier attempt's host died holding
-            self.broker.delete_queue(consumer.queues["reserved"])
-        if cand.request.inbox_message is not None:
-            # The work item: written to the inbox, handed over (inbox -> reserved)
-            # at launch, deleted once the result is on the outbox.
-            queues = consumer.queues
-            work_id = self.broker.write(queues["inbox"], dumps(cand.request.inbox_message))
-            self.broker.move_one(queues["inbox"], queues["reserved"], message_id=work_id)
-            consumer.work_id = work_id
+                            claim_id=claim_id, work_id=work_id, gpu_ids=gpu_ids)
         consumer.spawning()
         self.consumers[consumer.tid] = consumer
-        consumer.claim_id = cand.message_id  # deleted by the consumer once settled
         env, unset = consumer.child_env(str(self.ctx.root))
         op = consumer.launch_op(env, unset, stdin=cand.request.inbox_message, request_json=cand.body)
         try:
             self.launcher.launch(op)
         except LauncherLost:
             self._launcher_lost()
-        return True
 
 
 def _start_metrics(manager: Manager) -> Any:
