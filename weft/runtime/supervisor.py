@@ -138,6 +138,8 @@ class Supervisor:
             self.orphan.close()
 
     def _next_timeout(self) -> float:
+        if self.link is not None and self.link.wants_write:
+            return 0.005  # a large report is draining to the manager: keep it moving
         if self.orphan is not None:
             return 0.05
         return 0.05 if self.procs else 1.0

@@ -1,0 +1,160 @@
+"""One owner per attempt (issue 11, items 1-4): the fencing rule, with real processes.
+
+- nothing one message or one task does ends a manager (deep nesting, a
+  result over the broker's size limit, any fuzzed spawn request);
+- a task's TID is its spawn message's id: a request naming another tid is
+  refused before anything runs;
+- a manager frozen past its lease, whose claims a peer recovered, writes
+  nothing for them when it wakes: each attempt runs once, one result;
+- STOP while a task waits for its retry cancels the waiting attempt at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+from conftest import pid_alive, wait_for
+
+from weft.names import SPAWN_REJECTED, SPAWN_REQUESTS
+
+
+def _results(project, tid):
+    return [m for m in project.rows(f"T{tid}.outbox") if m.get("type") == "result"]
+
+
+def _ping(client, tid):
+    reply = client.task(tid).ping(timeout=15)
+    assert reply["reply"] == "PONG" and reply.get("details", {}).get("answered_by") != "client"
+    return reply
+
+
+# -- item 1: one message, one task, never the manager ----------------------------
+def test_deeply_nested_request_is_dead_lettered_and_the_manager_carries_on(project, client,
+                                                                          manager):
+    tid = str(client.broker.write(SPAWN_REQUESTS, "[" * 3000 + "]" * 3000)).zfill(19)
+    result = client.task(tid).wait(timeout=20)
+    assert result.status == "rejected" and result.reason == "invalid_request"
+    assert "nested too deeply" in (result.error or "") or "not JSON" in (result.error or "")
+    assert [e["event"] for e in project.events(tid)] == ["task_rejected"]
+    assert client.broker.count(SPAWN_REJECTED) == 1
+    _ping(client, manager.tid)
+    assert client.submit(command=["true"]).wait(timeout=20).status == "completed"
+
+
+def test_a_result_too_large_fails_that_task_only(project, client, manager):
+    (project.root / "bigjobs.py").write_text("def big(n):\n    return 'x' * n\n")
+    other = client.submit(command=["sh", "-c", "sleep 1; echo fine"])
+    big = client.submit(function="bigjobs:big", args=[11 << 20])
+    result = big.wait(timeout=60)
+    assert result.status == "failed" and result.reason == "result_too_large", result
+    assert "exceeds" in (result.error or "")
+    done = other.wait(timeout=30)
+    assert done.status == "completed" and done.stdout == "fine\n"
+    _ping(client, manager.tid)
+    assert len(_results(project, big.tid)) == 1
+    assert not project.rows(f"T{manager.tid}.reserved")
+
+
+# -- item 2: a task's TID is its spawn message's id --------------------------------
+def _explicit(client, tid, command=("echo", "again")):
+    body = json.dumps({"v": 1, "taskspec": {"command": list(command), "tid": tid}})
+    return str(client.broker.write(SPAWN_REQUESTS, body)).zfill(19)
+
+
+def test_a_request_naming_another_tid_is_rejected_before_anything_runs(project, client,
+                                                                       manager):
+    first = client.submit(command=["echo", "once"])
+    assert first.wait(timeout=20).status == "completed"
+    fresh = str(client.broker.generate_id())
+    requests = {
+        "finished task": _explicit(client, first.tid),
+        "manager": _explicit(client, manager.tid),
+        "duplicate a": _explicit(client, fresh),
+        "duplicate b": _explicit(client, fresh),
+    }
+    for what, mid in requests.items():
+        result = client.task(mid).wait(timeout=20)
+        assert result.status == "rejected", what
+        assert "is not this request's id" in (result.error or ""), what
+    # Nothing ran and nothing was written under the named tids.
+    assert len(_results(project, first.tid)) == 1
+    assert [e["event"] for e in project.events(first.tid)].count("task_completed") == 1
+    assert not _results(project, manager.tid) and not _results(project, fresh)
+    assert not any(e["event"] == "task_started" for e in project.events(fresh))
+    assert not project.rows(SPAWN_REQUESTS)
+    stop = project.cli("worker", "stop", manager.tid, "--timeout", "20")
+    assert stop.returncode == 0, stop.stderr
+
+
+# -- item 3: a frozen manager's claims, recovered by a peer, stay the peer's --------
+def test_a_frozen_manager_settles_nothing_a_peer_recovered(project, client):
+    first = client.workers.start()
+    project.track(first.pid)
+    tasks = [client.submit(command=["sh", "-c", "sleep 1.5"], retries=1) for _ in range(3)]
+
+    def started_on_first():
+        events = project.events()
+        return all(any(e["event"] == "task_started" and e["tid"] == t.tid
+                       and e.get("manager_tid") == first.tid for e in events) for t in tasks)
+
+    wait_for(started_on_first, what="every task started on the first manager")
+    launcher = int(project.registry()[first.tid]["launcher_pid"])
+    peer = client.workers.start()
+    project.track(peer.pid)
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        os.kill(launcher, signal.SIGKILL)
+        # The peer sees the lease expire, waits for the task processes to end,
+        # then finishes attempt 1 as consumer_lost and runs attempt 2 itself.
+        results = [t.wait(timeout=60) for t in tasks]
+        assert all(r.status == "completed" and r.attempt == 2 for r in results), results
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+
+    def lost_everywhere():
+        lost = [e for e in project.events() if e["event"] == "claim_lost"]
+        return {e["tid"] for e in lost} >= {t.tid for t in tasks}
+
+    wait_for(lost_everywhere, timeout=20, what="the woken manager logs claim_lost")
+    _ping(client, first.tid)  # it woke up and carries on
+    for task in tasks:
+        events = project.events(task.tid)
+        started = [e["attempt"] for e in events if e["event"] == "task_started"]
+        assert sorted(started) == [1, 2], events  # each attempt ran exactly once
+        assert len(_results(project, task.tid)) == 1
+        assert [e["event"] for e in events].count("task_retrying") == 1
+        lost = [e for e in events if e["event"] == "claim_lost"]
+        assert lost and all(e.get("manager_tid") == first.tid for e in lost)
+    assert not project.rows(SPAWN_REQUESTS)
+    assert not project.rows(f"T{first.tid}.reserved") and not project.rows(f"T{peer.tid}.reserved")
+    assert pid_alive(first.pid)
+
+
+# -- item 4: STOP during a retry delay -----------------------------------------------
+def test_stop_during_a_retry_delay_cancels_the_waiting_attempt(project, manager):
+    tid = project.cli("run", "--no-wait", "--retries", "2", "--retry-delay", "10", "--",
+                      "false").stdout.strip()
+    wait_for(lambda: any(e["event"] == "task_retrying" for e in project.events(tid)),
+             what="attempt 1 failed and the retry waits")
+    began = time.monotonic()
+    stop = project.cli("task", "stop", tid, "--json")
+    assert stop.returncode == 0, stop.stderr
+    assert time.monotonic() - began < 10
+    # Gone the moment stop returned: no attempt can start after this.
+    assert not project.rows(SPAWN_REQUESTS)
+    assert not project.rows(f"T{manager.tid}.reserved")
+    results = _results(project, tid)
+    assert len(results) == 1 and results[0]["status"] == "cancelled"
+    assert results[0]["attempt"] == 2
+    events = [e["event"] for e in project.events(tid)]
+    assert events[-1] == "task_cancelled" and events.count("task_started") == 1
+    res = project.cli("result", tid, "--json", "--timeout", "5")
+    assert json.loads(res.stdout)["status"] == "cancelled"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    pytest.main([__file__])
