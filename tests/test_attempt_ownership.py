@@ -115,22 +115,24 @@ def test_a_frozen_manager_settles_nothing_a_peer_recovered(project, client):
     finally:
         os.kill(first.pid, signal.SIGCONT)
 
-    def lost_everywhere():
-        lost = [e for e in project.events() if e["event"] == "claim_lost"]
-        return {e["tid"] for e in lost} >= {t.tid for t in tasks}
-
-    wait_for(lost_everywhere, timeout=20, what="the woken manager logs claim_lost")
-    _ping(client, first.tid)  # it woke up and carries on
+    # A PONG means the woken manager has run a whole step: it found its launcher
+    # gone and settled (or, now, failed to settle) every attempt it held.
+    _ping(client, first.tid)
+    assert not project.rows(SPAWN_REQUESTS), "no second retry was queued"
+    assert not project.rows(f"T{first.tid}.reserved") and not project.rows(f"T{peer.tid}.reserved")
     for task in tasks:
         events = project.events(task.tid)
         started = [e["attempt"] for e in events if e["event"] == "task_started"]
         assert sorted(started) == [1, 2], events  # each attempt ran exactly once
         assert len(_results(project, task.tid)) == 1
         assert [e["event"] for e in events].count("task_retrying") == 1
-        lost = [e for e in events if e["event"] == "claim_lost"]
-        assert lost and all(e.get("manager_tid") == first.tid for e in lost)
-    assert not project.rows(SPAWN_REQUESTS)
-    assert not project.rows(f"T{first.tid}.reserved") and not project.rows(f"T{peer.tid}.reserved")
+
+    def lost_everywhere():
+        lost = [e for e in project.events() if e["event"] == "claim_lost"]
+        return {e["tid"] for e in lost} >= {t.tid for t in tasks} and lost
+
+    lost = wait_for(lost_everywhere, timeout=20, what="the woken manager logs claim_lost")
+    assert all(e.get("manager_tid") == first.tid for e in lost)
     assert pid_alive(first.pid)
 
 
