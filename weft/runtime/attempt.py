@@ -143,13 +143,16 @@ class ResultTooLarge(Exception):
 
 # -- immediate fenced operations ----------------------------------------------
 def requeue(broker: Broker, claim_: Claim, *, event: str) -> bool:
-    """Put a never-started attempt back on the spawn queue (same id, same FIFO place)."""
+    """Put a never-started attempt back on the spawn queue (same id, same FIFO place).
+
+    A half-written hand-off (a work item in ``T{tid}.inbox``/``reserved``) is
+    dropped in the same transaction: the next claim writes it again.
+    """
     tid = claim_.tid
-    # A half-written hand-off: drop the work item, the next claim writes it again.
-    broker.delete_queue(task_queue(tid, "inbox"))
-    broker.delete_queue(task_queue(tid, "reserved"))
+    stale = [(queue, mid) for queue in (task_queue(tid, "inbox"), task_queue(tid, "reserved"))
+             for _body, mid in broker.peek_all(queue)]
     return broker.settle_claim(claim_.queue, claim_.message_id, move_to=SPAWN_REQUESTS,
-                               writes=[(TASKS_LOG, event)])
+                               writes=[(TASKS_LOG, event)], deletes=stale)
 
 
 def drop(broker: Broker, claim_: Claim) -> bool:
