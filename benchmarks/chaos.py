@@ -5,7 +5,9 @@
 Submits ``--tasks`` short tasks (mostly ``true``, some short sleeps, a third
 with one retry), and while they flow, at random moments: SIGKILLs a manager
 (then starts a replacement), SIGKILLs a manager together with its launcher,
-or SIGKILLs a running task's process. When everything has settled it checks
+SIGKILLs a running task's process, or freezes a manager (SIGSTOP, half the
+time also SIGKILLing its launcher so peers recover its claims) and thaws it
+(SIGCONT) after longer than the heartbeat lease. When everything has settled it checks
 the promise of ARCHITECTURE.md §5 and prints the figures as JSON:
 
 - every task reached exactly one terminal state (one final event, one result);
@@ -31,6 +33,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+FREEZE_FOR = 6.5  # longer than the lease at a 1 s heartbeat (3 x 1 s + 2 s)
 FINAL_EVENTS = {"task_completed", "task_failed", "task_timeout", "task_killed",
                 "task_cancelled", "task_rejected"}
 
@@ -49,6 +52,7 @@ class Chaos:
         self.all_pids: set[int] = set()
         self.kills = Counter()
         self.tids: list[str] = []
+        self.frozen: dict[int, float] = {}  # manager pid -> when to thaw it
 
     # -- processes ------------------------------------------------------------
     def start_manager(self) -> None:
@@ -66,6 +70,31 @@ class Chaos:
             self.kills["manager"] += 1
         _reap(victim.pid)
         self.start_manager()
+
+    def freeze_manager(self) -> None:
+        """SIGSTOP a manager past its lease; half the time its launcher dies meanwhile."""
+        candidates = [m for m in self.managers if m.pid not in self.frozen]
+        if not candidates:
+            return
+        victim = self.rng.choice(candidates)
+        _quietly(os.kill, victim.pid, signal.SIGSTOP)
+        self.frozen[victim.pid] = time.monotonic() + FREEZE_FOR
+        launcher = 0
+        if self.rng.random() < 0.5:
+            record = self.client.workers.status(victim.tid).record
+            launcher = int(record.get("launcher_pid") or 0)
+        if launcher:
+            _quietly(os.kill, launcher, signal.SIGKILL)
+            self.kills["freeze_and_launcher"] += 1
+        else:
+            self.kills["freeze"] += 1
+
+    def thaw(self, *, everything: bool = False) -> None:
+        now = time.monotonic()
+        for pid, when in list(self.frozen.items()):
+            if everything or now >= when:
+                _quietly(os.kill, pid, signal.SIGCONT)
+                del self.frozen[pid]
 
     def kill_consumer(self) -> None:
         running = self._running_pids()
@@ -97,13 +126,15 @@ class Chaos:
         for _ in range(self.n_managers):
             self.start_manager()
         batch = max(1, self.n_tasks // 20)
-        while len(self.tids) < self.n_tasks or not self.settled():
+        while len(self.tids) < self.n_tasks or self.frozen or not self.settled():
+            self.thaw()
             if len(self.tids) < self.n_tasks:
                 self.submit(min(batch, self.n_tasks - len(self.tids)))
             if len(self.tids) < self.n_tasks or self.rng.random() < 0.3:
                 self.chaos_step()
             time.sleep(self.rng.uniform(0.5, 1.5) * kill_every)
             if time.monotonic() - started > deadline:
+                self.thaw(everything=True)
                 break
         elapsed = time.monotonic() - started
         return self.report(elapsed)
@@ -114,7 +145,9 @@ class Chaos:
             self.kill_manager(with_launcher=False)
         elif roll < 0.35:
             self.kill_manager(with_launcher=True)
-        elif roll < 0.75:
+        elif roll < 0.45:
+            self.freeze_manager()
+        elif roll < 0.8:
             self.kill_consumer()
 
     def settled(self) -> bool:
@@ -168,6 +201,7 @@ class Chaos:
             "tasks": len(wanted), "seconds": round(elapsed, 1),
             "tasks_per_second": round(len(wanted) / elapsed, 1) if elapsed else None,
             "kills": dict(self.kills), "final_status": dict(statuses),
+            "claims_lost": sum(1 for e in events if e.get("event") == "claim_lost"),
             "not_completed_reasons": dict(reasons),
             "final_attempt": {str(k): v for k, v in sorted(attempts.items())},
             "missing_results": sorted(wanted - set(results))[:10],
@@ -175,6 +209,7 @@ class Chaos:
         }
 
     def close(self) -> None:
+        self.thaw(everything=True)
         for info in self.managers:
             _quietly(os.kill, info.pid, signal.SIGTERM)
         deadline = time.monotonic() + 30

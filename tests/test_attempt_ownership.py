@@ -17,7 +17,7 @@ import signal
 import time
 
 import pytest
-from conftest import pid_alive, wait_for
+from conftest import pid_alive, running_status, wait_for
 
 from weft.names import SPAWN_REJECTED, SPAWN_REQUESTS
 
@@ -134,6 +134,23 @@ def test_a_frozen_manager_settles_nothing_a_peer_recovered(project, client):
     lost = wait_for(lost_everywhere, timeout=20, what="the woken manager logs claim_lost")
     assert all(e.get("manager_tid") == first.tid for e in lost)
     assert pid_alive(first.pid)
+
+
+def test_a_running_attempt_whose_claim_was_taken_is_killed_and_writes_nothing(project, client,
+                                                                              manager):
+    """The heartbeat read-back: a claim gone from the owner's reserved queue (as after
+    a peer's recovery) stops the attempt within a beat, and its result is never written."""
+    task = client.submit(command=["sleep", "30"])
+    pid = wait_for(lambda: (running_status(task) or {}).get("pid"), what="task running")
+    reserved = f"T{manager.tid}.reserved"
+    assert client.broker.move_one(reserved, "Tpeer.reserved", message_id=int(task.tid))
+    wait_for(lambda: any(e["event"] == "claim_lost" for e in project.events(task.tid)),
+             what="claim_lost logged")
+    wait_for(lambda: not pid_alive(pid), timeout=10, what="the attempt's process killed")
+    _ping(client, manager.tid)  # one more step: anything it meant to write is flushed
+    assert not _results(project, task.tid)
+    assert not any(e.get("status") in ("failed", "killed", "cancelled")
+                   for e in project.events(task.tid))
 
 
 # -- item 4: STOP during a retry delay -----------------------------------------------
