@@ -60,16 +60,20 @@ def tid_of(message_id: int) -> str:
 
 # -- messages -------------------------------------------------------------
 def result_body(**fields: Any) -> str:
-    """A result message, built and checked by the model (None fields dropped)."""
-    return ResultMessage(**fields).model_dump_json(exclude_none=True)
+    """A result message, built and checked by the model (None fields dropped).
+
+    Serialised with ``json.dumps`` (ASCII escapes), not pydantic: a function may
+    return a string holding a lone surrogate, which UTF-8 cannot carry.
+    """
+    return dumps(ResultMessage(**fields).model_dump(exclude_none=True))
 
 
 def event_body(event: str, tid: str, status: str, **fields: Any) -> str:
     """A ``weft.tasks.log`` event built by the model, for writes outside a Batch."""
     record = {k: v for k, v in fields.items() if v is not None}
     record.setdefault("host", HOST)
-    return LogEvent(event=event, tid=tid, status=status, ts=time.time(),
-                    **record).model_dump_json(exclude_none=True)
+    return dumps(LogEvent(event=event, tid=tid, status=status, ts=time.time(),
+                          **record).model_dump(exclude_none=True))
 
 
 def short(text: str | None, limit: int = ERROR_LIMIT) -> str | None:
@@ -133,7 +137,8 @@ def settle_retry(batch: Batch, claim_: Claim, *, request: SpawnRequest, work_id:
     tid = claim_.tid
     deletes = [] if work_id is None else [(task_queue(tid, "reserved"), work_id)]
     with batch.fenced(claim_.queue, claim_.message_id, deletes=deletes, on_lost=on_lost,
-                      move_to=SPAWN_REQUESTS, body=request.model_dump_json(exclude_none=True)):
+                      move_to=SPAWN_REQUESTS,
+                      body=dumps(request.model_dump(mode="json", exclude_none=True))):
         event()
 
 
@@ -153,6 +158,19 @@ def requeue(broker: Broker, claim_: Claim, *, event: str) -> bool:
              for _body, mid in broker.peek_all(queue)]
     return broker.settle_claim(claim_.queue, claim_.message_id, move_to=SPAWN_REQUESTS,
                                writes=[(TASKS_LOG, event)], deletes=stale)
+
+
+def fail_now(broker: Broker, claim_: Claim, *, error: str, attempt: int,
+             manager_tid: str | None, reason: str = "internal_error") -> bool:
+    """The last resort when settling an attempt the usual way raised: a plain
+    ``failed`` result and event, no retry, fenced like any settle."""
+    tid = claim_.tid
+    result = result_body(tid=tid, status="failed", reason=reason, error=short(error),
+                         attempt=attempt, finished_at=time.time())
+    event = event_body("task_failed", tid, "failed", manager_tid=manager_tid, reason=reason,
+                       error=short(error), attempt=attempt)
+    return broker.settle_claim(claim_.queue, claim_.message_id,
+                               writes=[(task_queue(tid, "outbox"), result), (TASKS_LOG, event)])
 
 
 def drop(broker: Broker, claim_: Claim) -> bool:

@@ -222,9 +222,18 @@ class Manager(BaseTask):
         """Handling one task failed: fail that task with the reason and carry on."""
         log.exception("handling task %s failed; the task fails, the manager carries on", tid)
         consumer = self.consumers.get(tid)
-        if consumer is not None:
-            self._signal_quietly(tid, "KILL", "internal_error")
+        if consumer is None:
+            return
+        self._signal_quietly(tid, "KILL", "internal_error")
+        try:
             self._finish_lost(tid, f"{type(exc).__name__}: {exc}", reason="internal_error")
+        except Exception:  # noqa: BLE001 - the plainest settle there is, then move on
+            log.exception("could not settle task %s the usual way; failing it plainly", tid)
+            self.consumers.pop(tid, None)
+            self.policy.release(tid)
+            if consumer.claim is not None:
+                attempt.fail_now(self.broker, consumer.claim, error=f"{type(exc).__name__}: {exc}",
+                                 attempt=consumer.attempt, manager_tid=self.tid)
 
     def _check_claims(self) -> None:
         """Read back every running attempt's claim: one a peer took (this manager was
