@@ -76,7 +76,11 @@ class Chaos:
         candidates = [m for m in self.managers if m.pid not in self.frozen]
         if not candidates:
             return
-        victim = self.rng.choice(candidates)
+        # The busiest one: a freeze matters when the manager holds claims.
+        held = dict(self.sql("SELECT queue, count(*) FROM messages WHERE claimed = 0 AND "
+                             "queue LIKE 'T%.reserved' GROUP BY queue"))
+        victim = max(candidates, key=lambda m: (held.get(f"T{m.tid}.reserved", 0),
+                                                self.rng.random()))
         _quietly(os.kill, victim.pid, signal.SIGSTOP)
         self.frozen[victim.pid] = time.monotonic() + FREEZE_FOR
         launcher = 0
