@@ -180,7 +180,7 @@ def drop(broker: Broker, claim_: Claim) -> bool:
 
 def dead_letter(broker: Broker, claim_: Claim, *, problem: str, manager_tid: str | None,
                 reason: str = "invalid_request", ids: dict[str, Any] | None = None,
-                attempt: int = 1) -> bool:
+                attempt: int = 1, details: dict[str, Any] | None = None) -> bool:
     """Move a request that can never run to ``weft.spawn.rejected``, with a result and an
     event that say why, in one transaction: a waiting client is released either way."""
     tid = claim_.tid
@@ -190,7 +190,8 @@ def dead_letter(broker: Broker, claim_: Claim, *, problem: str, manager_tid: str
                          attempt=attempt, finished_at=time.time(),
                          request_id=ids.get("request_id"), name=ids.get("name"))
     event = event_body("task_rejected", tid, "rejected", manager_tid=manager_tid, reason=reason,
-                       error=error, attempt=attempt, details={"queue": SPAWN_REJECTED}, **ids)
+                       error=error, attempt=attempt,
+                       details={"queue": SPAWN_REJECTED, **(details or {})}, **ids)
     return broker.settle_claim(claim_.queue, claim_.message_id, move_to=SPAWN_REJECTED,
                                writes=[(task_queue(tid, "outbox"), result), (TASKS_LOG, event)])
 
