@@ -61,7 +61,11 @@ class Chaos:
         self.all_pids.update({info.pid, int(info.record.get("launcher_pid") or 0)})
 
     def kill_manager(self, with_launcher: bool) -> None:
-        victim = self.managers.pop(self.rng.randrange(len(self.managers)))
+        awake = [m for m in self.managers if m.pid not in self.frozen]  # let a freeze play out
+        if not awake:
+            return
+        victim = awake[self.rng.randrange(len(awake))]
+        self.managers.remove(victim)
         if with_launcher:
             _quietly(os.killpg, victim.pid, signal.SIGKILL)  # manager and launcher share a group
             self.kills["manager_and_launcher"] += 1

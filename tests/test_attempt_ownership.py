@@ -90,6 +90,35 @@ def test_a_request_naming_another_tid_is_rejected_before_anything_runs(project, 
     assert stop.returncode == 0, stop.stderr
 
 
+def test_a_retry_rewritten_under_the_same_id_is_read_afresh(project, client):
+    """A retry keeps its message id: a manager that parsed attempt 1 while it was
+    queued must see attempt 2 (its delay, its count), not its cached parse."""
+    from weft.models import SpawnRequest
+    from weft.runtime import attempt
+    from weft.runtime.batch import Batch
+    from weft.runtime.intake import Intake
+
+    broker = client.broker
+    spec = client.build_spec(command=["true"], retry={"retries": 1})
+    mid = broker.write(SPAWN_REQUESTS, SpawnRequest(taskspec=spec).model_dump_json())
+    onlooker = Intake(broker, Batch(broker), manager_tid="1" * 19)
+    assert [c.request.attempt for c in onlooker.runnable(time.time())] == [1]
+    claim = attempt.claim(broker, mid, "2" * 19)
+    assert claim is not None
+    cand = onlooker.runnable(time.time())
+    assert cand == []
+    retry = SpawnRequest(taskspec=spec.model_copy(update={"tid": claim.tid}), attempt=2,
+                         not_before=time.time() + 60)
+    batch = Batch(broker)
+    attempt.settle_retry(batch, claim, request=retry, work_id=None,
+                         event=lambda: batch.event("task_retrying", claim.tid, "queued"),
+                         on_lost=lambda: pytest.fail("the claim was ours"))
+    batch.flush()
+    assert onlooker.runnable(time.time()) == []  # not due: its delay is honoured
+    later = onlooker.runnable(time.time() + 120)
+    assert [(c.message_id, c.request.attempt) for c in later] == [(mid, 2)]
+
+
 # -- item 3: a frozen manager's claims, recovered by a peer, stay the peer's --------
 def test_a_frozen_manager_settles_nothing_a_peer_recovered(project, client):
     first = client.workers.start()

@@ -96,7 +96,8 @@ class Policy:
         self.retry_at: float | None = None  # monotonic; re-plan then even if nothing changed
         self._next_sweep = 0.0
         self._deferred: dict[str, set[str]] = {}  # reasons already logged, per task
-        self._requests: dict[int, Request] = {}
+        # By (message id, attempt): a retry reuses its message id with a new not_before.
+        self._requests: dict[tuple[int, int], Request] = {}
         self._peers: rejection.PeerCapacities | None = None
         log.info("capacity: %s (GPUs from %s)", self.capacity.to_record(), self.gpu_reader.source)
 
@@ -147,13 +148,13 @@ class Policy:
 
     def _request(self, cand: Any) -> Request:
         """A candidate as admission sees it; cached, the queue is re-planned often."""
-        request = self._requests.get(cand.message_id)
+        request = self._requests.get((cand.message_id, cand.request.attempt))
         if request is None:
             if len(self._requests) > 4096:
                 self._requests.clear()
             request = Request.from_resources(cand.tid, cand.spec.resources, cand.priority,
                                              submitted_at(cand))
-            self._requests[cand.message_id] = request
+            self._requests[(cand.message_id, cand.request.attempt)] = request
         return request
 
     def decide(self, cand: Any, now: float) -> Decision:
@@ -163,7 +164,7 @@ class Policy:
     # -- acting on decisions -----------------------------------------------
     def reserve(self, cand: Any, gpu_ids: tuple[int, ...]) -> None:
         request = self._request(cand)
-        self._requests.pop(cand.message_id, None)  # claimed: it leaves the queue
+        self._requests.pop((cand.message_id, cand.request.attempt), None)  # claimed: it leaves
         self.reservations[cand.tid] = request.reservation(gpu_ids)
         self._deferred.pop(cand.tid, None)
 
@@ -203,7 +204,7 @@ class Policy:
         if self._peers.fits_somewhere(request):
             return  # leave it for a bigger manager
         manager.intake.forget(cand.message_id)
-        self._requests.pop(cand.message_id, None)
+        self._requests.pop((cand.message_id, cand.request.attempt), None)
         self._deferred.pop(cand.tid, None)
         rejection.reject(manager.broker, manager.batch, manager_tid=manager.tid,
                          message_id=cand.message_id, tid=cand.tid, reason=reason,

@@ -110,7 +110,7 @@ class Intake:
             for body, mid in rows:
                 seen.add(mid)
                 cand = self._candidate(body, mid)
-                if cand is None:
+                if cand is None or cand.body != body:
                     continue
                 not_before = cand.request.not_before
                 if not_before is not None and not_before > now:
@@ -127,7 +127,9 @@ class Intake:
 
     def _candidate(self, body: str, mid: int) -> Candidate | None:
         cand = self._cache.get(mid)
-        if cand is None:
+        # A retry rewrites its request under the same id (weft/runtime/attempt.py):
+        # a cached parse is good only for the body it was parsed from.
+        if cand is None or cand.body != body:
             try:
                 cand = parse(body, mid)
             except ValueError as exc:
