@@ -110,7 +110,7 @@ class Intake:
             for body, mid in rows:
                 seen.add(mid)
                 cand = self._candidate(body, mid)
-                if cand is None or cand.body != body:
+                if cand is None:
                     continue
                 not_before = cand.request.not_before
                 if not_before is not None and not_before > now:
