@@ -155,6 +155,9 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project
         monkeypatch.delenv(key)
     monkeypatch.setenv("WEFT_MANAGER_IDLE_TIMEOUT", "120")
     monkeypatch.setenv("WEFT_HEARTBEAT_INTERVAL", "1")
+    # Managers started in-process (the `manager` fixture, WeftClient) must run
+    # this checkout's code, not whichever weft is installed.
+    monkeypatch.setenv("PYTHONPATH", proj.env["PYTHONPATH"])
     monkeypatch.chdir(root)
     try:
         yield proj

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from weft.errors import ContextError
+from weft.pathsafety import check_weft_dir, open_private
 from weft.settings import Settings
 
 WEFT_DIR = ".weft"
@@ -76,7 +77,7 @@ def write_config(root: Path, values: Mapping[str, Any]) -> Path:
     """Merge ``values`` into the project config (owner-only: a DSN may hold a password)."""
     path = root / WEFT_DIR / CONFIG_FILE
     data = {**read_config(root), **{k: v for k, v in values.items() if v is not None}}
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     with os.fdopen(fd, "w") as fh:
         json.dump(data, fh, indent=2, sort_keys=True)
         fh.write("\n")
@@ -85,6 +86,7 @@ def write_config(root: Path, values: Mapping[str, Any]) -> Path:
 
 def _project(root: Path, settings: Settings | None) -> Context:
     """The context at ``root``: explicit settings win, else config file + environment."""
+    check_weft_dir(root / WEFT_DIR)  # symlinks, foreign or shared-writable: refused
     if settings is None:
         settings = Settings.from_env(base=read_config(root))
     return Context(root, settings)
@@ -134,6 +136,7 @@ def _create(root: Path, settings: Settings | None, announce: bool) -> Context:
     if not root.is_dir():
         raise ContextError(f"cannot create a weft project: {root} is not a directory")
     weft_dir = root / WEFT_DIR
+    check_weft_dir(weft_dir)  # before anything is created in a planted directory
     try:
         weft_dir.mkdir(mode=0o700, exist_ok=True)
         os.chmod(weft_dir, 0o700)

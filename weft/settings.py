@@ -117,6 +117,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "log_level": _text(False),
     "manager_start_timeout": _number(float, gt=0),
     "launcher_preload": _flag,
+    "function_allow": _text(True),
 }
 
 
@@ -145,6 +146,9 @@ class Settings:
     manager_start_timeout: float = 10.0
     launcher_preload: bool = field(default=False, metadata={
         "doc": "launcher imports weft's client stack once, for tasks that submit tasks"})
+    function_allow: str | None = field(default=None, metadata={
+        "doc": "comma list of function target prefixes a manager runs (e.g. 'mypkg.,tasks.'); "
+               "unset: any (docs/security.md)"})
 
     def __post_init__(self) -> None:
         problems = []

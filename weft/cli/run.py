@@ -54,7 +54,8 @@ def _load_spec_file(path: str) -> dict[str, Any]:
 @click.option("--spec", "spec_file", type=click.Path(dir_okay=False), help="Read the TaskSpec from a JSON file.")
 @click.option("--shell", is_flag=True, help="Run COMMAND (one string) through /bin/sh -c.")
 @click.option("--name", help="A name for the task (shown in lists and process titles).")
-@click.option("--env", "env", multiple=True, metavar="K=V", help="Set an environment variable; repeatable.")
+@click.option("--env", "env", multiple=True, metavar="K=V", help="Set an environment variable; repeatable. Stored in clear in the broker: use --secret for secrets.")
+@click.option("--secret", "secrets", multiple=True, metavar="NAME", help="Pass environment variable NAME, its value read by the manager from .weft/secrets or its own environment, never stored in the broker; repeatable.")
 @click.option("--cwd", type=click.Path(file_okay=False), help="Working directory (default: here).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Kill the task after S seconds (exit 124).")
 @click.option("--cpus", type=click.FloatRange(min=0), help="CPUs to reserve.")
@@ -136,6 +137,8 @@ def _spec_fields(opts: dict[str, Any]) -> dict[str, Any]:
             fields[key] = opts[key]
     if opts.get("env"):
         fields["env"] = _parse_pairs(opts["env"], "--env", json_values=False)
+    if opts.get("secrets"):
+        fields["secrets"] = list(dict.fromkeys(opts["secrets"]))
     if opts.get("labels"):
         fields["labels"] = _parse_pairs(opts["labels"], "--label", json_values=False)
     resources = {k: opts[k] for k in ("cpus", "memory_mb", "gpus", "vram_mb") if opts.get(k) is not None}

@@ -33,6 +33,12 @@ def worker_group() -> None:
 @click.option("--metrics-addr", callback=lambda _c, _p, v: _check_metrics_addr(v),
               help="Serve Prometheus metrics on HOST:PORT or PORT (loopback unless a host is "
                    "given; 0 picks a free port).")
+@click.option("--metrics-auth-file", type=click.Path(exists=True, dir_okay=False, resolve_path=True),
+              help="Require the scrape's Authorization header: an owner-only file with a line "
+                   "'bearer TOKEN' or 'basic USER:PASSWORD'.")
+@click.option("--secrets-file", type=click.Path(exists=True, dir_okay=False, resolve_path=True),
+              help="Read --secret values from this owner-only NAME=value file "
+                   "(default .weft/secrets, then the manager's environment).")
 @json_option
 def worker_start(foreground: bool, as_json: bool, **options: Any) -> None:
     """Start a manager and print its TID (detached unless --foreground)."""
@@ -42,6 +48,12 @@ def worker_start(foreground: bool, as_json: bool, **options: Any) -> None:
             options["gpu_ids"] = [int(x) for x in str(gpu_ids).split(",") if x.strip()]
         except ValueError:
             raise click.BadParameter("expected a comma list of integers", param_hint="--gpu-ids") from None
+    if options.get("metrics_addr"):
+        from weft.metrics.server import exposure_warning
+
+        warning = exposure_warning(options["metrics_addr"], options.get("metrics_auth_file"))
+        if warning:
+            click.echo(f"weft: warning: {warning}", err=True)
     c = client(create=True)
     info = c.workers.start(foreground=foreground, **options)
     if as_json:
@@ -121,6 +133,9 @@ def worker_status(tid: str | None, as_json: bool) -> None:
     click.echo(f"running    {load.get('running', 0)} of {caps.get('max_concurrency', '?')}")
     if rec.get("metrics_addr"):
         click.echo(f"metrics    http://{rec['metrics_addr']}/metrics")
+    if rec.get("containment"):
+        box = rec["containment"]
+        click.echo(f"contain    {box.get('mechanism')} (layers: {', '.join(box.get('layers') or [])})")
     _capacity_table(caps, load)
     for name, queue in (rec.get("queues") or {}).items():
         click.echo(f"queue      {name:<9} {queue}")

@@ -21,6 +21,7 @@ SPEC_FIELDS = (
     "name",
     "labels",
     "env",
+    "secrets",
     "cwd",
     "timeout",
     "resources",

@@ -27,6 +27,7 @@ class CommonOptions(TypedDict, total=False):
     name: str
     labels: Mapping[str, str]
     env: Mapping[str, str]
+    secrets: Sequence[str]
     cwd: str | os.PathLike[str]
     resources: Resources | Mapping[str, Any]
     limits: Limits | Mapping[str, Any]

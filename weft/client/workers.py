@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from weft.errors import ManagerUnavailable, NotFound, UsageError, WaitTimeout
 from weft.names import WORKERS_REGISTRY
+from weft.pathsafety import NOFOLLOW, open_private, private_dir
 from weft.runtime import registry
 from weft.runtime.batch import dumps
 
@@ -100,8 +101,7 @@ class Workers:
 
             main(argv[3:])
             return self.status(tid)
-        logs = ctx.weft_dir / "logs"
-        logs.mkdir(mode=0o700, exist_ok=True)
+        logs = private_dir(ctx.weft_dir / "logs")
         log_path = logs / f"manager-{tid}.log"
         pid = _spawn_detached(argv, str(log_path))
         if not wait:
@@ -141,7 +141,7 @@ class Workers:
     def _start_lock(self) -> Iterator[None]:
         """One starter per project at a time, so two clients do not both start one."""
         path = self.client.context.weft_dir / "manager-start.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = open_private(path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -225,10 +225,14 @@ def _spawn_detached(argv: list[str], log_path: str) -> int:
     """Start a manager in its own session, output to its log; no Popen to outlive."""
     actions = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 1, log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
+        (os.POSIX_SPAWN_OPEN, 1, log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | NOFOLLOW, 0o600),
         (os.POSIX_SPAWN_DUP2, 1, 2),
     ]
-    return os.posix_spawn(argv[0], argv, dict(os.environ), file_actions=actions, setsid=True)
+    try:
+        return os.posix_spawn(argv[0], argv, dict(os.environ), file_actions=actions, setsid=True)
+    except OSError as exc:  # e.g. ELOOP: the log path is a symlink (O_NOFOLLOW)
+        raise ManagerUnavailable(f"cannot start a manager logging to {log_path}: "
+                                 f"{exc.strerror or exc}") from None
 
 
 def _exit_status(pid: int) -> int | None:

@@ -11,16 +11,47 @@ Off by default. ``PORT`` or ``:PORT`` binds loopback; another interface
 must be named explicitly (``0.0.0.0:9464``). Port 0 picks a free port; the
 address actually bound is written into the manager's registry record
 (``metrics_addr``) so users and tests can find it.
+
+Metrics name tasks, managers and hosts, so they are nobody else's
+business: an address that is not loopback is served only after a warning
+in the manager's log (and from ``weft worker start``), and
+``--metrics-auth-file`` puts the endpoint behind a bearer token or a
+basic-auth pair (:mod:`weft.metrics.auth`).
 """
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import os
+import socket
+import threading
 from typing import Any
 
 from weft.errors import UsageError
 
 LOOPBACK = "127.0.0.1"
+log = logging.getLogger("weft.metrics")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def exposure_warning(addr: str, auth_file: str | None) -> str | None:
+    """The warning to give for serving metrics on ``addr``, or None when it stays on this host."""
+    host, port = parse_addr(addr)
+    if is_loopback(host):
+        return None
+    guard = ("behind the token in --metrics-auth-file" if auth_file else
+             "without authentication (see --metrics-auth-file)")
+    return (f"metrics on {format_addr(host, port)} are reachable from other hosts, {guard}, "
+            "over plain HTTP")
 
 
 def parse_addr(text: str) -> tuple[str, int]:
@@ -48,9 +79,10 @@ def format_addr(host: str, port: int) -> str:
 class ManagerMetrics:
     """Metrics of one manager: counted from its events, served over HTTP."""
 
-    def __init__(self, manager: Any, addr: str) -> None:
-        from prometheus_client import start_http_server
+    def __init__(self, manager: Any, addr: str, auth_file: str | None = None) -> None:
+        from prometheus_client import make_wsgi_app
 
+        from weft.metrics.auth import guarded, read_auth_file
         from weft.metrics.registry import TaskMetrics
 
         self.manager = manager
@@ -59,8 +91,14 @@ class ManagerMetrics:
         self.metrics.registry.register(_Live(self))
         self.sample()
         host, port = parse_addr(addr)
+        app = make_wsgi_app(self.metrics.registry)
+        if auth_file:
+            app = guarded(app, read_auth_file(auth_file))
+        warning = exposure_warning(addr, auth_file)
+        if warning:
+            log.warning("%s", warning)
         try:
-            self.server, self.thread = start_http_server(port, host, registry=self.metrics.registry)
+            self.server, self.thread = _serve(host, port, app)
         except OSError as exc:
             raise UsageError(f"cannot serve metrics on {format_addr(host, port)}: "
                              f"{exc.strerror or exc}") from None
@@ -91,6 +129,27 @@ class ManagerMetrics:
         self.thread.join(timeout=5)
 
 
+def _serve(host: str, port: int, app: Any) -> tuple[Any, threading.Thread]:
+    """A threaded WSGI server for ``app`` on a daemon thread (prometheus_client's own
+    ``start_http_server`` takes no authentication hook)."""
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from prometheus_client.exposition import ThreadingWSGIServer
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+            pass
+
+    class Server(ThreadingWSGIServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        daemon_threads = True
+
+    httpd = make_server(host, port, app, Server, handler_class=Quiet)
+    thread = threading.Thread(target=httpd.serve_forever, name="weft-metrics", daemon=True)
+    thread.start()
+    return httpd, thread
+
+
 class _Live:
     """Collector for the families read at scrape time (capacity, CPU, RSS)."""
 
@@ -110,6 +169,6 @@ def start(manager: Any) -> ManagerMetrics | None:
     addr = manager.options.get("metrics_addr")
     if not addr:
         return None
-    served = ManagerMetrics(manager, str(addr))
+    served = ManagerMetrics(manager, str(addr), manager.options.get("metrics_auth_file"))
     manager.options["metrics_addr"] = served.address
     return served

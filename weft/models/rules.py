@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 TID_RE: Final = re.compile(r"^\d{19}$")
+SECRET_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 FUNCTION_RE: Final = re.compile(
     r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 RETRYABLE: Final = ("failed", "timeout", "consumer_lost", "killed")
@@ -47,6 +48,13 @@ def env_names(value: Mapping[str, str]) -> Mapping[str, str]:
     for key in value:
         if not key or "=" in key or "\x00" in key:
             raise ValueError(f"invalid environment variable name {key!r}")
+    return value
+
+
+def secret_names(value: tuple[str, ...]) -> tuple[str, ...]:
+    for name in value:
+        if not isinstance(name, str) or not SECRET_RE.match(name):
+            raise ValueError(f"invalid secret name {name!r} (letters, digits and _)")
     return value
 
 
@@ -101,6 +109,7 @@ def check_fields(fields: Mapping[str, Any]) -> list[str]:
     run("command", command_shape, tuple(command) if command is not None else None)
     run("function", function_shape, fields.get("function"))
     run("env", env_names, fields.get("env") or {})
+    run("secrets", secret_names, tuple(fields.get("secrets") or ()))
     retry = fields.get("retry") or {}
     if "retry_on" in retry:
         run("retry.retry_on", retry_reasons, tuple(retry["retry_on"]))

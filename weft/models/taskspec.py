@@ -82,6 +82,7 @@ class TaskSpec(_Frozen):
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
     env: dict[str, str] = Field(default_factory=dict)
+    secrets: tuple[str, ...] = ()  # names only: the manager supplies the values
     cwd: str | None = None
     timeout: float | None = Field(default=None, gt=0)
     resources: Resources = Field(default_factory=Resources)
@@ -110,6 +111,11 @@ class TaskSpec(_Frozen):
     def _env_shape(cls, value: dict[str, str]) -> dict[str, str]:
         rules.env_names(value)
         return value
+
+    @field_validator("secrets")
+    @classmethod
+    def _secret_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return rules.secret_names(value)
 
     @model_validator(mode="after")
     def _one_target(self) -> TaskSpec:

@@ -26,16 +26,20 @@ import sys
 import traceback
 from typing import Any, NoReturn
 
+from weft.runtime import allowlist, containment
+
 _DEFAULT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGPIPE, signal.SIGHUP)
 
 
 def run(launch: dict[str, Any], result_fd: int) -> NoReturn:
     """Run the target described by ``launch`` and ``os._exit``. Never returns."""
     outcome: dict[str, Any]
+    containment.enter(launch)  # own cgroup if delegated; adopt detached descendants
     try:
         outcome = _prepare_and_run(launch)
     except BaseException as exc:  # noqa: BLE001 - the child must always report
         outcome = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+    containment.end_descendants()  # the task has ended: so does everything it started
     _report(result_fd, outcome)
     code = outcome.get("exit_code")
     os._exit(code if isinstance(code, int) and 0 <= code < 256 else 0)
@@ -63,6 +67,8 @@ def _report(result_fd: int, outcome: dict[str, Any]) -> None:
 
 
 def _prepare_and_run(launch: dict[str, Any]) -> dict[str, Any]:
+    if launch.get("refused"):  # the manager could not supply what the task needs
+        return {"spawn_error": launch["refused"], "exit_code": 126}
     cwd = launch.get("cwd")
     if cwd:
         try:
@@ -111,8 +117,10 @@ def _run_function(launch: dict[str, Any], cwd: str) -> dict[str, Any]:
     module_name, _, attr = launch["function"].partition(":")
     try:
         target: Any = importlib.import_module(module_name)
+        allow = launch.get("function_allow")
         for part in attr.split("."):
             target = getattr(target, part)
+            allowlist.check_path(target, part, tuple(allow) if allow else None)
     except Exception as exc:  # noqa: BLE001
         return {"error": f"cannot load {launch['function']}: {type(exc).__name__}: {exc}",
                 "traceback": traceback.format_exc()}

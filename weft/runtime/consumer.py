@@ -138,6 +138,7 @@ class Consumer(BaseTask):
             "function": spec.function, "args": list(spec.args), "kwargs": spec.kwargs,
             "env": env, "unset_env": unset, "cwd": spec.cwd, "timeout": spec.timeout, "limits": limits,
             "capture": spec.stream_output,
+            "cpus": spec.resources.cpus,  # cpu.max when tasks get their own cgroup
             # What an orphaned launcher needs to finish the task on its own
             # (the request as it was queued; the tid is filled in on adoption):
             "task": {"request": request_json or self.request.model_dump_json(exclude_none=True),

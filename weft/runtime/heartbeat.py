@@ -14,6 +14,7 @@ from typing import Any
 from weft import __version__
 from weft.names import WORKERS_REGISTRY
 from weft.runtime.batch import dumps
+from weft.runtime.containment import describe
 
 
 class Heartbeat:
@@ -28,6 +29,8 @@ class Heartbeat:
         self._row: int | None = None
         self._launcher: tuple[int | None, float | None] = (None, None)
         self._next = 0.0
+        # The launcher runs the same detection on the same host (containment.py).
+        self.containment = describe()
 
     def due(self, now: float) -> bool:
         return now >= self._next
@@ -43,7 +46,7 @@ class Heartbeat:
             "version": __version__, "idle_timeout": m.idle_timeout, "name": m.name,
             "metrics_addr": m.options.get("metrics_addr"), "stop_reason": stop_reason,
             "launcher_pid": m.launcher.pid, "launcher_create_time": self._launcher_ct(),
-            "paused": m.state.value == "paused",
+            "paused": m.state.value == "paused", "containment": self.containment,
         }
 
     def _launcher_ct(self) -> float | None:

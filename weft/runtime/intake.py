@@ -24,6 +24,7 @@ from weft.models import SpawnRequest, TaskSpec
 from weft.names import SPAWN_REQUESTS
 from weft.runtime import attempt
 from weft.runtime.batch import Batch
+from weft.runtime.gate import Gate
 
 WINDOW = 64
 SCAN_LIMIT = 1024
@@ -86,8 +87,10 @@ def _parse(body: str, message_id: int) -> Candidate:
 
 
 class Intake:
-    def __init__(self, broker: Broker, batch: Batch, *, manager_tid: str) -> None:
+    def __init__(self, broker: Broker, batch: Batch, *, manager_tid: str,
+                 gate: Gate | None = None) -> None:
         self.broker = broker
+        self.gate = gate  # trust checks (allow-list, secrets) before anything runs
         self.batch = batch
         self.manager_tid = manager_tid
         self._cache: dict[int, Candidate] = {}
@@ -135,19 +138,27 @@ class Intake:
             except ValueError as exc:
                 self.dead_letter(mid, str(exc))
                 return None
+            try:
+                refusal = self.gate.refusal(cand.spec) if self.gate is not None else None
+            except Exception as exc:  # noqa: BLE001 - one request must not end the reader
+                self.dead_letter(mid, f"cannot check the request: {type(exc).__name__}: {exc}")
+                return None
+            if refusal is not None:
+                self.dead_letter(mid, refusal.error, reason=refusal.reason)
+                return None
             self._cache[mid] = cand
         return cand
 
     def forget(self, message_id: int) -> None:
         self._cache.pop(message_id, None)
 
-    def dead_letter(self, message_id: int, problem: str) -> None:
+    def dead_letter(self, message_id: int, problem: str, *, reason: str = "invalid_request") -> None:
         """Refuse one queued request: moved, result and event in one transaction."""
         claim = attempt.Claim(SPAWN_REQUESTS, message_id)
         body = self.broker.peek_one(SPAWN_REQUESTS, message_id=message_id)
         ids = attempt.salvage_ids(body[0]) if body is not None else {}
         attempt.dead_letter(self.broker, claim, problem=problem, manager_tid=self.manager_tid,
-                            ids=ids)
+                            reason=reason, ids=ids)
 
 
 def seconds_until(when: float | None) -> float | None:

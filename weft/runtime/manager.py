@@ -31,6 +31,7 @@ from weft.runtime.admission_hook import Policy, make_policy
 from weft.runtime.basetask import BaseTask
 from weft.runtime.batch import Batch
 from weft.runtime.consumer import Consumer
+from weft.runtime.gate import Gate
 from weft.runtime.heartbeat import Heartbeat
 from weft.runtime.intake import Candidate, Intake
 from weft.runtime.launcher import Launcher, LauncherLost
@@ -56,7 +57,8 @@ class Manager(BaseTask):
         self.idle_timeout = float(options.get("idle_timeout", ctx.settings.manager_idle_timeout))
         self.grace = float(options.get("grace", 30.0))
         self.consumers: dict[str, Consumer] = {}
-        self.intake = Intake(self.broker, self.batch, manager_tid=tid)
+        self.intake = Intake(self.broker, self.batch, manager_tid=tid,
+                             gate=Gate.for_manager(ctx, options))
         self.policy: Policy = make_policy(ctx.settings, options)
         self.launcher = Launcher(root=str(ctx.root), manager_tid=tid)
         self.heartbeat = Heartbeat(self, interval=ctx.settings.heartbeat_interval)
@@ -409,6 +411,8 @@ class Manager(BaseTask):
         self.consumers[consumer.tid] = consumer
         env, unset = consumer.child_env(str(self.ctx.root))
         op = consumer.launch_op(env, unset, stdin=cand.request.inbox_message, request_json=cand.body)
+        if self.intake.gate is not None:  # secrets' values, the allow-list
+            self.intake.gate.prepare(cand.spec, op)
         try:
             self.launcher.launch(op)
         except LauncherLost:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from weft.runtime import child
+from weft.runtime.containment import Containment
 from weft.runtime.frames import FrameSocket, PeerClosed
 
 KILL_GRACE = 2.0
@@ -92,6 +93,8 @@ class Supervisor:
         self.sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         self.sel.register(sock, selectors.EVENT_READ, "link")
         self._telemetry: Any = None
+        # Kills reach every process of a task, detached ones included (containment.py).
+        self.containment = Containment(context=root)
         # Off by default: the preloaded modules double the launcher's memory and
         # every fork pays for the larger page tables (docs/performance.md).
         self._preloaded = os.environ.get("WEFT_LAUNCHER_PRELOAD", "").lower() not in (
@@ -218,6 +221,7 @@ class Supervisor:
         # Objects that exist now are never collected by this process again, so
         # the garbage collector does not touch (and copy) their pages in children.
         gc.freeze()
+        self.containment.prepare(op)
         try:
             pid = os.fork()
         except OSError as exc:
@@ -347,7 +351,7 @@ class Supervisor:
             return
         if reason and proc.killed_for is None and sig in ("TERM", "KILL"):
             proc.killed_for = reason
-        _killpg(proc.pid, getattr(signal, "SIG" + sig))
+        self.containment.signal(proc.tid, proc.pid, getattr(signal, "SIG" + sig))
         if sig == "TERM":
             proc.kill_at = time.monotonic() + (KILL_GRACE if grace is None else grace)
 
@@ -357,7 +361,7 @@ class Supervisor:
                 if proc.deadline is not None and now >= proc.deadline and proc.killed_for is None:
                     self.signal_task(proc.tid, "TERM", "timeout", KILL_GRACE)
                 if proc.kill_at is not None and now >= proc.kill_at:
-                    _killpg(proc.pid, signal.SIGKILL)
+                    self.containment.signal(proc.tid, proc.pid, signal.SIGKILL)
                     proc.kill_at = None
                 if now >= proc.next_sample:
                     proc.next_sample = now + SAMPLE_EVERY
@@ -387,11 +391,11 @@ class Supervisor:
         mem = limits.get("memory_mb")
         if mem and rss > mem and proc.killed_for is None:
             proc.killed_for = "memory_limit"
-            _killpg(proc.pid, signal.SIGKILL)
+            self.containment.signal(proc.tid, proc.pid, signal.SIGKILL)
         cpu_limit = limits.get("cpu_seconds")
         if cpu_limit and cpu > cpu_limit and proc.killed_for is None:
             proc.killed_for = "cpu_limit"
-            _killpg(proc.pid, signal.SIGKILL)
+            self.containment.signal(proc.tid, proc.pid, signal.SIGKILL)
 
     def _reap(self) -> None:
         while self.by_pid:
@@ -409,8 +413,12 @@ class Supervisor:
             proc.status = status
             proc.rusage = rusage
             proc.reaped_at = time.monotonic()
-            # Anything the task left behind in its group goes with it.
-            _killpg(pid, signal.SIGKILL)
+            # Anything the task left behind goes with it, detached or not.
+            if proc.killed_for is None and self.containment.oom_killed(proc.tid):
+                proc.killed_for = "memory_limit"
+            self.containment.after_exit(
+                proc.tid, pid, consumers=set(self.by_pid),
+                thorough=proc.killed_for is not None or os.WIFSIGNALED(status))
             if proc.stdin_fd is not None:
                 self.sel.unregister(proc.stdin_fd)
                 self.by_fd.pop(proc.stdin_fd, None)
@@ -457,13 +465,6 @@ class Supervisor:
 def now_or_never(proc: Proc) -> bool:
     """Sample tasks without limits only when they run long enough to matter."""
     return time.time() - proc.started_at < 1.0
-
-
-def _killpg(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _set_title(title: str) -> None:
