@@ -123,6 +123,9 @@ def test_a_retry_rewritten_under_the_same_id_is_read_afresh(project, client):
 def test_a_frozen_manager_settles_nothing_a_peer_recovered(project, client):
     first = client.workers.start()
     project.track(first.pid)
+    peer = client.workers.start()  # started now (slow under load), paused: claims nothing yet
+    project.track(peer.pid)
+    assert client.task(peer.tid).pause(timeout=15)["ok"]
     tasks = [client.submit(command=["sh", "-c", "sleep 1.5"], retries=1) for _ in range(3)]
 
     def started_on_first():
@@ -132,11 +135,10 @@ def test_a_frozen_manager_settles_nothing_a_peer_recovered(project, client):
 
     wait_for(started_on_first, what="every task started on the first manager")
     launcher = int(project.registry()[first.tid]["launcher_pid"])
-    peer = client.workers.start()
-    project.track(peer.pid)
     os.kill(first.pid, signal.SIGSTOP)
     try:
         os.kill(launcher, signal.SIGKILL)
+        assert client.task(peer.tid).resume(timeout=15)["ok"]
         # The peer sees the lease expire, waits for the task processes to end,
         # then finishes attempt 1 as consumer_lost and runs attempt 2 itself.
         results = [t.wait(timeout=60) for t in tasks]

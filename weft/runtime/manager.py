@@ -119,11 +119,8 @@ class Manager(BaseTask):
         if wake and self.stop_reason is None and self.state == TaskState.RUNNING:
             active |= self._dispatch()
         if self.batch:
-            requeued = self.batch.writes_to(SPAWN_REQUESTS)
-            self.batch.flush()
+            self._flush()
             active = True
-            if requeued:  # our own commits do not move data_version: look again
-                self._data_version = None
         if active:
             self.last_activity = now
             self.backoff.reset()
@@ -218,7 +215,18 @@ class Manager(BaseTask):
                 self._on_frame(frame)
             except Exception as exc:  # noqa: BLE001 - one task's report must not end the manager
                 self._task_broke(str(frame.get("tid", "")), exc)
+        if any(frame.get("ev") == "started" for frame in frames):
+            # On record at once: recovery tells "never started" (requeue) from
+            # "started" (never again) by the log, so the window between a fork and
+            # its task_started event is kept as short as a commit.
+            self._flush()
         return bool(frames)
+
+    def _flush(self) -> None:
+        requeued = self.batch.writes_to(SPAWN_REQUESTS)
+        self.batch.flush()
+        if requeued:  # our own commits do not move data_version: look again
+            self._data_version = None
 
     def _task_broke(self, tid: str, exc: BaseException) -> None:
         """Handling one task failed: fail that task with the reason and carry on."""
