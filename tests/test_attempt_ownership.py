@@ -184,6 +184,48 @@ def test_a_running_attempt_whose_claim_was_taken_is_killed_and_writes_nothing(pr
                    for e in project.events(task.tid))
 
 
+def test_a_forked_task_runs_nothing_until_its_start_is_on_record(project, client):
+    """The go-ahead: a task process waits until its manager has committed task_started.
+    Its launcher dying first (with the manager, or frozen and killed) leaves a process
+    that exits without running the target, never one the log says never started."""
+    from weft.models import SpawnRequest
+    from weft.runtime.batch import Batch
+    from weft.runtime.consumer import Consumer
+    from weft.runtime.intake import parse
+    from weft.runtime.launcher import Launcher
+
+    broker = client.broker
+    mgr = str(broker.generate_id())
+    spec = client.build_spec(command=["sh", "-c", "touch ran"])
+    body = SpawnRequest(taskspec=spec).model_dump_json(exclude_none=True)
+    mid = broker.write(SPAWN_REQUESTS, body)
+    cand = parse(body, mid)
+
+    class Host:
+        manager_tid = mgr
+
+    consumer = Consumer(cand.spec, request=cand.request, batch=Batch(broker), host=Host(),
+                        claim_id=mid)
+    launcher = Launcher(root=str(project.root), manager_tid=mgr)
+    launcher.start()
+    assert launcher.proc is not None
+    project.track(launcher.pid)
+    try:
+        env, unset = consumer.child_env(str(project.root))
+        launcher.launch(consumer.launch_op(env, unset, stdin=None))
+        frames: list[dict] = []
+        wait_for(lambda: frames.extend(launcher.receive()) or
+                 any(f["ev"] == "started" for f in frames), what="started frame")
+        pid = next(f["pid"] for f in frames if f["ev"] == "started")
+        project.track(pid)
+        os.kill(launcher.pid, signal.SIGKILL)  # no go-ahead ever comes
+        wait_for(lambda: not pid_alive(pid), timeout=10, what="the waiting task exits")
+    finally:
+        launcher.close()
+        launcher.reap()
+    assert not (project.root / "ran").exists()
+
+
 # -- item 4: STOP during a retry delay -----------------------------------------------
 def test_stop_during_a_retry_delay_cancels_the_waiting_attempt(project, manager):
     tid = project.cli("run", "--no-wait", "--retries", "2", "--retry-delay", "10", "--",

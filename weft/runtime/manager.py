@@ -74,6 +74,7 @@ class Manager(BaseTask):
         self._child_control_due = False
         self._selector = selectors.DefaultSelector()
         self._watched: tuple[int, int] | None = None
+        self._awaiting_go: list[str] = []  # started tasks whose start is not yet on record
         self.batch.listeners.append(log_task_event)
         self.metrics = _start_metrics(self)  # None unless started with --metrics-addr
 
@@ -215,10 +216,12 @@ class Manager(BaseTask):
                 self._on_frame(frame)
             except Exception as exc:  # noqa: BLE001 - one task's report must not end the manager
                 self._task_broke(str(frame.get("tid", "")), exc)
-        if any(frame.get("ev") == "started" for frame in frames):
-            # On record at once: recovery tells "never started" (requeue) from
-            # "started" (never again) by the log, so the window between a fork and
-            # its task_started event is kept as short as a commit.
+        started = [f["tid"] for f in frames if f.get("ev") == "started" and f["tid"] in self.consumers]
+        if started:
+            # A forked task waits for the go-ahead until its task_started event is
+            # committed: recovery tells "never started" (requeue) from "started"
+            # (never again) by the log, so the two must never disagree.
+            self._awaiting_go.extend(started)
             self._flush()
         return bool(frames)
 
@@ -227,6 +230,13 @@ class Manager(BaseTask):
         self.batch.flush()
         if requeued:  # our own commits do not move data_version: look again
             self._data_version = None
+        if self._awaiting_go:
+            tids, self._awaiting_go = self._awaiting_go, []
+            for tid in tids:
+                try:
+                    self.launcher.go(tid)
+                except LauncherLost:
+                    return  # its processes exit without running: handled as a lost launcher
 
     def _task_broke(self, tid: str, exc: BaseException) -> None:
         """Handling one task failed: fail that task with the reason and carry on."""
