@@ -193,6 +193,13 @@ def test_settle_claim_is_one_fenced_transaction(broker: Broker) -> None:
     assert broker.peek_one("req") == ("attempt 2", other)
     assert not broker.settle_claim("T1.reserved", other, move_to="req", body="attempt 3")
     assert broker.peek_one("req") == ("attempt 2", other)
+    # keep: write only while the claim is there, and leave it there (an attempt's start).
+    assert broker.settle_claim("req", other, writes=[("log", "started")], keep=True)
+    assert broker.peek_one("req") == ("attempt 2", other)
+    broker.delete("req", [other])
+    assert not broker.settle_claim("req", other, writes=[("log", "started again")], keep=True)
+    assert [b for b, _ in broker.peek_all("log")] == ["event", "retrying", "started"]
+    other = broker.write("req", "attempt 2")
     # A body over the size limit is refused before anything happens.
     with pytest.raises(MessageTooLarge):
         broker.settle_claim("req", other, writes=[("T2.outbox", "x" * (broker.max_message_size + 1))])

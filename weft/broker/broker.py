@@ -260,7 +260,7 @@ class Broker:
 
     def settle_claim(self, queue: str, message_id: int, *, writes: Sequence[tuple[str, str]] = (),
                      deletes: Sequence[tuple[str, int]] = (), move_to: str | None = None,
-                     body: str | None = None) -> bool:
+                     body: str | None = None, keep: bool = False) -> bool:
         """The fenced operation: act on one exact claim, or do nothing and say so.
 
         In ONE transaction: remove message ``message_id`` from ``queue`` (or,
@@ -268,7 +268,9 @@ class Broker:
         ``body`` if given), write ``writes`` and delete ``deletes``. If the
         claim is no longer in ``queue`` (someone else took it), nothing at all
         is written and the answer is False. Used for every settle, recovery,
-        dead-letter and cancel (see :mod:`weft.runtime.attempt`).
+        dead-letter and cancel (see :mod:`weft.runtime.attempt`). With ``keep``
+        the claim is only checked (and locked) and stays where it is: a write
+        made only while the attempt is still this owner's (its start).
         """
         for _queue, text in writes:
             self.check_size(text)
@@ -278,7 +280,11 @@ class Broker:
         def run() -> bool:
             ids = [self._core.generate_timestamp() for _ in writes]
             with self._core.sidecar(transaction=True) as tx:
-                if move_to is None:
+                if keep:
+                    lock = " FOR UPDATE" if self.backend == "postgres" else ""
+                    hit = tx.run("SELECT ts FROM messages WHERE queue = ? AND ts = ? "
+                                 "AND NOT claimed" + lock, (queue, message_id), fetch=True)
+                elif move_to is None:
                     hit = tx.run("DELETE FROM messages WHERE queue = ? AND ts = ? AND NOT claimed "
                                  "RETURNING ts", (queue, message_id), fetch=True)
                 elif body is None:

@@ -44,6 +44,7 @@ class _Group:
     move_to: str | None = None
     body: str | None = None
     on_lost: Callable[[], None] | None = None
+    keep: bool = False
 
 
 def dumps(obj: Any) -> str:
@@ -75,13 +76,14 @@ class Batch:
     @contextmanager
     def fenced(self, queue: str, message_id: int, *, on_lost: Callable[[], None],
                deletes: list[tuple[str, int]] | None = None, move_to: str | None = None,
-               body: str | None = None) -> Iterator[None]:
+               body: str | None = None, keep: bool = False) -> Iterator[None]:
         """The writes made inside commit with the removal (or move) of claim
-        ``message_id`` from ``queue``, or not at all: then ``on_lost`` runs."""
+        ``message_id`` from ``queue``, or not at all: then ``on_lost`` runs.
+        ``keep``: the claim is only checked, and stays (an attempt's start)."""
         start = len(self.writes)
         yield
         self._groups.append(_Group(start, len(self.writes), (queue, message_id),
-                                   list(deletes or ()), move_to, body, on_lost))
+                                   list(deletes or ()), move_to, body, on_lost, keep))
 
     def delete(self, queue: str, message_id: int, *, last: bool = False) -> None:
         """``last``: after every other delete (a claim goes only once its work item has)."""
@@ -141,7 +143,7 @@ class Batch:
         done = self.broker.settle_claim(queue, message_id, writes=[w for w in writes
                                                                    if self._fits(w)],
                                         deletes=group.deletes, move_to=group.move_to,
-                                        body=group.body)
+                                        body=group.body, keep=group.keep)
         if not done and group.on_lost is not None:
             group.on_lost()  # may add writes (its claim_lost event): flushed next time
 

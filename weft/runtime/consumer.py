@@ -157,9 +157,16 @@ class Consumer(BaseTask):
                          gpus=list(self.gpu_ids) or None, **self.event_fields())
 
     def started(self, pid: int, at: float) -> None:
+        """Record the start, only while the claim is still ours: a manager that woke
+        from a freeze must not log a start for an attempt a peer has taken over."""
         self.pid = pid
         self.started_at = at
-        self.transition(TaskState.RUNNING, "task_started")
+        if self.claim is None:
+            self.transition(TaskState.RUNNING, "task_started")
+            return
+        with self.batch.fenced(self.claim.queue, self.claim.message_id, keep=True,
+                               on_lost=self._lost):
+            self.transition(TaskState.RUNNING, "task_started")
 
     def output(self, stream: str, data: str) -> None:
         self.seq += 1

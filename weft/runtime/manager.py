@@ -233,6 +233,9 @@ class Manager(BaseTask):
         if self._awaiting_go:
             tids, self._awaiting_go = self._awaiting_go, []
             for tid in tids:
+                consumer = self.consumers.get(tid)
+                if consumer is None or consumer.lost:
+                    continue  # not ours any more: it never gets to run
                 try:
                     self.launcher.go(tid)
                 except LauncherLost:
