@@ -28,6 +28,7 @@ import signal
 import sqlite3
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -87,6 +88,11 @@ class Chaos:
                                                 self.rng.random()))
         _quietly(os.kill, victim.pid, signal.SIGSTOP)
         self.frozen[victim.pid] = time.monotonic() + FREEZE_FOR
+        # Thawed by a timer, not by this loop: a manager frozen inside a SQLite write
+        # transaction holds the broker's lock, so this loop may block until it wakes.
+        timer = threading.Timer(FREEZE_FOR, _quietly, (os.kill, victim.pid, signal.SIGCONT))
+        timer.daemon = True
+        timer.start()
         launcher = 0
         if self.rng.random() < 0.5:
             record = self.client.workers.status(victim.tid).record
