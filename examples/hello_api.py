@@ -45,7 +45,7 @@ def main() -> int:
             task = client.submit(command=["sh", "-c", "for i in 1 2 3; do echo line $i; done"],
                                  name="lines")
             for chunk in task.output(timeout=30):
-                for line in chunk["data"].splitlines():
+                for line in chunk["data"].decode().splitlines():  # bytes, as written
                     print(f"streamed: {line}")
             print("events:", " -> ".join(event["event"] for event in task.events()))
 

@@ -33,15 +33,15 @@ def test_output_streams_chunks_while_the_task_runs(project, client, manager):
     seen = []
     for chunk in chunks:
         seen.append(chunk)
-        if "".join(c["data"] for c in seen if c["stream"] == "stdout") == "one\n" and \
+        if b"".join(c["data"] for c in seen if c["stream"] == "stdout") == b"one\n" and \
                 any(c["stream"] == "stderr" for c in seen):
             break
     # We hold output the task wrote while it is still blocked: it streamed.
     assert not task.done()
     go.touch()
     seen.extend(chunks)
-    assert "".join(c["data"] for c in seen if c["stream"] == "stdout") == "one\ntwo\n"
-    assert "".join(c["data"] for c in seen if c["stream"] == "stderr") == "warn\n"
+    assert b"".join(c["data"] for c in seen if c["stream"] == "stdout") == b"one\ntwo\n"
+    assert b"".join(c["data"] for c in seen if c["stream"] == "stderr") == b"warn\n"
     assert [c["seq"] for c in seen] == sorted(c["seq"] for c in seen)
     assert task.result(timeout=10).stdout == "one\ntwo\n"
 
@@ -157,6 +157,6 @@ def test_stop_of_a_queued_task_cancels_it(project):
         assert reply["ok"] is True and reply["status"] == "cancelled"
         assert task.wait(timeout=5).status == "cancelled"
         events = task.events()
-        assert [e["event"] for e in events] == ["task_cancelled"]
+        assert [e["event"] for e in events] == ["task_submitted", "task_cancelled"]
         assert events[0]["request_id"] == "rq-queued" and events[0]["name"] == "never-ran"
         assert client.workers.list() == []

@@ -33,6 +33,7 @@ FORBIDDEN = {
     "runtime": {"client", "cli"},
     "client": {"cli"},
     "metrics": {"client", "cli"},
+    "jobs": {"cli"},
 }
 
 

@@ -130,7 +130,9 @@ def test_function_target_value_and_failure(project, manager):
     assert "kaboom-42" in bad.stderr
     assert "Traceback" in bad.stderr  # the task's traceback, reported, not ours
     missing = project.cli("run", "--function", "pkg.jobs:nope")
-    assert missing.returncode == 1 and "cannot load" in missing.stderr
+    # a target that does not exist is one line and exit 2 (issue 14), not a traceback
+    assert missing.returncode == 2 and "cannot load" in missing.stderr
+    assert "Traceback" not in missing.stderr
 
 
 def test_spec_file(project, manager):

@@ -62,3 +62,46 @@ def test_nested_tasks(project):
         "'weft' has 4 (ok)", "'runs' has 4 (ok)", "'tasks' has 5 (ok)", "'in' has 2 (ok)",
         "'tasks' has 5 (ok)"]
     assert lines[6] == "tasks with request id example-nested: 6"
+
+
+def test_wordcount_job(project):
+    """The job example: validate, run from elsewhere (paths are relative to the file), merge."""
+    job = str(EXAMPLES / "wordcount_job.toml")
+    checked = project.cli("job", "validate", job)
+    assert checked.returncode == 0, checked.stderr
+    try:
+        proc = project.cli("job", "run", job, "--set", "vars.limit=4", "--json", timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        summary = json.loads(proc.stdout)
+        assert summary["status"] == "completed"
+        assert [s["completed"] for s in summary["steps"]] == [1, 4, 1]
+        assert summary["output"]["paragraphs"] == 4
+        assert summary["output"]["top"][0] == "a=9"
+    finally:
+        project.cli("worker", "stop", "--all")
+    _assert_cleaned_up(project)
+
+
+def _sweep_lines(lines: list[str]) -> list[str]:
+    trials = [line for line in lines if line.startswith("trial ")]
+    assert [line.split()[1] for line in trials] == [f"{i:02d}" for i in range(40)]  # in order
+    scored = [line for line in trials if "score=" in line]
+    assert "score=1.000" in trials[10], trials[10]
+    # Every trial up to the good one ran; the rest were stopped or never started.
+    assert all("score=" in line for line in trials[:11])
+    assert sum("cancelled before it started" in line for line in trials) >= 20
+    assert len(scored) < 20
+    return trials
+
+
+def test_sweep_executor(project):
+    lines = _run(project, "sweep_executor.py")
+    trials = _sweep_lines(lines)
+    assert {line.rsplit("gpu=", 1)[1] for line in trials[:11]} == {"0", "1"}  # both cards used
+
+
+def test_async_client(project):
+    lines = _run(project, "async_client.py")
+    assert lines[0] == ("followed trial 0: trial 0 epoch 1/3 | trial 0 epoch 2/3 | "
+                        "trial 0 epoch 3/3")
+    _sweep_lines(lines)

@@ -57,9 +57,10 @@ def test_manager_serves_metrics_and_weft_metrics_agrees(project, client):
     wait_for(lambda: any(e["event"] == "task_started" for e in project.events(sleeper.tid)),
              what="the sleeper to run")
     live = samples(scrape())
+    mgr = (("manager", info["tid"]),)
     assert live[("weft_tasks_running", ())] == 1
-    assert live[("weft_reserved_cpus", ())] == 1
-    assert live[("weft_reserved_memory_bytes", ())] == 64 * 1024 * 1024
+    assert live[("weft_reserved_cpus", mgr)] == 1
+    assert live[("weft_reserved_memory_bytes", mgr)] == 64 * 1024 * 1024
     sleeper.kill(timeout=30)
     assert sleeper.wait(timeout=30).status == "killed"
 
@@ -81,9 +82,14 @@ def test_manager_serves_metrics_and_weft_metrics_agrees(project, client):
     assert got[("weft_task_queue_wait_seconds_count", ())] == 7
     assert got[("weft_task_run_seconds_count", (("outcome", "completed"),))] == 5
     assert got[("weft_task_run_seconds_count", (("outcome", "failed"),))] == 1
-    assert got[("weft_tasks_running", ())] == 0 and got[("weft_reserved_cpus", ())] == 0
+    assert got[("weft_tasks_running", ())] == 0 and got[("weft_reserved_cpus", mgr)] == 0
     assert got[("weft_admission_decisions_total", (("decision", "admit"), ("reason", "fits")))] == 7
-    mgr = (("manager", info["tid"]),)
+    # issue 14: task and group labels, manager up/paused, build info
+    done = (("group", "default"), ("outcome", "completed"), ("task", "true"))
+    assert got[("weft_tasks_finished_total", done)] == 5
+    assert got[("weft_task_duration_seconds_count", (("group", "default"), ("task", "sh")))] == 1
+    assert got[("weft_manager_up", mgr)] == 1 and got[("weft_manager_paused", mgr)] == 0
+    assert [k for k in got if k[0] == "weft_build_info"]
     assert got[("weft_manager_resident_memory_bytes", mgr)] > 1e6
     assert got[("weft_manager_cpu_seconds_total", mgr)] > 0
     assert ("weft_queue_depth", (("queue", "weft.spawn.requests"),)) in got
@@ -94,10 +100,15 @@ def test_manager_serves_metrics_and_weft_metrics_agrees(project, client):
     assert completed_total(once.stdout) == 5
     offline = samples(once.stdout)
     for key in (("weft_tasks_submitted_total", ()), ("weft_tasks_killed_total", ()),
-                ("weft_task_queue_wait_seconds_count", ()), ("weft_tasks_running", ())):
+                ("weft_task_queue_wait_seconds_count", ()), ("weft_tasks_running", ()),
+                ("weft_tasks_finished_total", done)):
         assert offline[key] == got[key], key
+    assert 0 <= offline[("weft_manager_heartbeat_age_seconds", mgr)] < 30
     assert offline[("weft_manager_resident_memory_bytes", mgr)] > 1e6
-    assert set(families(once.stdout)) == set(families(text))
+    offline_only = {"weft_queue_oldest_age_seconds", "weft_broker_database_bytes",
+                    "weft_blob_store_bytes"}  # read from the broker's files: weft metrics only
+    live_only = {"weft_gpu_memory_used_bytes", "weft_gpu_utilization_ratio"}  # NVML, live
+    assert set(families(once.stdout)) - offline_only == set(families(text)) - live_only
 
 
 def test_bad_metrics_addr_is_refused_before_starting(project):
@@ -131,7 +142,7 @@ def value(metrics: TaskMetrics, name: str, **labels: str) -> float:
 
 
 def ev(event: str, tid: str, ts: float, **fields: object) -> dict[str, object]:
-    return {"event": event, "tid": tid, "ts": ts, **fields}
+    return {"event": event, "tid": tid, "ts": ts, "manager_tid": "M", **fields}
 
 
 def test_event_mapping_reservations_retries_and_decisions():
@@ -140,14 +151,14 @@ def test_event_mapping_reservations_retries_and_decisions():
     res = {"cpus": 2, "memory_mb": 100, "gpus": 1, "vram_mb": 50}
     m.observe(ev("task_deferred", tid, 1.7e9 + 1, reason="cpus: needs 2, 0 of 2 unreserved"))
     m.observe(ev("task_spawning", tid, 1.7e9 + 2, resources=res, gpus=[0], attempt=1))
-    assert value(m, "weft_reserved_cpus") == 2
-    assert value(m, "weft_reserved_memory_bytes") == 100 * 1024 * 1024
-    assert value(m, "weft_reserved_vram_bytes") == 50 * 1024 * 1024
+    assert value(m, "weft_reserved_cpus", manager="M") == 2
+    assert value(m, "weft_reserved_memory_bytes", manager="M") == 100 * 1024 * 1024
+    assert value(m, "weft_reserved_vram_bytes", manager="M") == 50 * 1024 * 1024
     assert value(m, "weft_tasks_running") == 1
     m.observe(ev("task_started", tid, 1.7e9 + 3))
     assert value(m, "weft_task_queue_wait_seconds_sum") == pytest.approx(3.0)
     m.observe(ev("task_retrying", tid, 1.7e9 + 4, attempt=1))
-    assert value(m, "weft_tasks_running") == 0 and value(m, "weft_reserved_cpus") == 0
+    assert value(m, "weft_tasks_running") == 0 and value(m, "weft_reserved_cpus", manager="M") == 0
     m.observe(ev("task_spawning", tid, 1.7e9 + 5, resources=res, gpus=[0], attempt=2))
     m.observe(ev("task_started", tid, 1.7e9 + 6, attempt=2))
     m.observe(ev("task_timeout", tid, 1.7e9 + 9, attempt=2))
@@ -157,7 +168,7 @@ def test_event_mapping_reservations_retries_and_decisions():
     assert value(m, "weft_tasks_timeout_total") == 1
     assert value(m, "weft_task_queue_wait_seconds_sum") == pytest.approx(3.0 + 2.0)
     assert value(m, "weft_task_run_seconds_sum", outcome="timeout") == pytest.approx(3.0)
-    assert value(m, "weft_reserved_gpus") == 0 and value(m, "weft_tasks_running") == 0
+    assert value(m, "weft_reserved_gpus", manager="M") == 0 and value(m, "weft_tasks_running") == 0
     assert value(m, "weft_admission_decisions_total", decision="defer", reason="cpus") == 1
     m.observe(ev("task_rejected", "1" * 19, 1.7e9, reason="invalid_request"))
     assert value(m, "weft_admission_decisions_total", decision="reject",

@@ -82,7 +82,7 @@ def test_tidy_drops_only_old_finished_tasks(project, client, manager):
     from weft.client.maintenance import tidy
 
     report = tidy(client.broker, retention=1.0, dry_run=True)
-    assert report["tasks_dropped"] == 1 and report["events_dropped"] >= 3
+    assert report["tasks_to_drop"] == 1 and report["events_to_drop"] >= 3
     assert project.rows(f"T{old.tid}.outbox")  # dry run changed nothing
     assert tidy(client.broker, retention=1.0)["vacuumed"] is True
     assert project.rows(f"T{old.tid}.outbox") == []

@@ -14,6 +14,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AmbiguousTid",
+    "AsyncTask",
+    "AsyncWeftClient",
+    "BrokenTask",
+    "BlobError",
     "BrokerError",
     "ContextError",
     "CurrentTask",
@@ -32,6 +36,7 @@ __all__ = [
     "WaitTimeout",
     "WeftClient",
     "WeftError",
+    "WeftExecutor",
     "WorkerInfo",
     "__version__",
     "current_task",
@@ -44,24 +49,31 @@ _LAZY = {
     "current_task": "weft.client.current",
     "CurrentTask": "weft.client.current",
     "WorkerInfo": "weft.client.workers",
+    "WeftExecutor": "weft.client.executor",
+    "AsyncWeftClient": "weft.client.async_client",
+    "AsyncTask": "weft.client.async_client",
+    "BrokenTask": "weft.client.executor",
     "TaskSpec": "weft.models.taskspec",
     "Resources": "weft.models.taskspec",
     "Limits": "weft.models.taskspec",
     "RetryPolicy": "weft.models.taskspec",
 }
 _ERRORS = {
-    "AmbiguousTid", "BrokerError", "ContextError", "InvalidSpec", "ManagerUnavailable",
+    "AmbiguousTid", "BlobError", "BrokerError", "ContextError", "InvalidSpec", "ManagerUnavailable",
     "NotFound", "TaskFailed", "TaskRejected", "UsageError", "WaitTimeout", "WeftError",
 }
 
 if TYPE_CHECKING:
+    from weft.client.async_client import AsyncTask, AsyncWeftClient
     from weft.client.client import WeftClient
     from weft.client.current import CurrentTask, current_task
+    from weft.client.executor import BrokenTask, WeftExecutor
     from weft.client.result import Result
     from weft.client.task import Task
     from weft.client.workers import WorkerInfo
     from weft.errors import (
         AmbiguousTid,
+        BlobError,
         BrokerError,
         ContextError,
         InvalidSpec,

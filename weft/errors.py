@@ -8,12 +8,18 @@ exit code the CLI uses for it, so the CLI needs exactly one handler::
     │   └── InvalidSpec          exit 2   a TaskSpec or message failed validation
     ├── ContextError             exit 2   no project context / cannot create one
     ├── BrokerError              exit 3   broker file locked, corrupt or unreachable
+    │   └── BlobError            exit 3   a blob is missing or its bytes fail their sha256
     ├── NotFound                 exit 4   no such task / manager / queue
     │   └── AmbiguousTid         exit 2   short TID matches several tasks
     ├── WaitTimeout              exit 5   a deadline passed while waiting
     ├── TaskRejected             exit 2   no live manager can ever run the task
     ├── ManagerUnavailable       exit 6   no manager could be started or reached
-    └── TaskFailed               exit 1   a task ended failed; carries its Result
+    ├── TaskFailed               exit 1   a task ended failed; carries its Result
+    ├── JobFailed                exit 1   a job step failed and its on_error said stop
+    └── BrokenTask               exit 1   a WeftExecutor task's process died; also a
+                                          concurrent.futures.BrokenExecutor, so it is
+                                          defined in weft.client.executor (importing
+                                          concurrent.futures here would slow the CLI)
 """
 
 from __future__ import annotations
@@ -22,9 +28,11 @@ from typing import Any
 
 __all__ = [
     "AmbiguousTid",
+    "BlobError",
     "BrokerError",
     "ContextError",
     "InvalidSpec",
+    "JobFailed",
     "ManagerUnavailable",
     "NotFound",
     "TaskFailed",
@@ -66,6 +74,10 @@ class BrokerError(WeftError):
     exit_code = 3
 
 
+class BlobError(BrokerError):
+    """A blob is missing, or its bytes do not match its sha256."""
+
+
 class NotFound(WeftError):
     exit_code = 4
 
@@ -101,6 +113,12 @@ class TaskFailed(WeftError):
         self.error = getattr(result, "error", None)
         self.traceback = getattr(result, "traceback", None)
         self.status = getattr(result, "status", None)
+
+
+class JobFailed(WeftError):
+    """Raised inside a job's own task so that the job ends ``failed`` (docs/jobs.md)."""
+
+    exit_code = 1
 
 
 def describe_validation_error(exc: Any, *, what: str) -> str:

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 SPAWN_REQUESTS = "weft.spawn.requests"
 SPAWN_REJECTED = "weft.spawn.rejected"
+SPAWN_HELD = "weft.spawn.held"  # requests no manager may claim until released
+GROUPS = "weft.groups"  # one record per task group: parallel limit, paused
+# Requests with dependencies wait here until weft/runtime/dependencies.py
+# releases them into SPAWN_REQUESTS (or cancels them through SPAWN_CANCELLING).
+SPAWN_WAITING = "weft.spawn.waiting"
+SPAWN_CANCELLING = "weft.spawn.cancelling"
+# What each job has submitted, one record per step item (weft/jobs/progress.py).
+JOBS_PROGRESS = "weft.jobs.progress"
 TASKS_LOG = "weft.tasks.log"
 WORKERS_REGISTRY = "weft.workers.registry"
 
-TASK_QUEUE_SUFFIXES = ("inbox", "reserved", "outbox", "ctrl_in", "ctrl_out")
+TASK_QUEUE_SUFFIXES = ("inbox", "reserved", "outbox", "ctrl_in", "ctrl_out", "stdin")
 
 
 def task_queue(tid: str, suffix: str) -> str:

@@ -114,10 +114,15 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "broker_schema": _text(False),
     "gpu_simulate": _simulated_gpus,
     "max_concurrency": _number(int, ge=1, optional=True),
-    "log_level": _text(False),
+    "log_level": _choice("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", upper=True),
     "manager_start_timeout": _number(float, gt=0),
     "launcher_preload": _flag,
+    "on_finish": _text(True),
+    "on_finish_timeout": _number(float, gt=0, le=86400),
     "function_allow": _text(True),
+    "allow_pickle": _flag,
+    "chunk_kb": _number(int, ge=4, le=1024),
+    "max_result_mb": _number(int, ge=1),
 }
 
 
@@ -146,9 +151,23 @@ class Settings:
     manager_start_timeout: float = 10.0
     launcher_preload: bool = field(default=False, metadata={
         "doc": "launcher imports weft's client stack once, for tasks that submit tasks"})
+    on_finish: str | None = field(default=None, metadata={
+        "doc": "shell command a manager runs when a task ends (WEFT_TID, WEFT_STATUS, "
+               "WEFT_EXIT_CODE, WEFT_NAME in its environment); never waited for"})
+    on_finish_timeout: float = field(default=30.0, metadata={
+        "doc": "seconds an on_finish command may run before it is killed"})
     function_allow: str | None = field(default=None, metadata={
         "doc": "comma list of function target prefixes a manager runs (e.g. 'mypkg.,tasks.'); "
                "unset: any (docs/security.md)"})
+    allow_pickle: bool = field(default=True, metadata={
+        "doc": "function arguments and results may travel pickled (Python API); "
+               "0 refuses them (see docs/python-api.md, Trust)"})
+    chunk_kb: int = field(default=1024, metadata={
+        "doc": "largest payload (output, result, stdin) carried inside one broker message, KiB; "
+               "larger ones go to the blob store"})
+    max_result_mb: int = field(default=1024, metadata={
+        "doc": "largest function result a task may return, MB; a larger one fails the task "
+               "with reason result_too_large"})
 
     def __post_init__(self) -> None:
         problems = []

@@ -13,10 +13,28 @@ if TYPE_CHECKING:
     from weft.client.client import WeftClient
 
 
+_ANNOUNCED: set[str] = set()
+
+
 def client(*, create: bool = False, auto_start: bool = True) -> WeftClient:
     from weft.client.client import WeftClient
 
-    return WeftClient(create=create, announce=create, auto_start=auto_start)
+    c = WeftClient(create=create, announce=create, auto_start=auto_start)
+    announce_parent(c.context.root)
+    return c
+
+
+def announce_parent(root: Any) -> None:
+    """Say once on stderr when the project was found in a parent directory,
+    so nobody writes to a broker they did not know they were using."""
+    import os
+    from pathlib import Path
+
+    if os.environ.get("WEFT_CONTEXT") or str(root) in _ANNOUNCED:
+        return
+    _ANNOUNCED.add(str(root))
+    if Path(root) != Path.cwd().resolve():
+        click.echo(f"weft: using project {root}", err=True)
 
 
 def echo_json(obj: Any) -> None:
@@ -32,7 +50,8 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
         tbl.add_column(col)
     for row in rows:
         tbl.add_row(*["" if v is None else str(v) for v in row])
-    Console(soft_wrap=True).print(tbl)
+    # Piped output is read by people too (and by grep): do not squeeze it to 80 columns.
+    Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200).print(tbl)
 
 
 def ago(ts: float | None) -> str:
@@ -54,10 +73,17 @@ def duration(seconds: float | None) -> str:
     return f"{seconds / 60:.1f}m"
 
 
-def write_stream(stream: str, data: str) -> None:
+def write_stream(stream: str, data: bytes | str) -> None:
+    """Write a task's bytes, as they are, to our stdout or stderr, and flush.
+
+    Flushing each chunk keeps the order of the two streams when both go to
+    one place (``2>&1``).
+    """
     out = sys.stdout if stream == "stdout" else sys.stderr
-    out.write(data)
     out.flush()
+    raw = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
+    out.buffer.write(raw)
+    out.buffer.flush()
 
 
 timeout_option = click.option("--timeout", type=click.FloatRange(min=0), default=None,

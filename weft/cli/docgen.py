@@ -16,12 +16,20 @@ Generated from the commands' own help (`python -m weft.cli.docgen > docs/cli.md`
 
 Conventions: every command finds the project (`.weft/`) in the current
 directory or its nearest ancestor, or in `WEFT_CONTEXT`. TIDs may be given in
-their short form (the last 10 digits) where unambiguous. `--json` prints
+their short form (any tail of at least 6 digits) where unambiguous. `--json` prints
 machine-readable output. Errors are one line on stderr; exit codes: 0 success,
 1 failure, 2 usage error / invalid input / task can never run, 3 broker error,
 4 not found, 5 timed out waiting, 6 no manager available; `weft run` and
 `weft result` exit with the task's own code (124 timeout, 128+N killed by
 signal N).
+
+Payloads are bytes: `weft run`, `weft result` and `weft task logs` write a
+task's stdout and stderr exactly as the task wrote them (binary included),
+to their own stdout and stderr, in the order written. In `--json` output a
+chunk or stream that is not UTF-8 is base64 and says so (`"encoding":
+"base64"`, or `stdout_encoding`/`stderr_encoding`). Outputs and results
+larger than the chunk size (`WEFT_CHUNK_KB`, 1024 KiB) are kept in the blob
+store, not in broker messages (see docs/operations.md).
 """
 
 

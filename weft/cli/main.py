@@ -11,6 +11,10 @@ import sys
 
 import click
 
+from weft.cli import taskops
+from weft.cli.completion import completion_cmd
+from weft.cli.groups import group_group
+from weft.cli.jobs import job_group
 from weft.cli.observe import events_cmd, logs_cmd, metrics_cmd, wait_cmd
 from weft.cli.ops import queue_group, tidy_cmd
 from weft.cli.run import run_cmd
@@ -45,7 +49,9 @@ def cli() -> None:
               help="Broker backend to record in .weft/config.json (default: sqlite).")
 @click.option("--dsn", metavar="DSN", help="PostgreSQL DSN of an existing database.")
 @click.option("--schema", metavar="NAME", help="PostgreSQL schema for this project (default: weft).")
-def init_cmd(path: str | None, backend: str | None, dsn: str | None, schema: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def init_cmd(path: str | None, backend: str | None, dsn: str | None, schema: str | None,
+             as_json: bool) -> None:
     """Create a weft project (.weft/ with its broker) in PATH or here.
 
     With --backend postgres --dsn DSN the project's broker is a schema in that
@@ -55,6 +61,12 @@ def init_cmd(path: str | None, backend: str | None, dsn: str | None, schema: str
     from weft.client.client import init_project
 
     ctx, created = init_project(path, backend=backend, dsn=dsn, schema=schema)
+    if as_json:
+        from weft.cli.common import echo_json
+
+        echo_json({"root": str(ctx.root), "weft_dir": str(ctx.weft_dir), "created": created,
+                   "backend": ctx.backend, "broker": ctx.describe()})
+        return
     verb = "created" if created else "already exists:"
     click.echo(f"weft: {verb} {ctx.weft_dir} (broker: {ctx.describe()})")
 
@@ -64,12 +76,18 @@ cli.add_command(result_cmd)
 cli.add_command(status_cmd)
 cli.add_command(task_group)
 cli.add_command(worker_group)
+cli.add_command(job_group)
 cli.add_command(queue_group)
 cli.add_command(tidy_cmd)
 cli.add_command(metrics_cmd)
 cli.add_command(wait_cmd)
 cli.add_command(events_cmd)
+cli.add_command(completion_cmd)
+cli.add_command(group_group)
 task_group.add_command(logs_cmd)
+for _cmd in (taskops.stop_cmd, taskops.kill_cmd, taskops.hold_cmd, taskops.release_cmd,
+             taskops.restart_cmd, taskops.edit_cmd):
+    task_group.add_command(_cmd)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -97,6 +97,10 @@ def event_line(event: dict[str, Any]) -> str:
     for key in ("name", "request_id", "reason", "exit_code", "error"):
         if event.get(key) is not None:
             parts.append(f"{key}={event[key]}")
+    if event.get("event") == "task_progress":
+        from weft.client.progress import text
+
+        parts.append(text(event.get("details")))
     return "  ".join(parts)
 
 
@@ -126,24 +130,44 @@ def events_cmd(follow: bool, request_id: str | None, tid: str | None, last: int 
 def logs_cmd(tid: str, follow: bool, as_json: bool) -> None:
     """A task's output and lifecycle events, in the order they happened.
 
+    Output is written as the task wrote it (bytes, both streams in order).
+    For a job (without --follow), every child's lines follow the job's own,
+    prefixed by the step and item that wrote them ('square[3] ...').
+
     --json prints one object per line: {"type": "event"|"stream"|"result",
-    "tid", "request_id", ...}.
+    "tid", "request_id", ...}; a stream entry's "data" is its text, or
+    base64 when "encoding" is "base64".
     """
+    from weft.jobs.logs import prefix
+
     try:
-        for entry in client().task_log(tid, follow=follow):
+        for entry in _log_entries(tid, follow):
+            tag = prefix(entry)
             if as_json:
                 echo_json(entry)
             elif entry["type"] == "stream":
-                stream = sys.stdout if entry.get("stream") == "stdout" else sys.stderr
-                stream.write(entry.get("data", ""))
-                stream.flush()
+                from weft.cli.common import write_stream
+                from weft.models.payload import decode_bytes
+
+                data = decode_bytes(entry)
+                if tag:  # a job's child: every line says which step and item wrote it
+                    mark = tag.encode()
+                    data = b"".join(mark + line for line in data.splitlines(keepends=True))
+                write_stream(entry.get("stream", "stdout"), data)
             elif entry["type"] == "event":
-                click.echo(f"# {event_line(entry)}")
+                click.echo(f"# {tag}{event_line(entry)}")
             else:
-                click.echo(f"# {_clock(entry.get('finished_at'))}  result  {entry.get('status')}"
+                click.echo(f"# {tag}{_clock(entry.get('finished_at'))}  result  {entry.get('status')}"
                            f"  exit_code={entry.get('exit_code')}")
     except KeyboardInterrupt:
         return
+
+
+def _log_entries(tid: str, follow: bool) -> Any:
+    """A job's log covers its children (weft.jobs.logs); any other task's is its own."""
+    c = client()
+    entries = None if follow else c.job_log(tid)
+    return entries if entries is not None else c.task_log(tid, follow=follow)
 
 
 # -- weft status TID --tree ----------------------------------------------------------
@@ -241,7 +265,7 @@ def plain_frame(snap: dict[str, Any]) -> str:
         lines.append(f"  {t['tid'][-10:]}  {t.get('name') or t.get('target') or '':<20}  "
                      f"{duration(t['elapsed']):>8}  rss {rss}  pid {t.get('pid')}")
     lines.append(f"queued    {snap['queued_requests']} request(s) waiting, "
-                 f"{snap['dead_letters']} dead letter(s)")
+                 f"{snap.get('held_requests', 0)} held, {snap['dead_letters']} dead letter(s)")
     counts = ", ".join(f"{n} {s}" for s, n in sorted(snap["tasks"].items())) or "none"
     lines.append(f"tasks     {counts}")
     if snap["recent_failures"]:
@@ -277,7 +301,8 @@ def _rich_frame(snap: dict[str, Any]) -> Any:
     counts = ", ".join(f"{n} {s}" for s, n in sorted(snap["tasks"].items())) or "none"
     parts: list[Any] = [
         f"[bold]weft status[/bold]  {_clock(snap['at'])}   (Ctrl-C to quit)", managers, running,
-        f"queued: {snap['queued_requests']} waiting, {snap['dead_letters']} dead letter(s)   "
+        f"queued: {snap['queued_requests']} waiting, {snap.get('held_requests', 0)} held, "
+        f"{snap['dead_letters']} dead letter(s)   "
         f"tasks: {counts}",
     ]
     if snap["recent_failures"]:

@@ -68,9 +68,14 @@ def queue_read(queue: str, message_id: int | None, as_json: bool) -> None:
 @queue_group.command("write")
 @click.argument("queue")
 @click.argument("body")
-def queue_write(queue: str, body: str) -> None:
+@json_option
+def queue_write(queue: str, body: str, as_json: bool) -> None:
     """Append BODY to QUEUE and print its message id."""
-    click.echo(client().queues.write(queue, body))
+    mid = client().queues.write(queue, body)
+    if as_json:
+        echo_json({"queue": queue, "id": str(mid)})
+    else:
+        click.echo(mid)
 
 
 @queue_group.command("move")
@@ -78,23 +83,33 @@ def queue_write(queue: str, body: str) -> None:
 @click.argument("dest")
 @click.option("--id", "message_id", type=int, help="Move only this message id.")
 @click.option("--all", "move_all", is_flag=True, help="Move every pending message.")
-def queue_move(source: str, dest: str, message_id: int | None, move_all: bool) -> None:
+@json_option
+def queue_move(source: str, dest: str, message_id: int | None, move_all: bool,
+               as_json: bool) -> None:
     """Move messages atomically (keeping their ids) from SOURCE to DEST."""
     queues = client().queues
     if move_all:
-        click.echo(f"moved {queues.move_all(source, dest)}")
+        n = queues.move_all(source, dest)
+        if as_json:
+            echo_json({"source": source, "dest": dest, "moved": n})
+        else:
+            click.echo(f"moved {n}")
         return
     moved = queues.move(source, dest, message_id=message_id)
     if moved is None:
         raise SystemExit(_empty(source))
-    click.echo(f"moved {moved[1]}")
+    if as_json:
+        echo_json({"source": source, "dest": dest, "moved": 1, "id": str(moved[1])})
+    else:
+        click.echo(f"moved {moved[1]}")
 
 
 @queue_group.command("delete")
 @click.argument("queue")
 @click.option("--id", "message_id", type=int, help="Delete only this message id.")
 @click.option("--yes", is_flag=True, help="Do not ask before deleting a whole queue.")
-def queue_delete(queue: str, message_id: int | None, yes: bool) -> None:
+@json_option
+def queue_delete(queue: str, message_id: int | None, yes: bool, as_json: bool) -> None:
     """Delete one message (--id) or, with confirmation, a whole queue."""
     queues = client().queues
     if message_id is not None:
@@ -103,18 +118,60 @@ def queue_delete(queue: str, message_id: int | None, yes: bool) -> None:
         if not yes:
             click.confirm(f"delete every message in {queue}?", abort=True)
         n = queues.clear(queue)
-    click.echo(f"deleted {n}")
+    if as_json:
+        echo_json({"queue": queue, "deleted": n})
+    else:
+        click.echo(f"deleted {n}")
+
+
+ENDED = ("completed", "failed", "timeout", "cancelled", "killed", "rejected")
+
+
+def _duration(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float | None:
+    """``90``, ``90s``, ``15m``, ``12h`` or ``7d`` as seconds."""
+    if value is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+    text = value.strip().lower()
+    scale = units.get(text[-1:])
+    try:
+        number = float(text[:-1] if scale else text)
+    except ValueError:
+        number = -1.0
+    if not number >= 0 or number == float("inf"):
+        raise click.BadParameter(f"expected a duration like 90s, 15m, 12h or 7d, got {value!r}")
+    return number * (scale or 1)
 
 
 @click.command("tidy")
 @click.option("--retention", type=click.FloatRange(min=0), default=7 * 24 * 3600.0,
               show_default=True, help="Keep finished tasks' queues and events this many seconds.")
+@click.option("--older-than", callback=_duration, metavar="AGE",
+              help="Same as --retention, as 90s, 15m, 12h or 7d.")
+@click.option("--status", "statuses", multiple=True, type=click.Choice(ENDED),
+              help="Only tasks that ended so; repeatable (e.g. keep failures for a post-mortem).")
 @click.option("--dry-run", is_flag=True, help="Say what would go, change nothing.")
 @json_option
-def tidy_cmd(retention: float, dry_run: bool, as_json: bool) -> None:
-    """Drop old finished tasks' queues and events, then vacuum the broker."""
-    report = client().tidy(retention=retention, dry_run=dry_run)
+def tidy_cmd(retention: float, older_than: float | None, statuses: tuple[str, ...],
+             dry_run: bool, as_json: bool) -> None:
+    """Drop old finished tasks' queues and events, then vacuum the broker.
+
+    Blobs (large outputs, results and stdin) that no remaining message
+    refers to are removed too, once older than the retention (at most an hour).
+
+    
+      weft tidy --dry-run
+      weft tidy --status completed --older-than 1d
+    """
+    report = client().tidy(retention=retention if older_than is None else older_than,
+                           dry_run=dry_run, status=statuses or None)
     if as_json:
         echo_json(report)
+    elif report.get("dry_run"):
+        click.echo(f"would drop {report['tasks_to_drop']} finished task(s), "
+                   f"{report['events_to_drop']} event(s), {report['managers_to_drop']} stopped "
+                   "manager(s) (dry run: nothing changed)")
     else:
-        click.echo(", ".join(f"{k} {v}" for k, v in report.items()))
+        click.echo(f"dropped {report['tasks_dropped']} finished task(s), "
+                   f"{report['events_dropped']} event(s), {report['managers_dropped']} stopped "
+                   "manager(s); broker vacuumed")

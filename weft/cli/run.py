@@ -9,7 +9,8 @@ from typing import Any
 
 import click
 
-from weft.cli.common import echo_json, write_stream
+from weft.cli.common import write_stream
+from weft.cli.dependencies import after_fields, after_options
 
 
 def _parse_value(text: str) -> Any:
@@ -70,15 +71,30 @@ def _load_spec_file(path: str) -> dict[str, Any]:
 @click.option("--delay", type=click.FloatRange(min=0), help="Do not start before S seconds from now.")
 @click.option("--request-id", help="Correlation id carried by every event (default: new UUID).")
 @click.option("--label", "labels", multiple=True, metavar="K=V", help="Attach a label; repeatable.")
+@click.option("--stdin", "stdin_file", type=click.Path(dir_okay=False, allow_dash=False),
+              help="Give the task this file as its stdin (streamed in chunks).")
+@click.option("--no-stdin", is_flag=True,
+              help="Do not pass our stdin on, even when it is a pipe or a file.")
+@click.option("--group", help="Put the task in this group (see 'weft group'); default: 'default'.")
+@click.option("--hold", is_flag=True, help="Queue it held: it starts only after 'weft task release TID'. Prints the TID.")
+@after_options
 @click.option("--no-wait", is_flag=True, help="Print the TID and return at once.")
-@click.option("--json", "as_json", is_flag=True, help="Print the final result message as JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the final result message as JSON, with stdout/stderr inline "
+                   "(text, or base64 as stdout_encoding/stderr_encoding say).")
 @click.pass_context
 def run_cmd(ctx: click.Context, command: tuple[str, ...], function: str | None,
             fn_args: tuple[str, ...], fn_kwargs: tuple[str, ...], spec_file: str | None,
-            shell: bool, no_wait: bool, as_json: bool, **opts: Any) -> None:
+            shell: bool, no_wait: bool, as_json: bool, stdin_file: str | None, no_stdin: bool,
+            hold: bool, **opts: Any) -> None:
     """Run COMMAND (or --function, or --spec) as a task and wait for it.
 
-    Output streams as it is produced; weft exits with the task's exit code:
+    Output streams as it is produced, byte for byte (stdout to stdout,
+    stderr to stderr, in the order written). When our stdin is a pipe or a
+    file (not a terminal), the task gets it as its stdin, streamed until
+    EOF or until the task ends; --stdin FILE gives a file instead, --no-stdin
+    gives nothing. With --no-wait, only a file (--stdin or '< FILE') is sent.
+    weft exits with the task's exit code:
     124 on timeout, 128+N when killed by signal N, 1 when a function raised,
     2 when the task can never run here. Put options before the command, or
     separate them with '--':
@@ -103,6 +119,8 @@ def run_cmd(ctx: click.Context, command: tuple[str, ...], function: str | None,
         fields["shell"] = True
     from weft.cli.common import client
 
+    source = _stdin_source(stdin_file, no_stdin, whole_only=no_wait or hold)
+    fields.update(after_fields(opts, lambda: client(create=True)))
     pieces: dict[str, Any] = dict(
         command=list(command) if command else None,
         function=function,
@@ -116,23 +134,90 @@ def run_cmd(ctx: click.Context, command: tuple[str, ...], function: str | None,
         from weft.client.specs import build_spec
 
         spec = build_spec(spec=_load_spec_file(spec_file), **pieces)
-        task = client(create=True).submit_spec(spec, delay=opts.get("delay"))
+        task = client(create=True).submit_spec(spec, delay=opts.get("delay"),
+                                               stdin_stream=source is not None, hold=hold)
     else:
         # Flags are typed by click; the rest of the TaskSpec rules are checked
         # without pydantic, which would double this command's start-up time.
         from weft.client.fields import checked_fields
 
         task = client(create=True).submit_fields(checked_fields(**pieces),
-                                                 delay=opts.get("delay"))
-    if no_wait:
+                                                 delay=opts.get("delay"),
+                                                 stdin_stream=source is not None, hold=hold)
+    if no_wait or hold:
+        if source is not None:
+            task.client.send_stdin(task, source)
         click.echo(task.tid)
         return
-    ctx.exit(follow(task, as_json=as_json))
+    pump = StdinPump(task, source) if source is not None else None
+    code = follow(task, as_json=as_json)
+    if pump is not None:
+        pump.finish()
+    ctx.exit(code)
+
+
+def _stdin_source(path: str | None, no_stdin: bool, *, whole_only: bool) -> Any:
+    """What to give the task as stdin: --stdin FILE, else our own stdin when it is a
+    pipe, a socket or a regular file (never a terminal, /dev/null or another device).
+
+    ``whole_only`` (--no-wait, which sends it all before returning): only a
+    regular file, which is sure to end; a pipe might never close.
+    """
+    import os
+    import stat
+
+    from weft.errors import UsageError
+
+    if path is not None:
+        if no_stdin:
+            raise UsageError("give --stdin FILE or --no-stdin, not both")
+        try:
+            return open(path, "rb")  # noqa: SIM115 - read by the pump until EOF
+        except OSError as exc:
+            raise UsageError(f"--stdin: cannot read {path}: {exc.strerror}") from None
+    if no_stdin:
+        return None
+    try:
+        mode = os.fstat(0).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode) or (not whole_only and (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode))):
+        return 0
+    return None
+
+
+class StdinPump:
+    """Sends our stdin to the task from a background thread while we follow its output.
+
+    It keeps only a few chunks ahead of the task and stops when the task
+    ends, so an endless or never-closed input does not keep us waiting.
+    """
+
+    def __init__(self, task: Any, source: Any) -> None:
+        import threading
+
+        self.task = task
+        self.ended = threading.Event()
+        self.error: Exception | None = None
+        self.thread = threading.Thread(target=self._run, args=(source,), daemon=True,
+                                       name="weft-stdin")
+        self.thread.start()
+
+    def _run(self, source: Any) -> None:
+        try:
+            self.task.client.send_stdin(self.task, source, done=self.ended.is_set)
+        except Exception as exc:  # noqa: BLE001 - reported by finish()
+            self.error = exc
+
+    def finish(self) -> None:
+        self.ended.set()
+        if self.error is not None:
+            click.echo(f"weft: could not send stdin to the task: {self.error}", err=True)
 
 
 def _spec_fields(opts: dict[str, Any]) -> dict[str, Any]:
     fields: dict[str, Any] = {}
-    for key in ("name", "cwd", "timeout", "priority"):
+    for key in ("name", "cwd", "timeout", "priority", "group"):
         if opts.get(key) is not None:
             fields[key] = opts[key]
     if opts.get("env"):
@@ -180,7 +265,7 @@ def follow(task: Any, *, as_json: bool) -> int:
                         key = (chunk.get("attempt", 1), chunk.get("seq", 0))
                         if key > shown:
                             shown = key
-                            write_stream(chunk.get("stream", "stdout"), chunk.get("data", ""))
+                            write_stream(chunk.get("stream", "stdout"), chunk.get("data", b""))
                 result = task.wait()
                 break
             except KeyboardInterrupt:
@@ -190,6 +275,36 @@ def follow(task: Any, *, as_json: bool) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
     return render_result(result, as_json=as_json)
+
+
+def print_result_json(result: Any) -> None:
+    """The result message plus ``stdout``/``stderr``, streamed so memory stays one chunk.
+
+    Each stream is a JSON string: its text when it is UTF-8, else base64,
+    named by ``stdout_encoding``/``stderr_encoding`` ("utf-8" or "base64").
+    The value, if it was in the blob store, is inline here.
+    """
+    from weft.client.payloads import write_json_string
+
+    body = {k: v for k, v in result.to_dict().items() if k != "value_blob"}
+    body["value"] = result.wire_value  # JSON as it travelled: a pickled value stays enveloped
+    head = json.dumps(body, default=str, separators=(",", ":"))
+    out = sys.stdout
+    out.write(head[:-1])
+    for stream in ("stdout", "stderr"):
+        out.write(f',"{stream}":')
+        if result.output is None:
+            out.write('""')
+            encoding = "utf-8"
+        else:
+            encoding = write_json_string(_bytes_of(result, stream), _bytes_of(result, stream), out)
+        out.write(f',"{stream}_encoding":"{encoding}"')
+    out.write("}\n")
+    out.flush()
+
+
+def _bytes_of(result: Any, stream: str) -> Any:
+    return (piece for _, piece in result.output.pieces(stream))
 
 
 def _ask_stop(task: Any) -> bool:
@@ -206,14 +321,20 @@ def _ask_stop(task: Any) -> bool:
 
 def render_result(result: Any, *, as_json: bool, replay_output: bool = False) -> int:
     if as_json:
-        echo_json({**result.to_dict(), "stdout": result.stdout, "stderr": result.stderr})
+        print_result_json(result)
         return result.cli_exit_code
-    if replay_output:
-        write_stream("stdout", result.stdout)
-        write_stream("stderr", result.stderr)
+    if replay_output and result.output is not None:
+        for stream, piece in result.output.pieces():  # both streams, in the order written
+            write_stream(stream, piece)
     if result.status == "completed" and result.value is not None:
         value = result.value
-        click.echo(value if isinstance(value, str) else json.dumps(value))
+        if isinstance(value, str):
+            click.echo(value)
+        else:
+            try:
+                click.echo(json.dumps(value))
+            except (TypeError, ValueError):  # a pickled Python value (Python API)
+                click.echo(repr(value))
     elif result.status != "completed" and result.reason != "exit_code":
         detail = result.error or result.reason or ""
         if result.traceback:

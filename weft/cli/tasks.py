@@ -16,7 +16,13 @@ from weft.cli.common import ago, client, echo_json, json_option, table, timeout_
 @json_option
 @click.pass_context
 def result_cmd(ctx: click.Context, tid: str, timeout: float | None, as_json: bool) -> None:
-    """Wait for task TID and print its output (or value), exiting with its exit code."""
+    """Wait for task TID and print its output (or value), exiting with its exit code.
+
+    The output is written as the task wrote it (bytes; stdout to stdout,
+    stderr to stderr, in order). --json prints the result message with
+    "stdout"/"stderr" as text, or base64 when "stdout_encoding" or
+    "stderr_encoding" says so.
+    """
     from weft.cli.run import render_result
 
     task = client().task(tid)
@@ -47,7 +53,7 @@ def status_cmd(tid: str | None, request_id: str | None, watch: bool, interval: f
     c = client()
     if tid is not None:
         if tree:
-            observe.print_tree(c.tree(tid), as_json)
+            observe.print_tree(c.job_tree(tid), as_json)  # a job's children grouped by step
             return
         info = c.task(tid).status()
         info["children"] = c.tree(info["tid"])["rollup"]
@@ -73,19 +79,38 @@ def status_cmd(tid: str | None, request_id: str | None, watch: bool, interval: f
     click.echo(f"broker    {c.context.describe()}")
     click.echo(f"managers  {len(workers)} live" + "".join(
         f"\n  {w.tid}  {w.host} pid {w.pid}  running {w.record.get('load', {}).get('running', 0)}"
+        + ("  paused" if w.paused else "")
         for w in workers))
     counts_text = ", ".join(f"{n} {s}" for s, n in sorted(overview["tasks"].items())) or "none"
     click.echo(f"tasks     {counts_text}")
-    click.echo(f"queued    {overview['queued_requests']} request(s) waiting")
+    from weft.client.progress import text as progress_text
+
+    for row in c.tasks(request_id=request_id):
+        if row["status"] == "running" and row.get("progress"):
+            click.echo(f"  {row['tid'][-10:]}  {row.get('name') or row.get('target') or ''}  "
+                       f"{progress_text(row['progress'])}")
+    click.echo(f"queued    {overview['queued_requests']} request(s) waiting"
+               + (f", {overview['held_requests']} held" if overview.get("held_requests") else "")
+               + (f", {overview['waiting_requests']} for dependencies"
+                  if overview.get("waiting_requests") else ""))
     click.echo(f"rejected  {overview['dead_letters']} dead letter(s) in weft.spawn.rejected")
+    blobs = overview.get("blob_store") or {}
+    click.echo(f"blobs     {blobs.get('blobs', 0)} blob(s), {blobs.get('bytes', 0) / 2**20:.1f} MB")
 
 
 def _print_task(info: dict[str, Any]) -> None:
     click.echo(f"task      {info['tid']}  {info.get('name') or ''}".rstrip())
     click.echo(f"status    {info['status']}")
-    for key in ("pid", "exit_code", "attempt", "request_id", "parent_tid", "manager_tid", "error"):
+    for key in ("target", "group", "priority", "pid", "exit_code", "attempt", "reason",
+                "request_id", "parent_tid", "restarted_from", "manager_tid", "error"):
         if info.get(key) is not None:
             click.echo(f"{key:<9} {info[key]}")
+    if info.get("labels"):
+        click.echo("labels    " + ", ".join(f"{k}={v}" for k, v in info["labels"].items()))
+    from weft.client.progress import text as progress_text
+
+    if info.get("progress"):
+        click.echo(f"progress  {progress_text(info['progress'])}")
     from weft.client.tree import rollup_text
 
     if rollup_text(info.get("children") or {}):
@@ -101,24 +126,53 @@ def _print_task(info: dict[str, Any]) -> None:
 
 @click.group("task")
 def task_group() -> None:
-    """Inspect and control single tasks (TIDs may be short: their last 10 digits)."""
+    """Inspect and control tasks (a TID may be short: any unambiguous tail of 6+ digits)."""
 
 
 @task_group.command("list")
 @click.option("--request-id", help="Only tasks with this request id.")
-@click.option("--status", "only_status", help="Only tasks in this state.")
+@click.option("--status", "only_status", help="Only tasks in this state (queued, held, running ...).")
+@click.option("--label", "labels", multiple=True, metavar="K=V", help="Only tasks with this label; repeatable.")
+@click.option("--group", help="Only tasks in this group ('default': tasks without one).")
+@click.option("--name", help="Only tasks with this name.")
 @json_option
-def task_list(request_id: str | None, only_status: str | None, as_json: bool) -> None:
-    """List tasks, oldest first, each TID once."""
-    tasks = client().tasks(request_id=request_id)
-    if only_status:
-        tasks = [t for t in tasks if t["status"] == only_status]
+def task_list(request_id: str | None, only_status: str | None, labels: tuple[str, ...],
+              group: str | None, name: str | None, as_json: bool) -> None:
+    """List tasks, oldest first, each TID once: what they run, why they wait, their progress.
+
+    
+    WAITING says why a task that has not started waits: held, delayed until
+    a time, deferred (with admission's reason), or queued for a free slot.
+    
+      weft task list --status queued
+      weft task list --label sweep=lr --json
+    """
+    from weft.client.progress import text as progress_text
+    from weft.client.selection import Selector, parse_labels
+    from weft.client.waiting import why_waiting
+
+    c = client()
+    tasks = c.tasks(request_id=request_id)
+    selector = Selector(labels=parse_labels(list(labels)), group=group, status=only_status,
+                        name=name)
+    records, running = c.groups.state()
+    tasks = [dict(t, waiting=why_waiting(t, groups=records, running=running))
+             for t in tasks if selector.matches(t)]
     if as_json:
         echo_json(tasks)
         return
-    table(None, ["TID", "STATUS", "NAME", "EXIT", "UPDATED"],
-          [[t["tid"][-10:], t["status"], t.get("name") or t.get("target") or "",
-            t.get("exit_code"), ago(t.get("updated_at"))] for t in tasks])
+    table(None, ["TID", "STATUS", "RUNS", "NAME", "LABELS", "GROUP", "PRIO", "WAITING", "EXIT",
+                 "UPDATED", "PROGRESS"],
+          [[t["tid"][-10:], t["status"], _cut(t.get("target")), t.get("name") or "",
+            ",".join(f"{k}={v}" for k, v in (t.get("labels") or {}).items()),
+            t.get("group") or "default", t.get("priority") or 0, t.get("waiting") or "",
+            t.get("exit_code"), ago(t.get("updated_at")), progress_text(t.get("progress"))]
+           for t in tasks])
+
+
+def _cut(text: str | None, width: int = 40) -> str:
+    text = text or ""
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _control(command: str, tid: str, timeout: float | None, as_json: bool) -> None:
@@ -149,11 +203,10 @@ def _make_control(command: str, help_text: str) -> click.Command:
     return cmd
 
 
-_make_control("PING", "Check a task or manager answers: prints PONG and the round trip.")
+_make_control("PING", "Check a task or manager answers: prints PONG (--json adds the round trip, rtt_ms).")
 _make_control("STATUS", "Ask a running task (or manager) for its live status; --json includes its pid.")
-_make_control("STOP", "Stop a task gracefully (SIGTERM to its process group, then SIGKILL).")
-_make_control("KILL", "Kill a task's whole process tree at once.")
-_make_control("PAUSE", "Pause a task (SIGSTOP its tree) or a manager (stop claiming).")
+_make_control("PAUSE", "Pause a running task (SIGSTOP its tree) or a manager (stop claiming); "
+              "a task not started yet is refused (use 'weft task hold').")
 _make_control("RESUME", "Resume a paused task or manager.")
 
 

@@ -110,7 +110,7 @@ def worker_list(show_all: bool, as_json: bool) -> None:
         click.echo("no managers" if show_all else "no live managers")
         return
     table(None, ["TID", "STATUS", "PID", "HOST", "RUNNING", "HEARTBEAT"],
-          [[w.tid, w.status, w.pid, w.host, (w.record.get("load") or {}).get("running", 0),
+          [[w.tid, w.shown_status, w.pid, w.host, (w.record.get("load") or {}).get("running", 0),
             ago(w.record.get("heartbeat_at"))] for w in workers])
 
 
@@ -125,7 +125,7 @@ def worker_status(tid: str | None, as_json: bool) -> None:
         echo_json(info.to_dict())
         return
     up = time.time() - float(rec.get("started_at") or time.time())
-    click.echo(f"manager    {info.tid}  ({info.status})")
+    click.echo(f"manager    {info.tid}  ({info.shown_status})")
     click.echo(f"pid        {info.pid} on {info.host}   launcher pid {rec.get('launcher_pid')}")
     click.echo(f"uptime     {up:.0f}s   heartbeat {ago(rec.get('heartbeat_at'))}")
     load = rec.get("load") or {}

@@ -6,23 +6,26 @@ Methods return data and raise :mod:`weft.errors`; nothing here prints.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Unpack
+from typing import IO, TYPE_CHECKING, Any, Unpack
 
 from weft import context as _context
 from weft.broker import Broker
+from weft.client.groups import Groups
 from weft.client.queues import Queues
 from weft.client.task import Task
 from weft.client.workers import Workers
-from weft.names import SPAWN_REQUESTS
+from weft.errors import InvalidSpec, WeftError
+from weft.names import SPAWN_HELD, SPAWN_REQUESTS, SPAWN_WAITING
 
 if TYPE_CHECKING:
     # Loaded on first use: pydantic is most of a short CLI command's start-up.
+    from weft.client.dispatch import Dispatcher
     from weft.client.result import Result
     from weft.client.specs import CommonOptions, TaskOptions
+    from weft.client.sweep import Run
     from weft.models import TaskSpec
 
 
@@ -46,6 +49,8 @@ class WeftClient:
         self._broker: Broker | None = None
         self.workers = Workers(self)
         self.queues = Queues(self)
+        self._watcher: Dispatcher | None = None
+        self.groups = Groups(self)
 
     def __repr__(self) -> str:
         return f"WeftClient({str(self.context.root)!r})"
@@ -58,6 +63,9 @@ class WeftClient:
         return self._broker
 
     def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.shutdown(wait=False, cancel_futures=True)
+            self._watcher = None
         if self._broker is not None:
             self._broker.close()
             self._broker = None
@@ -89,29 +97,80 @@ class WeftClient:
         or a dict, which the other options override). Options are the
         TaskSpec fields (``name``, ``env``, ``cwd``, ``timeout``,
         ``resources``, ``priority`` ...) plus ``request_id``, ``retries``,
-        ``inbox_message`` (the task's stdin) and ``delay`` (seconds before it
-        may start). Bad input raises InvalidSpec before anything is queued.
+        ``inbox_message`` (a JSON work item, given to the task as its stdin),
+        ``stdin`` (bytes, or a binary file read to its end here, in chunks:
+        the task's stdin, exactly), ``delay`` (seconds before it may start)
+        and ``serializer`` ("auto", "json" or "pickle": how a function's
+        arguments and result travel; "auto" pickles what JSON cannot carry
+        exactly, see :mod:`weft.models.values`).
+        ``after=[task, ...]`` (handles or TIDs) makes it wait
+        until they completed (``after_mode="any"``: one of them;
+        ``"finished"``: all ended, whatever the outcome); it is cancelled
+        when that can no longer happen. ``group="NAME"`` puts it in a task
+        group (:attr:`groups`); ``hold=True`` queues it held, so it starts
+        only after :meth:`release`. Bad input raises InvalidSpec before
+        anything is queued.
         """
-        from weft.client.specs import build_spec
-
         opts: dict[str, Any] = dict(options)
         inbox_message = opts.pop("inbox_message", None)
+        stdin = opts.pop("stdin", None)
         delay = opts.pop("delay", None)
-        task_spec = build_spec(command=command, function=function, spec=spec, args=args,
-                               kwargs=kwargs, **opts)
-        return self.submit_spec(task_spec, inbox_message=inbox_message, delay=delay)
+        hold = bool(opts.pop("hold", False))
+        task_spec = self._spec_of({"command": command, "function": function, "spec": spec,
+                                   "args": args, "kwargs": kwargs, **opts})
+        return self.submit_spec(task_spec, inbox_message=inbox_message, delay=delay, stdin=stdin,
+                                hold=hold)
+
+    def _encode_call(self, args: Sequence[Any], kwargs: Mapping[str, Any],
+                     serializer: str) -> tuple[list[Any], dict[str, Any], str]:
+        from weft.models.values import encode_call
+
+        return encode_call(args, kwargs, serializer=serializer,  # type: ignore[arg-type]
+                           allow_pickle=self.context.settings.allow_pickle)
 
     def submit_spec(self, spec: TaskSpec, *, inbox_message: Any = None,
-                    delay: float | None = None) -> Task:
-        """Queue an already validated TaskSpec (see :meth:`submit`)."""
+                    delay: float | None = None, stdin: bytes | IO[bytes] | None = None,
+                    stdin_stream: bool = False, hold: bool = False) -> Task:
+        """Queue an already validated TaskSpec (see :meth:`submit`).
+
+        ``stdin_stream``: the caller sends the stdin itself (:meth:`send_stdin`).
+        """
+        from pydantic_core import PydanticSerializationError
+
+        from weft.client.submit_checks import check_submit
         from weft.models import SpawnRequest
 
+        if stdin is not None:
+            _check_stdin(stdin, inbox_message)
+        check_submit({"cwd": spec.cwd, "timeout": spec.timeout}, backend=self.context.backend)
         not_before = time.time() + delay if delay else None
         request = SpawnRequest(taskspec=spec, inbox_message=inbox_message,
-                               request_id=spec.request_id, not_before=not_before)
-        return self._queue(request.model_dump_json(exclude_none=True))
+                               request_id=spec.request_id, not_before=not_before,
+                               stdin="stream" if stdin is not None or stdin_stream else None)
+        try:
+            body = request.model_dump(mode="json", exclude_none=True)
+        except (PydanticSerializationError, ValueError, TypeError) as exc:
+            raise InvalidSpec(f"task spec: a value is not JSON (submit encodes Python values; "
+                              f"a TaskSpec built by hand must hold JSON only): {exc}") from None
+        task = self._queue(body, hold=hold, waiting=self._check_after(spec.after))
+        if stdin is not None:
+            self.send_stdin(task, stdin)
+        return task
 
-    def submit_fields(self, fields: Mapping[str, Any], *, delay: float | None = None) -> Task:
+    def send_stdin(self, task: Task, source: bytes | IO[bytes] | int, *,
+                   done: Callable[[], bool] | None = None) -> int:
+        """Stream ``source`` to a task submitted with a streamed stdin, then EOF.
+
+        With ``done``, keep only a few chunks ahead of the task and stop once
+        ``done()`` is true (how ``weft run`` pipes its own stdin).
+        """
+        from weft.client.stdin import send_stdin
+
+        return send_stdin(self.broker, task.tid, source, done=done)
+
+    def submit_fields(self, fields: Mapping[str, Any], *, delay: float | None = None,
+                      stdin_stream: bool = False, hold: bool = False,
+                      extra: Mapping[str, Any] | None = None) -> Task:
         """Queue a task given as plain fields that :func:`weft.client.fields.checked_fields`
         has passed: the CLI's way, which must not pay for importing pydantic.
 
@@ -119,18 +178,49 @@ class WeftClient:
         holds them equal), and the manager validates it as a TaskSpec when
         it reads it, as it does every request.
         """
+        from weft.client.submit_checks import check_submit
+
+        check_submit(fields, backend=self.context.backend)
         request: dict[str, Any] = {"v": 1, "taskspec": dict(fields), "attempt": 1}
         if fields.get("request_id") is not None:
             request["request_id"] = fields["request_id"]
         if delay:
             request["not_before"] = time.time() + delay
-        return self._queue(json.dumps(request, separators=(",", ":")))
+        if stdin_stream:  # the caller then sends it with send_stdin
+            request["stdin"] = "stream"
+        if fields.get("after"):
+            from weft.client.dependencies import resolve_after
 
-    def _queue(self, body: str) -> Task:
-        tid = self.broker.write(SPAWN_REQUESTS, body)
-        if self.auto_start:
+            request["taskspec"]["after"] = resolve_after(self.broker, fields["after"])
+        return self._queue(request, hold=hold, extra=extra, waiting=bool(fields.get("after")))
+
+    def _check_after(self, after: Sequence[str] | None) -> bool:
+        """Does the task wait for others? InvalidSpec if one of them is unknown."""
+        if not after:
+            return False
+        from weft.client.dependencies import resolve_after
+
+        if resolve_after(self.broker, after) != list(after):
+            raise InvalidSpec("after: give each dependency once, as a full TID")
+        return True
+
+    def _queue(self, request: Mapping[str, Any], *, hold: bool = False,
+               extra: Mapping[str, Any] | None = None, waiting: bool = False) -> Task:
+        """Queue the request with its submit record (:mod:`weft.client.submitted`).
+
+        A held one waits in ``weft.spawn.held`` until :meth:`release`; one with
+        dependencies waits apart, where no manager's dispatch looks, until
+        weft/runtime/dependencies.py releases it (same id) when due.
+        """
+        from weft.client.submitted import queue_request
+
+        if hold and waiting:
+            raise InvalidSpec("a task with dependencies (after) cannot also be held")
+        queue = SPAWN_HELD if hold else (SPAWN_WAITING if waiting else SPAWN_REQUESTS)
+        tid = queue_request(self.broker, request, queue=queue, extra=extra)
+        if self.auto_start and not hold:
             self.workers.ensure_running()
-        return Task(self, str(tid).zfill(19))
+        return Task(self, tid.zfill(19))
 
     def run(self, *, command: Sequence[str] | str | None = None,
             function: str | Callable[..., Any] | None = None,
@@ -148,7 +238,7 @@ class WeftClient:
 
     # -- handles --------------------------------------------------------------
     def task(self, tid: str | int) -> Task:
-        """The handle of any task or manager; short TIDs (last 10 digits) work."""
+        """The handle of any task or manager; short TIDs (an unambiguous tail of 6+ digits) work."""
         return Task(self, self.resolve_tid(str(tid)))
 
     def resolve_tid(self, tid: str) -> str:
@@ -167,6 +257,78 @@ class WeftClient:
         from weft.client.queries import overview
 
         return overview(self.broker)
+
+    # -- operating on queued and finished tasks (issue 14) ------------------------
+    def restart(self, tid: str, *, env: Mapping[str, str] | None = None,
+                cwd: str | None = None, command: Sequence[str] | None = None,
+                hold: bool = False) -> Task:
+        """Submit an ended task's recorded spec again as a new task (``restarted_from``
+        in its submit record); ``env`` is merged, ``cwd`` and ``command`` replace."""
+        from weft.client.restart import restart_fields
+        from weft.client.submit_checks import check_submit
+
+        old = self.resolve_tid(tid)
+        fields = restart_fields(self.broker, old, env=env, cwd=cwd, command=command)
+        check_submit(fields, backend=self.context.backend)
+        return self.submit_fields(fields, hold=hold, extra={"restarted_from": old})
+
+    def hold(self, tid: str | None = None, **where: Any) -> list[dict[str, Any]]:
+        """Keep queued tasks from starting: one TID, or every task ``where`` selects
+        (``label``, ``request_id``, ``group``, ``status``, ``name``, ``all``)."""
+        return self._hold_or_release(tid, where, release=False)
+
+    def release(self, tid: str | None = None, **where: Any) -> list[dict[str, Any]]:
+        """Let held tasks be claimed again, in their old place (see :meth:`hold`)."""
+        return self._hold_or_release(tid, where, release=True)
+
+    def _hold_or_release(self, tid: str | None, where: dict[str, Any], *,
+                         release: bool) -> list[dict[str, Any]]:
+        from weft.client import holding
+        from weft.client.selection import hold_or_release
+
+        if tid is not None:
+            full = self.resolve_tid(tid)
+            did = (holding.release if release else holding.hold)(self.broker, full)
+            outcome = [{"tid": full, "status": did}]
+        else:
+            outcome = hold_or_release(self, _selector(where), release=release)
+        if release and self.auto_start and any(o["status"] == "released" for o in outcome):
+            self.workers.ensure_running()
+        return outcome
+
+    def edit(self, tid: str, *, priority: int | None = None,
+             env: Mapping[str, str] | None = None, group: str | None = None) -> dict[str, Any]:
+        """Change a queued or held task's priority, env (merged) or group
+        (``"default"`` removes it), keeping its TID; UsageError once it started."""
+        from weft.client.editing import edit
+
+        if priority is None and not env and group is None:
+            from weft.errors import UsageError
+
+            raise UsageError("nothing to change: give priority, env or group")
+        if priority is not None and not -1000 <= int(priority) <= 1000:
+            from weft.errors import UsageError
+
+            raise UsageError(f"priority must be between -1000 and 1000, got {priority}")
+        return edit(self.broker, self.resolve_tid(tid),
+                    {"priority": priority, "env": dict(env or {}), "group": group})
+
+    def cancel(self, tid: str | None = None, *, kill: bool = False, timeout: float = 10.0,
+               **where: Any) -> list[dict[str, Any]]:
+        """Stop (``kill=True``: kill) one task or every task ``where`` selects
+        (``label``, ``request_id``, ``group``, ``status``, ``name``, ``all``).
+
+        Matching waiting tasks are taken off the queue first, so none of them
+        starts after this returns; running ones are stopped and answered.
+        """
+        from weft.client.selection import Selector, cancel
+
+        if tid is not None:
+            reply = self.task(tid).control("KILL" if kill else "STOP", timeout=timeout)
+            return [{"tid": reply.get("tid"), "status": reply.get("status"),
+                     "reply": reply.get("reply") or reply.get("error")}]
+        selector: Selector = _selector(where)
+        return cancel(self, selector, kill=kill, timeout=timeout)
 
     # -- observing ----------------------------------------------------------------
     def tree(self, tid: str) -> dict[str, Any]:
@@ -216,25 +378,124 @@ class WeftClient:
 
         return render(self.broker)
 
+    # -- jobs -------------------------------------------------------------------
+    def job(self, definition: Any, *, overrides: Sequence[str] = (),
+            **options: Any) -> Any:
+        """Run a job (docs/jobs.md): ``definition`` is a dict, a JobDefinition or a
+        TOML/JSON file path; ``overrides`` are ``key=value`` like ``--set``.
+        Returns a JobHandle (``.steps``, ``.status()``, ``.wait()``, ``.cancel()``);
+        a bad definition raises InvalidSpec before anything is queued."""
+        from weft.jobs.handle import definition_of, submit_job
+
+        return submit_job(self, definition_of(definition, tuple(overrides)), **options)
+
+    def job_handle(self, tid: str) -> Any:
+        """The JobHandle of an existing job (short TIDs work)."""
+        from weft.jobs.handle import JobHandle
+
+        return JobHandle(self, self.resolve_tid(tid))
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """Every job (started or queued), oldest first: ``{tid, name, status}``."""
+        from weft.jobs.rollup import list_jobs
+
+        return list_jobs(self.broker)
+
+    def job_tree(self, tid: str) -> dict[str, Any]:
+        """:meth:`tree`, with a job's children grouped under one node per step."""
+        from weft.jobs.rollup import job_tree
+
+        return job_tree(self.broker, self.resolve_tid(tid))
+
+    def job_log(self, tid: str) -> Iterator[dict[str, Any]] | None:
+        """A job's log with every child's entries tagged by step and item; None if
+        ``tid`` is not a job (use :meth:`task_log`)."""
+        from weft.jobs.logs import is_job, job_log
+
+        full = self.resolve_tid(tid)
+        return job_log(self.broker, full) if is_job(self.broker, full) else None
+
+    def resolve_after(self, after: Any) -> list[str]:
+        """Full TIDs of the tasks ``after`` names; InvalidSpec if one is unknown."""
+        from weft.client.dependencies import resolve_after
+
+        return resolve_after(self.broker, after)
+
     # -- fan-out ----------------------------------------------------------------
     def map(self, fn: str | Callable[..., Any], iterable: Iterable[Any], *,
             timeout: float | None = None, max_in_flight: int = 64,
             task_timeout: float | None = None,
-            **options: Unpack[CommonOptions]) -> Iterator[Any]:
+            options: Callable[[Any], Mapping[str, Any]] | None = None,
+            return_exceptions: bool = False,
+            **task_options: Unpack[CommonOptions]) -> Iterator[Any]:
         """Run ``fn(item)`` for each item as its own task; yield values in input order.
 
         ``timeout`` bounds the whole map (WaitTimeout); ``task_timeout`` is
         each task's own deadline. At most ``max_in_flight`` tasks are queued
-        or running at once. The first failure raises TaskFailed; tasks
-        already submitted keep running.
+        or running at once. ``options(item)`` returns task options for that
+        item's task (e.g. ``lambda cfg: {"resources": {"gpus": 1, "vram_mb":
+        cfg["vram"]}}``) over the shared ones. The first failure raises
+        TaskFailed, or with ``return_exceptions=True`` is yielded in its
+        item's place. When iteration stops early (a failure, ``break``),
+        the tasks still in flight are stopped.
         """
         from weft.client.fanout import ordered_map
 
-        opts: dict[str, Any] = dict(options)
+        opts: dict[str, Any] = dict(task_options)
         if task_timeout is not None:
             opts["timeout"] = task_timeout
+        per_item = (lambda item: dict(options(item))) if options is not None else None
         return ordered_map(self, fn, iterable, timeout=timeout, max_in_flight=max_in_flight,
-                           options=opts)
+                           options=opts, per_item=per_item, return_exceptions=return_exceptions)
+
+    def submit_many(self, specs: Iterable[Mapping[str, Any] | TaskSpec],
+                    **common: Any) -> Run:
+        """Submit many tasks at once; return a :class:`~weft.client.sweep.Run` handle.
+
+        Each item is a TaskSpec, or a dict of :meth:`submit` arguments
+        (``function``/``command``/``args``/``kwargs`` and options) laid over
+        ``common``. Every item is checked before any is queued, so bad input
+        queues nothing. The Run gives ``.tasks``, ``.results()``,
+        ``.as_completed()`` and ``.cancel()``.
+        """
+        from weft.client.sweep import Run
+        from weft.models import TaskSpec as _TaskSpec
+
+        built = []
+        for index, item in enumerate(specs):
+            if isinstance(item, _TaskSpec):
+                built.append((item, None, None))
+                continue
+            pieces: dict[str, Any] = {**common, **item}
+            inbox_message = pieces.pop("inbox_message", None)
+            delay = pieces.pop("delay", None)
+            try:
+                built.append((self._spec_of(pieces), inbox_message, delay))
+            except WeftError as exc:
+                raise type(exc)(f"item {index}: {exc}") from None
+        return Run(self, [self.submit_spec(spec, inbox_message=message, delay=delay)
+                          for spec, message, delay in built])
+
+    def _spec_of(self, pieces: dict[str, Any]) -> TaskSpec:
+        from weft.client.specs import build_spec
+
+        if pieces.get("after") is not None:
+            from weft.client.dependencies import resolve_after
+
+            pieces["after"] = resolve_after(self.broker, pieces["after"])
+        serializer = pieces.pop("serializer", "auto")
+        if pieces.get("function") is not None or pieces.get("args") or pieces.get("kwargs"):
+            pieces["args"], pieces["kwargs"], pieces["serializer"] = self._encode_call(
+                pieces.get("args") or (), pieces.get("kwargs") or {}, serializer)
+        return build_spec(**pieces)
+
+    def watcher(self) -> Dispatcher:
+        """The background watcher behind :meth:`Task.add_done_callback` (one per client)."""
+        from weft.client.dispatch import Dispatcher
+
+        if self._watcher is None:
+            self._watcher = Dispatcher(self.context.root, None)
+        return self._watcher
 
     def as_completed(self, tasks: Iterable[Task], *,
                      timeout: float | None = None) -> Iterator[Task]:
@@ -244,11 +505,36 @@ class WeftClient:
         return as_completed(self, list(tasks), timeout=timeout)
 
     # -- maintenance ------------------------------------------------------------
-    def tidy(self, *, retention: float = 7 * 24 * 3600.0, dry_run: bool = False) -> dict[str, Any]:
-        """Drop finished tasks older than ``retention`` seconds, then vacuum."""
+    def tidy(self, *, retention: float = 7 * 24 * 3600.0, dry_run: bool = False,
+             status: Iterable[str] | None = None) -> dict[str, Any]:
+        """Drop finished tasks older than ``retention`` seconds (only those that
+        ended in a ``status`` given, e.g. ``["completed"]``), then vacuum."""
         from weft.client.maintenance import tidy
 
-        return tidy(self.broker, retention=retention, dry_run=dry_run)
+        statuses = None if status is None else frozenset(status)
+        return tidy(self.broker, retention=retention, dry_run=dry_run, statuses=statuses)
+
+
+def _selector(where: Mapping[str, Any]) -> Any:
+    """The bulk filters of :meth:`WeftClient.cancel` and friends, checked."""
+    from weft.client.selection import Selector, parse_labels
+    from weft.errors import UsageError
+
+    unknown = set(where) - {"label", "request_id", "group", "status", "name", "all"}
+    if unknown:
+        raise UsageError(f"unknown filter(s): {', '.join(sorted(unknown))}")
+    return Selector(labels=parse_labels(where.get("label")), request_id=where.get("request_id"),
+                    group=where.get("group"), status=where.get("status"),
+                    name=where.get("name"), all=bool(where.get("all")))
+
+
+def _check_stdin(stdin: Any, inbox_message: Any) -> None:
+    from weft.errors import InvalidSpec
+
+    if inbox_message is not None:
+        raise InvalidSpec("stdin: give either stdin or inbox_message, not both")
+    if not isinstance(stdin, bytes | bytearray | memoryview) and not hasattr(stdin, "read"):
+        raise InvalidSpec(f"stdin: expected bytes or a binary file, got {type(stdin).__name__}")
 
 
 def init_project(path: str | os.PathLike[str] | None = None, *, backend: str | None = None,

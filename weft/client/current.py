@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,16 @@ class CurrentTask:
     request_id: str | None
     manager_tid: str | None
     attempt: int
+
+    def progress(self, fraction: float | None = None, message: str | None = None,
+                 **numbers: float) -> dict[str, Any]:
+        """Record how far this task got: ``fraction`` (0..1), a short ``message``
+        and any named numbers (``loss=0.31``). Shown by ``weft status TID`` and
+        ``weft task list``, streamed to followers, read back with
+        ``Task.progress()``. Returns what was recorded."""
+        from weft.client.progress import report
+
+        return report(self, fraction, message, numbers)
 
 
 def current_task() -> CurrentTask | None:

@@ -30,6 +30,10 @@ SPEC_FIELDS = (
     "priority",
     "stream_output",
     "shell",
+    "group",
+    "after",
+    "after_mode",
+    "serializer",
 )
 
 

@@ -19,6 +19,7 @@ from weft.broker import Broker
 from weft.client.polling import wait_for_change
 from weft.client.queries import _load, task_status
 from weft.errors import NotFound
+from weft.models.payload import blob_ref, encode_bytes
 from weft.names import TASKS_LOG, task_queue
 
 
@@ -69,9 +70,19 @@ class TaskLog:
                 self._out_cursor = mid
                 message = _load(body)
                 if message is not None and message.get("type") in ("stream", "result"):
-                    out.append({**message, "id": mid})
+                    out.append({**_inline(self.broker, message), "id": mid})
             if len(page) < 500:
                 return out
+
+
+def _inline(broker: Broker, message: dict[str, Any]) -> dict[str, Any]:
+    """A stream message with its blob (at most one chunk) read in, as ``data``/``encoding``."""
+    if message.get("type") != "stream" or blob_ref(message) is None:
+        return message
+    from weft.client.payloads import chunk_bytes
+
+    data = chunk_bytes(broker, message)
+    return {**{k: v for k, v in message.items() if k != "blob"}, **encode_bytes(data)}
 
 
 def known(broker: Broker, tid: str) -> bool:

@@ -11,8 +11,9 @@ import time
 from typing import Any
 
 from weft.broker import Broker
+from weft.client.paused import elapsed, manager_paused
 from weft.client.queries import list_tasks
-from weft.names import SPAWN_REJECTED, SPAWN_REQUESTS
+from weft.names import SPAWN_HELD, SPAWN_REJECTED, SPAWN_REQUESTS
 from weft.runtime import registry
 
 FAILED = frozenset({"failed", "timeout", "killed", "cancelled", "rejected"})
@@ -28,7 +29,7 @@ def snapshot(broker: Broker, *, failures: int = 5) -> dict[str, Any]:
             continue
         managers.append({
             "tid": entry.tid, "name": rec.get("name"), "host": rec.get("host"),
-            "pid": rec.get("pid"), "paused": bool(rec.get("paused")),
+            "pid": rec.get("pid"), "paused": manager_paused(broker, entry.tid, rec),
             "capabilities": rec.get("capabilities") or {}, "load": rec.get("load") or {},
             "heartbeat_at": rec.get("heartbeat_at"), "metrics_addr": rec.get("metrics_addr"),
         })
@@ -43,6 +44,7 @@ def snapshot(broker: Broker, *, failures: int = 5) -> dict[str, Any]:
     return {
         "at": now, "managers": sorted(managers, key=lambda m: m["tid"]), "running": running,
         "queued_requests": stats.get(SPAWN_REQUESTS, 0),
+        "held_requests": stats.get(SPAWN_HELD, 0),
         "dead_letters": stats.get(SPAWN_REJECTED, 0), "tasks": counts,
         "recent_failures": [{k: t.get(k) for k in ("tid", "name", "status", "exit_code",
                                                    "reason", "error", "updated_at",
@@ -52,10 +54,9 @@ def snapshot(broker: Broker, *, failures: int = 5) -> dict[str, Any]:
 
 
 def _running_row(task: dict[str, Any], now: float) -> dict[str, Any]:
-    started = task.get("started_at")
     row = {k: task.get(k) for k in ("tid", "name", "status", "pid", "manager_tid", "request_id",
                                     "target", "parent_tid")}
-    row["elapsed"] = round(now - float(started), 3) if started else None
+    row["elapsed"] = elapsed(task, now)  # stops while the task is paused
     row["rss_mb"] = None
     if task.get("pid") and task.get("host") in (None, registry.HOST):
         from weft.resources.telemetry import process_tree_usage

@@ -10,12 +10,25 @@ from __future__ import annotations
 from typing import Any
 
 from weft.broker import Broker
+from weft.client.paused import pause_clock
+from weft.client.submitted import WAITING_EVENTS, target_text, waiting_request
 from weft.codec import loads_object
 from weft.errors import AmbiguousTid, NotFound, UsageError
-from weft.names import SPAWN_REJECTED, SPAWN_REQUESTS, TASKS_LOG, WORKERS_REGISTRY, task_queue
+from weft.names import (
+    SPAWN_HELD,
+    SPAWN_REJECTED,
+    SPAWN_REQUESTS,
+    SPAWN_WAITING,
+    TASKS_LOG,
+    WORKERS_REGISTRY,
+    task_queue,
+)
 from weft.runtime.registry import read_all
 
 _load = loads_object
+# What a row of a task shows, taken from its events (the submit record first).
+SHOWN_KEYS = ("name", "request_id", "parent_tid", "manager_tid", "attempt", "target",
+              "labels", "group", "priority", "restarted_from", "host")
 
 
 def all_events(broker: Broker) -> list[dict[str, Any]]:
@@ -38,12 +51,24 @@ def task_events(broker: Broker, tid: str) -> list[dict[str, Any]]:
 
 
 def queued_request(broker: Broker, tid: str) -> dict[str, Any] | None:
-    """The spawn request of a task still waiting to be claimed."""
-    if tid.isdigit():
-        msg = broker.peek_one(SPAWN_REQUESTS, message_id=int(tid))
-        if msg is not None:
-            return _load(msg[0])
-    return None
+    """The spawn request of a task still waiting to be claimed (queued, held, or
+    waiting for its dependencies), with ``"_queue"`` naming where it waits."""
+    found = waiting_request(broker, tid)
+    if found is None:
+        return None
+    queue, request = found
+    return {**request, "_queue": queue}
+
+
+def _waiting_only(events: list[dict[str, Any]]) -> bool:
+    return all(e.get("event") in WAITING_EVENTS for e in events)
+
+
+def waiting_reason(request: dict[str, Any] | None) -> str | None:
+    """``waiting for TID, ...`` while a request waits for its dependencies."""
+    spec = (request or {}).get("taskspec") or {}
+    after = spec.get("after") or []
+    return f"waiting for {', '.join(after)}" if after else None
 
 
 def final_result(broker: Broker, tid: str) -> dict[str, Any] | None:
@@ -72,7 +97,7 @@ def task_status(broker: Broker, tid: str) -> dict[str, Any]:
     events = task_events(broker, tid)
     result = final_result(broker, tid)
     claim = None
-    if request is None and not events and result is None:
+    if request is None and _waiting_only(events) and result is None:
         # Between the claim (spawn queue -> T{mgr}.reserved) and the first event
         # the task is only in its manager's claim queue; the claim is deleted
         # only after events exist, so looking there and then at the events
@@ -80,7 +105,7 @@ def task_status(broker: Broker, tid: str) -> dict[str, Any]:
         claim = claiming_manager(broker, tid)
         if claim is None:
             events = task_events(broker, tid)
-            request = queued_request(broker, tid) if not events else None
+            request = queued_request(broker, tid) if _waiting_only(events) else None
             if not events and request is None:
                 raise NotFound(f"no task {tid}")
     state = "queued"
@@ -91,7 +116,7 @@ def task_status(broker: Broker, tid: str) -> dict[str, Any]:
         request = claim[1]
     for event in events:
         state = event.get("status", state)
-        for key in ("name", "request_id", "parent_tid", "manager_tid", "attempt", "target"):
+        for key in SHOWN_KEYS:
             if event.get(key) is not None:
                 info[key] = event[key]
         if event.get("event") == "task_started":
@@ -99,6 +124,12 @@ def task_status(broker: Broker, tid: str) -> dict[str, Any]:
             info["started_at"] = event.get("ts")
     if request is not None:
         spec = request.get("taskspec", {})
+        if claim is None:  # the queue a request sits in is the truth
+            held = request.get("_queue") == SPAWN_HELD
+            state = "held" if held else ("queued" if state == "held" else state)
+            if request.get("_queue") == SPAWN_WAITING:
+                info["reason"] = waiting_reason(request)
+                info["after"] = spec.get("after")
         info.setdefault("name", spec.get("name"))
         info.setdefault("request_id", request.get("request_id"))
         info.setdefault("parent_tid", spec.get("parent_tid"))
@@ -109,6 +140,11 @@ def task_status(broker: Broker, tid: str) -> dict[str, Any]:
         info["error"] = result.get("error")
     if state not in ("running", "paused"):
         info.pop("pid", None)
+    from weft.client.progress import latest
+
+    progress = latest(events)
+    if progress is not None:
+        info["progress"] = progress
     info["status"] = state
     info["events"] = events
     return info
@@ -124,34 +160,57 @@ def list_tasks(broker: Broker, *, request_id: str | None = None) -> list[dict[st
             continue
         row = rows.setdefault(tid, {"tid": tid, "status": "queued"})
         row["status"] = event.get("status", row["status"])
-        for key in ("name", "request_id", "parent_tid", "manager_tid", "attempt", "target", "host"):
+        for key in SHOWN_KEYS:
             if event.get(key) is not None:
                 row[key] = event[key]
         row["reason"], row["error"] = event.get("reason"), event.get("error")
         if event.get("event") == "task_started":
             row["pid"] = event.get("pid")
             row["started_at"] = event.get("ts")
+            row.pop("paused_at", None)
+            row.pop("paused_s", None)
+        elif event.get("event") in ("task_paused", "task_resumed"):
+            pause_clock(row, [event])
+        elif event.get("event") == "task_progress":
+            row["progress"] = {**(event.get("details") or {}), "ts": event.get("ts")}
         if event.get("exit_code") is not None:
             row["exit_code"] = event["exit_code"]
         row["updated_at"] = event.get("ts")
-    for body, mid in broker.peek_all(SPAWN_REQUESTS):
-        request = _load(body) or {}
-        spec = request.get("taskspec") or {}
-        tid = spec.get("tid") or str(mid)
-        row = rows.setdefault(tid, {"tid": tid, "status": "queued"})
-        row.setdefault("name", spec.get("name"))
-        row.setdefault("request_id", request.get("request_id") or spec.get("request_id"))
-        row.setdefault("parent_tid", spec.get("parent_tid"))
-        if request.get("not_before"):
-            row["not_before"] = request["not_before"]
+    for queue in (SPAWN_REQUESTS, SPAWN_HELD, SPAWN_WAITING):
+        for body, mid in broker.peek_all(queue):
+            request = _load(body) or {}
+            row = _waiting_row(rows, request, mid, held=queue == SPAWN_HELD)
+            if queue == SPAWN_WAITING:
+                row["reason"] = waiting_reason(request)
     tasks = sorted(rows.values(), key=lambda r: r["tid"])
     if request_id is not None:
         tasks = [t for t in tasks if t.get("request_id") == request_id]
     return tasks
 
 
+def _waiting_row(rows: dict[str, dict[str, Any]], request: dict[str, Any], mid: int, *,
+                 held: bool) -> dict[str, Any]:
+    """Merge a queued or held request into its row: the queue it sits in is its state."""
+    spec = request.get("taskspec") or {}
+    tid = spec.get("tid") or str(mid)
+    row = rows.setdefault(tid, {"tid": tid, "status": "queued"})
+    if held:
+        row["status"] = "held"
+    elif row["status"] == "held":
+        row["status"] = "queued"
+    for key in ("name", "labels", "group", "priority", "parent_tid"):
+        if spec.get(key) is not None:
+            row.setdefault(key, spec[key])
+    row.setdefault("request_id", request.get("request_id") or spec.get("request_id"))
+    if spec and "target" not in row:
+        row["target"] = target_text(spec)
+    if request.get("not_before"):
+        row["not_before"] = request["not_before"]
+    return row
+
+
 def resolve_tid(broker: Broker, given: str) -> str:
-    """Accept a full 19-digit TID or its last 10+ digits when unambiguous."""
+    """Accept a full 19-digit TID or any tail of 6+ of its digits when unambiguous."""
     text = given.strip()
     if text.startswith("T") and text[1:].isdigit():
         text = text[1:]
@@ -171,9 +230,10 @@ def resolve_tid(broker: Broker, given: str) -> str:
         tid = str(event.get("tid", ""))
         if tid.endswith(text):
             matches.add(tid)
-    for _body, mid in broker.peek_all(SPAWN_REQUESTS):
-        if str(mid).endswith(text):
-            matches.add(str(mid))
+    for queue in (SPAWN_REQUESTS, SPAWN_HELD, SPAWN_WAITING):
+        for _body, mid in broker.peek_all(queue):
+            if str(mid).endswith(text):
+                matches.add(str(mid))
     for entry in read_all(broker).values():
         if entry.tid.endswith(text):
             matches.add(entry.tid)
@@ -193,7 +253,21 @@ def overview(broker: Broker) -> dict[str, Any]:
     return {
         "tasks": counts,
         "queued_requests": stats.get(SPAWN_REQUESTS, 0),
+        "held_requests": stats.get(SPAWN_HELD, 0),
+        "waiting_requests": stats.get(SPAWN_WAITING, 0),
         "dead_letters": stats.get(SPAWN_REJECTED, 0),
         "log_events": stats.get(TASKS_LOG, 0),
         "registry_rows": stats.get(WORKERS_REGISTRY, 0),
+        "blob_store": _blob_usage(broker),
     }
+
+
+def _blob_usage(broker: Broker) -> dict[str, int]:
+    """How many blobs the store holds and their bytes (outputs and results past the chunk size)."""
+    from weft.broker.blobs import blob_store
+    from weft.errors import WeftError
+
+    try:
+        return blob_store(broker).usage()
+    except (WeftError, OSError):
+        return {"blobs": 0, "bytes": 0}

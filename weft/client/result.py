@@ -1,9 +1,19 @@
-"""Result: what a finished task left on its outbox, as a typed object."""
+"""Result: what a finished task left on its outbox, as a typed object.
+
+``stdout``/``stderr`` (text) and ``stdout_bytes``/``stderr_bytes`` (exactly
+what the process wrote): a small output (up to 1 MiB, all inline) is read
+once and kept in the Result; a larger one is read from the outbox and its
+blobs each time it is asked for (so the project must still be there), and a
+task that printed gigabytes costs nothing until then.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from weft.client.payloads import TaskOutput
 
 
 @dataclass(frozen=True)
@@ -14,6 +24,7 @@ class Result:
     value: Any = None
     error: str | None = None
     traceback: str | None = None
+    exception: BaseException | None = None
     reason: str | None = None
     signal: int | None = None
     started_at: float | None = None
@@ -23,9 +34,28 @@ class Result:
     attempt: int = 1
     request_id: str | None = None
     name: str | None = None
-    stdout: str = ""
-    stderr: str = ""
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    output: TaskOutput | None = field(default=None, repr=False, compare=False)
+    #: the value as it travelled (JSON; a pickled one as its ``{"$pickle": ...}`` envelope)
+    wire_value: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def stdout_bytes(self) -> bytes:
+        """What the task wrote to stdout (its final attempt), exactly."""
+        return self.output.read("stdout") if self.output is not None else b""
+
+    @property
+    def stderr_bytes(self) -> bytes:
+        return self.output.read("stderr") if self.output is not None else b""
+
+    @property
+    def stdout(self) -> str:
+        """stdout as text (UTF-8; bytes that are not become U+FFFD: use stdout_bytes)."""
+        return self.stdout_bytes.decode("utf-8", "replace")
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_bytes.decode("utf-8", "replace")
 
     @property
     def ok(self) -> bool:
@@ -51,12 +81,27 @@ class Result:
         return 1
 
     @classmethod
-    def from_message(cls, message: dict[str, Any], *, stdout: str = "", stderr: str = "") -> Result:
+    def from_message(cls, message: dict[str, Any], *, output: TaskOutput | None = None,
+                     value: Any = None, allow_pickle: bool = True) -> Result:
+        """``value``: the result's value when it was read from the blob store.
+
+        ``value`` (and ``exception``) are decoded by :mod:`weft.models.values`:
+        a pickled value comes back as the object the function returned.
+        """
+        from weft.models.values import decode, is_pickled
         known: dict[str, Any] = {k: message.get(k) for k in (
-            "status", "exit_code", "value", "error", "traceback", "reason", "signal",
+            "status", "exit_code", "error", "traceback", "reason", "signal",
             "started_at", "finished_at", "peak_rss_mb", "cpu_time_s", "request_id", "name")}
+        raw_value = value if value is not None else message.get("value")
+        known["value"] = decode(raw_value, allow_pickle=allow_pickle,
+                                field=f"the result of task {message.get('tid')}")
+        if is_pickled(message.get("exception")) and allow_pickle:
+            try:
+                known["exception"] = decode(message["exception"])
+            except Exception:  # noqa: BLE001 - the error text still says what happened
+                known["exception"] = None
         return cls(tid=str(message["tid"]), attempt=int(message.get("attempt") or 1),
-                   stdout=stdout, stderr=stderr, raw=message, **known)
+                   output=output, raw=message, wire_value=raw_value, **known)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.raw)

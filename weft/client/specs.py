@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypedDict
+from typing import IO, Any, TypedDict
 
 from pydantic import ValidationError
 
@@ -37,8 +37,14 @@ class CommonOptions(TypedDict, total=False):
     stream_output: bool
     shell: bool
     request_id: str
+    group: str
+    hold: bool
     inbox_message: Any
+    stdin: bytes | IO[bytes]
     delay: float
+    after: Sequence[Any] | Any
+    after_mode: str
+    serializer: str
 
 
 class TaskOptions(CommonOptions, total=False):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from weft.client.polling import poll_until
@@ -48,20 +48,21 @@ class Task:
         return self.tid[-10:]
 
     # -- outcome ----------------------------------------------------------
-    def _final(self) -> Result | None:
+    def _final(self, *, value: bool = True) -> Result | None:
+        """The Result, if the task has one; ``value=False``: without reading a value
+        that is in the blob store (a check that only asks whether it ended)."""
+        from weft.client.payloads import KEEP, TaskOutput, result_value
+
         broker = self.client.broker
-        messages = [json.loads(b) for b, _ in broker.peek_all(task_queue(self.tid, "outbox"))]
-        if not messages or messages[-1].get("type") != "result":
+        final = _last_message(broker, task_queue(self.tid, "outbox"))
+        if final is None or final.get("type") != "result":
             return None
-        final = messages[-1]
-        attempt = final.get("attempt", 1)
-        out = "".join(m["data"] for m in messages
-                      if m.get("type") == "stream" and m.get("stream") == "stdout"
-                      and m.get("attempt", 1) == attempt)
-        err = "".join(m["data"] for m in messages
-                      if m.get("type") == "stream" and m.get("stream") == "stderr"
-                      and m.get("attempt", 1) == attempt)
-        return Result.from_message(final, stdout=out, stderr=err)
+        output = TaskOutput(broker, self.tid, int(final.get("attempt") or 1))
+        if value:
+            output.keep(KEEP)
+        return Result.from_message(final, output=output,
+                                   value=result_value(broker, final) if value else None,
+                                   allow_pickle=self.client.context.settings.allow_pickle)
 
     def wait(self, timeout: float | None = None) -> Result:
         """Block until the task ends; return its Result whatever the status.
@@ -87,15 +88,33 @@ class Task:
 
     def done(self) -> bool:
         """Has the task ended (any status)? Does not wait."""
-        return self._result is not None or self._final() is not None
+        return self._result is not None or self._final(value=False) is not None
+
+    def add_done_callback(self, fn: Callable[[Task], Any]) -> None:
+        """Call ``fn(task)`` once the task has ended (at once if it already has).
+
+        Callbacks run on the client's watcher thread, like the callbacks of
+        a ``concurrent.futures.Future``; an exception in one is logged and
+        ignored. Any number may be added. Closing the client drops the
+        callbacks of tasks that have not ended.
+        """
+        def call(future: Any) -> None:
+            if not future.cancelled():
+                fn(self)
+
+        self.client.watcher().watch(self.tid).add_done_callback(call)
 
     def output(self, timeout: float | None = None) -> Iterator[dict[str, Any]]:
         """Yield output chunks as they arrive; stop when the task has ended.
 
-        Each chunk is a dict with ``stream`` ("stdout"/"stderr"), ``seq``,
-        ``data`` and ``attempt``. Raises WaitTimeout if the task is still
-        going after ``timeout`` seconds.
+        Each chunk is a dict with ``stream`` ("stdout"/"stderr"), ``seq``
+        (one sequence across both streams, in the order the task wrote),
+        ``data`` (bytes: exactly what the process wrote) and ``attempt``.
+        A chunk is at most the chunk size (``WEFT_CHUNK_KB``). Raises
+        WaitTimeout if the task is still going after ``timeout`` seconds.
         """
+        from weft.client.payloads import chunk_bytes
+
         broker = self.client.broker
         queue = task_queue(self.tid, "outbox")
         cursor: int | None = None
@@ -113,6 +132,10 @@ class Task:
                 message = json.loads(body)
                 if message.get("type") == "result":
                     return
+                if message.get("type") == "stream":
+                    message["data"] = chunk_bytes(broker, message)
+                    message.pop("encoding", None)
+                    message.pop("blob", None)
                 yield message
 
     def status(self) -> dict[str, Any]:
@@ -120,6 +143,14 @@ class Task:
         from weft.client.queries import task_status
 
         return task_status(self.client.broker, self.tid)
+
+    def progress(self) -> dict[str, Any] | None:
+        """The task's latest progress report (``fraction``, ``message``,
+        ``numbers``, ``ts``), or None if it has reported none."""
+        from weft.client.progress import latest
+        from weft.client.queries import task_events
+
+        return latest(task_events(self.client.broker, self.tid))
 
     def events(self) -> list[dict[str, Any]]:
         """The task's log events, oldest first (each names its event and status).
@@ -156,6 +187,12 @@ class Task:
             body["reason"] = reason
         sent_at = time.monotonic()
         upper = command.upper()
+        if upper in ("PAUSE", "RESUME") and self._waiting():
+            from weft.errors import UsageError
+
+            raise UsageError(f"task {self.tid} has not started: there is nothing to "
+                             f"{upper.lower()} (use 'weft task hold {self.short_tid}' to keep it "
+                             "from starting)")
         if upper in ("STOP", "KILL") and self._cancel_if_queued(upper):
             return self._synthetic(upper, request_id, "cancelled", "cancelled before it started",
                                    sent_at)
@@ -171,7 +208,7 @@ class Task:
                 if reply.get("request_id") == request_id:
                     broker.delete(out_queue, [mid])
                     return reply
-            final = self._final()
+            final = self._final(value=False)
             if final is not None:
                 return self._answer_for_finished(command, request_id, final)
             if self._queued():
@@ -196,16 +233,28 @@ class Task:
 
     def _queued(self) -> bool:
         """Still waiting on the spawn queue (no manager has claimed it)."""
-        from weft.names import SPAWN_REQUESTS
+        from weft.names import SPAWN_REQUESTS, SPAWN_WAITING
 
-        return self.client.broker.peek_one(SPAWN_REQUESTS, message_id=int(self.tid)) is not None
+        broker = self.client.broker
+        return any(broker.peek_one(queue, message_id=int(self.tid)) is not None
+                   for queue in (SPAWN_REQUESTS, SPAWN_WAITING))
+
+    def _waiting(self) -> bool:
+        """Queued or held: no process exists yet."""
+        from weft.names import SPAWN_HELD
+
+        held = self.client.broker.peek_one(SPAWN_HELD, message_id=int(self.tid)) is not None
+        return held or self._queued()
 
     def _cancel_if_queued(self, command: str) -> bool:
-        """STOP/KILL of a task waiting on the spawn queue (not started yet, or between
-        retries): its request, result and event change in one fenced operation."""
+        """STOP/KILL of a task not started yet (queued, waiting on its dependencies or
+        held) or between retries: its request, result and event change in one
+        fenced operation (weft/runtime/attempt.py)."""
+        from weft.names import SPAWN_HELD, SPAWN_REQUESTS, SPAWN_WAITING
         from weft.runtime.attempt import cancel_queued
 
-        return cancel_queued(self.client.broker, self.tid, command=command)
+        return any(cancel_queued(self.client.broker, self.tid, command=command, queue=queue)
+                   for queue in (SPAWN_REQUESTS, SPAWN_WAITING, SPAWN_HELD))
 
     def _synthetic(self, command: str, request_id: str, status: str, reply: str,
                    sent_at: float) -> dict[str, Any]:
@@ -248,6 +297,19 @@ class Task:
     def resume(self, timeout: float = 10.0) -> dict[str, Any]:
         """SIGCONT a paused task (a paused manager claims again)."""
         return self.control("RESUME", timeout=timeout)
+
+
+def _last_message(broker: Any, queue: str) -> dict[str, Any] | None:
+    """The newest message of ``queue`` (paging, so a long outbox is never held whole)."""
+    from weft.codec import loads_object
+
+    last: str | None = None
+    cursor: int | None = None
+    while page := broker.peek_many(queue, 500, after=cursor):
+        last, cursor = page[-1]
+        if len(page) < 500:
+            break
+    return loads_object(last) if last is not None else None
 
 
 def _ended(events: list[dict[str, Any]]) -> bool:

@@ -13,7 +13,7 @@ from typing import Any
 from weft.broker import Broker
 from weft.client.queries import task_status
 from weft.codec import loads_object
-from weft.names import SPAWN_REQUESTS, TASKS_LOG
+from weft.names import SPAWN_REQUESTS, SPAWN_WAITING, TASKS_LOG
 
 RUNNING = frozenset({"spawning", "running", "paused"})
 WAITING = frozenset({"queued", "deferred"})
@@ -36,7 +36,7 @@ def children(broker: Broker, tid: str) -> list[str]:
     """TIDs whose ``parent_tid`` is ``tid`` (logged or still queued), oldest first."""
     needle = f'"parent_tid":"{tid}"'
     found: set[str] = set()
-    for queue in (TASKS_LOG, SPAWN_REQUESTS):
+    for queue in (TASKS_LOG, SPAWN_REQUESTS, SPAWN_WAITING):
         for raw, mid in broker.find_messages(queue, needle):
             body = loads_object(raw)
             if body is None:
@@ -64,6 +64,8 @@ def _node(broker: Broker, tid: str, *, seen: set[str], depth: int) -> dict[str, 
     info = task_status(broker, tid)
     node: dict[str, Any] = {key: info.get(key) for key in
                             ("tid", "name", "status", "exit_code", "request_id", "parent_tid")}
+    # The name `weft task list` shows: the given name, else the target.
+    node["name"] = info.get("name") or info.get("target")
     kids = []
     if depth < MAX_DEPTH:
         for child in children(broker, tid):

@@ -40,9 +40,16 @@ class WorkerInfo:
     pid: int
     host: str
     record: dict[str, Any]
+    paused: bool = False  # live but not claiming (weft task pause MANAGER)
+
+    @property
+    def shown_status(self) -> str:
+        """What to show a person: ``paused`` for a live paused manager."""
+        return "paused" if self.paused and self.status == "active" else self.status
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.record, "status": self.status, "recorded_status": self.record.get("status")}
+        return {**self.record, "status": self.status, "recorded_status": self.record.get("status"),
+                "paused": self.paused, "shown_status": self.shown_status}
 
 
 class Workers:
@@ -59,8 +66,11 @@ class Workers:
             rec = entry.record
             state = registry.liveness(rec, now)
             if all or state == "active":
+                from weft.client.paused import manager_paused
+
+                paused = state == "active" and manager_paused(self.client.broker, entry.tid, rec)
                 infos.append(WorkerInfo(entry.tid, state, int(rec.get("pid") or 0),
-                                        str(rec.get("host")), rec))
+                                        str(rec.get("host")), rec, paused))
         return sorted(infos, key=lambda w: w.tid)
 
     def status(self, tid: str | None = None) -> WorkerInfo:
@@ -94,6 +104,8 @@ class Workers:
             from weft.metrics.server import parse_addr
 
             parse_addr(str(opts["metrics_addr"]))  # refuse a bad address before starting
+        if opts.get("gpu_ids"):
+            _check_gpu_ids(ctx.settings.gpu_simulate, opts["gpu_ids"])
         argv = [sys.executable, "-m", "weft.runtime.manager_main", "--root", str(ctx.root),
                 "--tid", tid, "--options", json.dumps(opts)]
         if foreground:
@@ -250,3 +262,25 @@ def _tail(path: Any, lines: int = 3) -> str:
     except OSError:
         return "(no log)"
     return " | ".join(text[-lines:]) or "(empty log)"
+
+
+def _check_gpu_ids(simulate: str | None, gpu_ids: builtins.list[int]) -> None:
+    """Refuse cards this host does not have before a manager is started.
+
+    The GPU reader's "no GPUs" warning is silenced: the refusal says it.
+    """
+    import logging
+
+    from weft.resources.gpu import make_gpu_reader
+
+    gpu_log = logging.getLogger("weft.resources")
+    level = gpu_log.level
+    gpu_log.setLevel(logging.ERROR)
+    try:
+        have = sorted(d.index for d in make_gpu_reader(simulate).devices())
+    finally:
+        gpu_log.setLevel(level)
+    unknown = [i for i in gpu_ids if i not in have]
+    if unknown:
+        raise UsageError(f"--gpu-ids: unknown GPU id(s) {unknown}; this host has "
+                         f"{have or 'none'}")

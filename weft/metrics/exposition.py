@@ -46,9 +46,14 @@ def compute(broker: Broker) -> TaskMetrics:
         event = _loads(body)
         if event is not None:
             metrics.observe(event)
+    now = time.time()
     for body, mid in broker.peek_all(SPAWN_REQUESTS):
         request = _loads(body) or {}
         spec = request.get("taskspec") if isinstance(request.get("taskspec"), dict) else {}
+        group = str((spec or {}).get("group") or "default")
+        waiting_since = max(mid / 1e9, float(request.get("not_before") or 0))
+        age = max(0.0, now - waiting_since)
+        metrics.oldest_queued[group] = max(metrics.oldest_queued.get(group, 0.0), age)
         tid = str((spec or {}).get("tid") or str(mid).zfill(19))
         if (request.get("attempt") or 1) == 1 and tid not in metrics.seen:
             metrics.seen.add(tid)
@@ -56,8 +61,32 @@ def compute(broker: Broker) -> TaskMetrics:
     depths = {name: pending for name, pending, _total in broker.queue_stats()}
     for queue in EXPOSED_QUEUES:
         metrics.queue_depth[queue] = depths.get(queue, 0)
-    metrics.registry.register(_Families(_managers(broker)))
+    metrics.registry.register(_Families(_managers(broker) + _storage(broker)))
     return metrics
+
+
+def _storage(broker: Broker) -> list[Any]:
+    """Bytes the broker keeps on this host (SQLite file and its WAL, blob files)."""
+    import os
+    from pathlib import Path
+
+    from prometheus_client.core import GaugeMetricFamily
+
+    if broker.backend != "sqlite":
+        return []
+    db = Path(broker.description)
+    size = GaugeMetricFamily("weft_broker_database_bytes",
+                             "Size of the SQLite broker file and its WAL.")
+    size.add_metric([], float(sum(p.stat().st_size for p in (db, Path(f"{db}-wal"))
+                                  if p.exists())))
+    blobs_dir = db.parent / "blobs"
+    blobs = GaugeMetricFamily("weft_blob_store_bytes", "Size of the blob store's files.")
+    total = 0
+    if blobs_dir.is_dir():
+        for dirpath, _dirs, files in os.walk(blobs_dir):
+            total += sum(os.path.getsize(os.path.join(dirpath, f)) for f in files)
+    blobs.add_metric([], float(total))
+    return [size, blobs]
 
 
 def _managers(broker: Broker) -> list[Any]:
@@ -66,13 +95,15 @@ def _managers(broker: Broker) -> list[Any]:
     now = time.time()
     live = [e.record for e in registry.read_all(broker).values()
             if registry.liveness(e.record, now) == "active"]
+    if not live:  # still say which weft wrote this
+        return manager_families([], {}, now)
     usage = {}
     for record in live:
         if record.get("host") == registry.HOST and record.get("pid"):
             reading = process_usage(int(record["pid"]))
             if reading is not None:
                 usage[str(record["tid"])] = reading
-    return manager_families(live, usage)
+    return manager_families(live, usage, now)
 
 
 def render(broker: Broker) -> str:

@@ -18,12 +18,23 @@ Families (see docs/observability.md)::
     weft_admission_decisions_total{decision,reason}                counter
     weft_task_queue_wait_seconds                                   histogram
     weft_task_run_seconds{outcome}                                 histogram
+    weft_tasks_finished_total{outcome,group,task}                  counter
+    weft_task_duration_seconds{group,task}                         histogram
+    weft_task_{peak_memory_bytes,cpu_seconds}                      histograms
     weft_tasks_running                                             gauge
-    weft_reserved_{cpus,memory_bytes,gpus,vram_bytes}              gauges
+    weft_reserved_{cpus,memory_bytes,gpus,vram_bytes}{manager}     gauges
     weft_capacity_{cpus,memory_bytes,gpus}{manager}                gauges
     weft_manager_cpu_seconds_total{manager}                        counter
     weft_manager_resident_memory_bytes{manager}                    gauge
+    weft_manager_{up,paused}{manager}                              gauges
+    weft_manager_heartbeat_age_seconds{manager}                    gauge
+    weft_build_info{version}                                       gauge
+    weft_gpu_{memory_bytes,reserved_vram_bytes,exclusive}{manager,gpu} gauges
+    weft_gpu_{memory_used_bytes,utilization_ratio}{manager,gpu}    gauges (live)
     weft_queue_depth{queue}                                        gauge
+    weft_queue_oldest_age_seconds{group}     (weft metrics only)   gauge
+
+``task`` and ``group`` labels are bounded (:mod:`weft.metrics.labels`).
 """
 
 from __future__ import annotations
@@ -39,12 +50,29 @@ from prometheus_client.core import (
     HistogramMetricFamily,
 )
 
+from weft.metrics.labels import TaskLabels
+
 MIB = 1024 * 1024
 OUTCOMES = ("completed", "failed", "timeout", "killed", "cancelled")
 FINAL_EVENTS = {f"task_{outcome}": outcome for outcome in OUTCOMES}
 QUEUE_WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300,
                       900, 3600)
-RUN_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400)
+def _geometric(low: float, high: float, ratio: float) -> tuple[float, ...]:
+    """Bounds from ``low`` to past ``high``, each ``ratio`` times the last (4 digits)."""
+    out, bound = [], low
+    while bound < high * ratio:
+        out.append(float(f"{bound:.4g}"))
+        bound *= ratio
+    return tuple(out)
+
+
+# Run time: bounds 10 % apart from 0.01 s to past 1 h, so a p95 read with
+# histogram_quantile is within about 10 % anywhere in that range.
+RUN_BUCKETS = _geometric(0.01, 3600, 1.1)
+# Per group and task (up to 200 tasks): coarser, to keep the series few.
+TASK_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400)
+MEMORY_BUCKETS = tuple(float(MIB * 4 ** k) for k in range(10))  # 1 MiB .. 256 GiB
+CPU_BUCKETS = TASK_BUCKETS
 SEEN_LIMIT = 100_000
 RESERVED = (("cpus", "weft_reserved_cpus", "CPUs reserved by running tasks."),
             ("memory", "weft_reserved_memory_bytes", "Memory reserved by running tasks."),
@@ -134,9 +162,16 @@ class TaskMetrics:
         self.queue_wait = Hist(QUEUE_WAIT_BUCKETS)
         self.run_time = {outcome: Hist(RUN_BUCKETS) for outcome in OUTCOMES}
         self.running = 0
-        self.reserved = [0.0, 0.0, 0.0, 0.0]  # cpus, memory bytes, gpus, vram bytes
+        # per manager: cpus, memory bytes, gpus, vram bytes
+        self.reserved: dict[str, list[float]] = {}
         self.queue_depth: dict[str, int] = {}
-        self._live: dict[str, tuple[float, float, float, float]] = {}
+        self.oldest_queued: dict[str, float] = {}  # group -> age in seconds (weft metrics)
+        self.labels = TaskLabels()
+        self.finished: dict[tuple[str, str, str], int] = {}  # (outcome, group, task)
+        self.by_task: dict[tuple[str, str], Hist] = {}  # (group, task) -> run seconds
+        self.peak_memory = Hist(MEMORY_BUCKETS)
+        self.cpu_time = Hist(CPU_BUCKETS)
+        self._live: dict[str, tuple[str, tuple[float, float, float, float]]] = {}
         self._started: dict[str, float] = {}
         self._queued: dict[str, float] = {}
         self.seen: set[str] = set()
@@ -147,6 +182,8 @@ class TaskMetrics:
             "task_rejected": self._rejected,
             "task_retrying": self._retrying,
             "task_requeued": self._requeued,
+            "task_submitted": self.labels.note,
+            "task_admitted": self.labels.note,
         }
         self.registry.register(self)
 
@@ -173,14 +210,46 @@ class TaskMetrics:
         yield run
         yield GaugeMetricFamily("weft_tasks_running", "Tasks launched and not yet ended.",
                                 value=self.running)
-        reserved = list(self.reserved)
-        for (_key, name, help_text), amount in zip(RESERVED, reserved, strict=True):
-            yield GaugeMetricFamily(name, help_text, value=max(0.0, amount))
+        reserved = {mgr: list(v) for mgr, v in dict(self.reserved).items()}
+        for i, (_key, name, help_text) in enumerate(RESERVED):
+            gauge = GaugeMetricFamily(name, help_text, labels=["manager"])
+            for mgr, amounts in sorted(reserved.items()):
+                gauge.add_metric([mgr], max(0.0, amounts[i]))
+            yield gauge
+        yield from self._task_families()
+        if self.oldest_queued:
+            oldest = GaugeMetricFamily("weft_queue_oldest_age_seconds",
+                                       "Age of the oldest request waiting to be claimed, by group.",
+                                       labels=["group"])
+            for group, age in sorted(self.oldest_queued.items()):
+                oldest.add_metric([group], age)
+            yield oldest
         depth = GaugeMetricFamily("weft_queue_depth", "Messages waiting in a weft queue.",
                                   labels=["queue"])
         for queue, n in sorted(dict(self.queue_depth).items()):
             depth.add_metric([queue], n)
         yield depth
+
+    def _task_families(self) -> Iterator[Any]:
+        finished = CounterMetricFamily("weft_tasks_finished",
+                                       "Tasks that ended, by outcome, group and task.",
+                                       labels=["outcome", "group", "task"])
+        for (outcome, group, task), n in sorted(dict(self.finished).items()):
+            finished.add_metric([outcome, group, task], n)
+        yield finished
+        duration = HistogramMetricFamily("weft_task_duration_seconds",
+                                         "From process start to the task's end, by group and task.",
+                                         labels=["group", "task"])
+        for (group, task), hist in sorted(dict(self.by_task).items()):
+            duration.add_metric([group, task], hist.buckets(), hist.total)
+        yield duration
+        for name, help_text, hist in (
+                ("weft_task_peak_memory_bytes", "Peak resident memory of a task's process tree.",
+                 self.peak_memory),
+                ("weft_task_cpu_seconds", "CPU time of a task's process tree.", self.cpu_time)):
+            family = HistogramMetricFamily(name, help_text)
+            family.add_metric([], hist.buckets(), hist.total)
+            yield family
 
     # -- the mapping ----------------------------------------------------------
     def observe(self, event: dict[str, Any]) -> None:
@@ -217,18 +286,22 @@ class TaskMetrics:
         usage = (float(res.get("cpus") or 0), float(res.get("memory_mb") or 0) * MIB, gpus,
                  float(res.get("vram_mb") or 0) * MIB * gpus)
         self._release(tid)  # a duplicate spawning event must not count twice
-        self._live[tid] = usage
+        manager = str(event.get("manager_tid") or "unknown")
+        self._live[tid] = (manager, usage)
         self.running += 1
         if any(usage):
-            self.reserved = [r + u for r, u in zip(self.reserved, usage, strict=True)]
+            held = self.reserved.get(manager, [0.0, 0.0, 0.0, 0.0])
+            self.reserved[manager] = [r + u for r, u in zip(held, usage, strict=True)]
 
     def _release(self, tid: str) -> None:
-        usage = self._live.pop(tid, None)
-        if usage is None:
+        live = self._live.pop(tid, None)
+        if live is None:
             return
+        manager, usage = live
         self.running -= 1
         if any(usage):
-            self.reserved = [r - u for r, u in zip(self.reserved, usage, strict=True)]
+            held = self.reserved.get(manager, [0.0, 0.0, 0.0, 0.0])
+            self.reserved[manager] = [r - u for r, u in zip(held, usage, strict=True)]
 
     def _started_event(self, event: dict[str, Any]) -> None:
         tid = str(event.get("tid"))
@@ -264,20 +337,45 @@ class TaskMetrics:
         tid = str(event.get("tid"))
         self.counts[outcome] += 1
         started = self._started.pop(tid, None)
+        task, group = self.labels.pop(tid)
+        key = (outcome, group, task)
+        self.finished[key] = self.finished.get(key, 0) + 1
         if started is not None:
-            self.run_time[outcome].observe(max(0.0, float(event["ts"]) - started))
+            seconds = max(0.0, float(event["ts"]) - started)
+            self.run_time[outcome].observe(seconds)
+            hist = self.by_task.get((group, task))
+            if hist is None:
+                hist = self.by_task[(group, task)] = Hist(TASK_BUCKETS)
+            hist.observe(seconds)
+        if event.get("peak_rss_mb") is not None:
+            self.peak_memory.observe(float(event["peak_rss_mb"]) * MIB)
+        if event.get("cpu_time_s") is not None:
+            self.cpu_time.observe(float(event["cpu_time_s"]))
         self._release(tid)
         self._queued.pop(tid, None)
         self.seen.discard(tid)
 
 
 def manager_families(managers: list[dict[str, Any]],
-                     usage: dict[str, tuple[float, float]]) -> list[Any]:
-    """Per-manager gauges from registry records (capacity) and process readings.
+                     usage: dict[str, tuple[float, float]], now: float | None = None) -> list[Any]:
+    """Per-manager gauges from registry records (capacity, pause, heartbeat) and
+    process readings, and ``weft_build_info``.
 
     ``usage`` maps a manager tid to ``(rss_bytes, cpu_seconds)`` for the
-    managers whose process could be read.
+    managers whose process could be read. ``managers`` are the live ones.
     """
+    import time
+
+    from weft import __version__
+
+    now = time.time() if now is None else now
+    info = GaugeMetricFamily("weft_build_info", "The weft version, as a label.", labels=["version"])
+    info.add_metric([__version__], 1.0)
+    up = GaugeMetricFamily("weft_manager_up", "1 for each live manager.", labels=["manager"])
+    paused = GaugeMetricFamily("weft_manager_paused", "1 while a manager is paused.",
+                               labels=["manager"])
+    beat_age = GaugeMetricFamily("weft_manager_heartbeat_age_seconds",
+                                 "Seconds since the manager's last heartbeat.", labels=["manager"])
     cpus = GaugeMetricFamily("weft_capacity_cpus", "CPUs a manager offers.", labels=["manager"])
     memory = GaugeMetricFamily("weft_capacity_memory_bytes", "Memory a manager offers.",
                                labels=["manager"])
@@ -288,6 +386,10 @@ def manager_families(managers: list[dict[str, Any]],
                             "Resident memory of the manager process.", labels=["manager"])
     for record in managers:
         tid = str(record.get("tid"))
+        up.add_metric([tid], 1.0)
+        paused.add_metric([tid], 1.0 if record.get("paused") else 0.0)
+        if record.get("heartbeat_at"):
+            beat_age.add_metric([tid], max(0.0, now - float(record["heartbeat_at"])))
         caps = record.get("capabilities") or {}
         if caps.get("cpus") is not None:
             cpus.add_metric([tid], float(caps["cpus"]))
@@ -299,4 +401,48 @@ def manager_families(managers: list[dict[str, Any]],
             rss_bytes, cpu_seconds = usage[tid]
             rss.add_metric([tid], rss_bytes)
             cpu_time.add_metric([tid], cpu_seconds)
-    return [cpus, memory, gpus, cpu_time, rss]
+    return [info, up, paused, beat_age, cpus, memory, gpus, cpu_time, rss,
+            *gpu_families(managers)]
+
+
+def gpu_families(managers: list[dict[str, Any]]) -> list[Any]:
+    """Per-card gauges from each manager's record: VRAM it has, VRAM its
+    running tasks reserve, and whether a task holds the whole card."""
+    labels = ["manager", "gpu"]
+    total = GaugeMetricFamily("weft_gpu_memory_bytes", "VRAM of a GPU a manager offers.",
+                              labels=labels)
+    reserved = GaugeMetricFamily("weft_gpu_reserved_vram_bytes",
+                                 "VRAM reserved on a GPU by running tasks.", labels=labels)
+    whole = GaugeMetricFamily("weft_gpu_exclusive", "1 while a task holds the whole GPU.",
+                              labels=labels)
+    for record in managers:
+        tid = str(record.get("tid"))
+        devices = (record.get("capabilities") or {}).get("gpus")
+        held = (record.get("load") or {}).get("reserved") or {}
+        by_gpu = held.get("vram_mb_by_gpu") or {}
+        exclusive = set(held.get("exclusive_gpus") or ())
+        for dev in devices if isinstance(devices, list) else ():
+            index = dev.get("index") if isinstance(dev, dict) else None
+            if index is None:
+                continue
+            key = [tid, str(index)]
+            total.add_metric(key, float(dev.get("memory_mb") or 0) * MIB)
+            reserved.add_metric(key, float(by_gpu.get(str(index), 0)) * MIB)
+            whole.add_metric(key, 1.0 if index in exclusive else 0.0)
+    return [total, reserved, whole]
+
+
+def gpu_live_families(manager: str, devices: Any) -> list[Any]:
+    """Live readings of a manager's cards (NVML, or the simulated ones):
+    memory in use (by anything) and utilisation, when the driver gives it."""
+    labels = ["manager", "gpu"]
+    used = GaugeMetricFamily("weft_gpu_memory_used_bytes", "VRAM in use on a GPU (any process).",
+                             labels=labels)
+    util = GaugeMetricFamily("weft_gpu_utilization_ratio", "GPU utilisation, 0 to 1.",
+                             labels=labels)
+    for dev in devices or ():
+        key = [manager, str(dev.index)]
+        used.add_metric(key, float(dev.memory_used_mb) * MIB)
+        if dev.utilization_pct is not None:
+            util.add_metric(key, float(dev.utilization_pct) / 100.0)
+    return [used, util]

@@ -26,6 +26,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from typing import Any
 
 from weft.errors import UsageError
@@ -88,6 +89,8 @@ class ManagerMetrics:
         self.manager = manager
         self.metrics = TaskMetrics()
         self._capacity: dict[str, Any] = {}
+        self._gpus: Any = ()
+        self._load: dict[str, Any] = {}
         self.metrics.registry.register(_Live(self))
         self.sample()
         host, port = parse_addr(addr)
@@ -113,6 +116,9 @@ class ManagerMetrics:
         for queue in EXPOSED_QUEUES:
             self.metrics.queue_depth[queue] = m.broker.count(queue)
         self._capacity = dict(m.policy.capacity_record())
+        # GPU readings on the main loop (the reader is not for two threads); cached 1 s
+        self._gpus = m.policy.telemetry.read(time.monotonic()).gpus
+        self._load = m.policy.load_record()
 
     def families(self) -> list[Any]:
         from weft.metrics.registry import manager_families
@@ -121,7 +127,11 @@ class ManagerMetrics:
         tid = self.manager.tid
         reading = process_usage(os.getpid())
         usage = {tid: reading} if reading is not None else {}
-        return manager_families([{"tid": tid, "capabilities": self._capacity}], usage)
+        paused = getattr(self.manager.state, "value", None) == "paused"
+        from weft.metrics.registry import gpu_live_families
+
+        return manager_families([{"tid": tid, "capabilities": self._capacity, "paused": paused,
+                                  "load": self._load}], usage) + gpu_live_families(tid, self._gpus)
 
     def close(self) -> None:
         self.server.shutdown()

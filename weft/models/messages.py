@@ -29,6 +29,8 @@ class SpawnRequest(_Message):
 
     taskspec: TaskSpec
     inbox_message: Any = None
+    # "stream": the task's stdin arrives on T{tid}.stdin (chunks, then an EOF message)
+    stdin: Literal["stream"] | None = None
     request_id: str | None = None
     not_before: float | None = None
     attempt: int = Field(default=1, ge=1)
@@ -106,11 +108,31 @@ class ControlReply(_Message):
     details: dict[str, Any] = Field(default_factory=dict)
 
 
+class JobRecord(_Message):
+    """One line of ``weft.jobs.progress``: what a job has planned or submitted.
+
+    ``kind`` is ``plan`` (the job's name and step order), ``items`` (how many
+    items a fan-out step has) or ``child`` (step ``item`` was submitted as
+    task ``tid``, written in the same transaction as that task's request).
+    """
+
+    job: str
+    kind: Literal["plan", "items", "child"]
+    name: str | None = None
+    steps: list[str] | None = None
+    step: str | None = None
+    item: int | None = None
+    count: int | None = None
+    tid: str | None = None
+
+
 class StreamChunk(_Message):
     type: Literal["stream"] = "stream"
     stream: Literal["stdout", "stderr"]
     seq: int
-    data: str
+    data: str = ""
+    encoding: Literal["base64"] | None = None  # absent: ``data`` is the UTF-8 text
+    blob: dict[str, Any] | None = None  # {"sha256", "size"}: the bytes are in the blob store
     attempt: int = 1
 
 
@@ -122,8 +144,11 @@ class ResultMessage(_Message):
     status: str
     exit_code: int | None = None
     value: Any = None
+    # {"sha256", "size", "encoding"}: a large value is in the blob store (``value`` null)
+    value_blob: dict[str, Any] | None = None
     error: str | None = None
     traceback: str | None = None
+    exception: Any = None  # pickled exception (serializer "pickle"; see weft.models.values)
     reason: str | None = None
     signal: int | None = None
     started_at: float | None = None

@@ -21,12 +21,34 @@ FUNCTION_RE: Final = re.compile(
     r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 RETRYABLE: Final = ("failed", "timeout", "consumer_lost", "killed")
 TEXT_MAX: Final = 200  # name and request_id
+AFTER_MODES: Final = ("all", "any", "finished")
+AFTER_MAX: Final = 1000
 
 
 def tid_shape(value: str | None) -> str | None:
     if value is not None and not TID_RE.match(value):
         raise ValueError("must be a 19-digit task id")
     return value
+
+
+def after_tids(value: Any) -> Any:
+    """A dependency list: full TIDs (the client resolves short ones), no repeats."""
+    if value is None:
+        return value
+    if not value:
+        raise ValueError("must name at least one task (or be left out)")
+    if len(value) > AFTER_MAX:
+        raise ValueError(f"at most {AFTER_MAX} dependencies")
+    for tid in value:
+        tid_shape(tid)
+    if len(set(value)) != len(value):
+        raise ValueError("names a task twice")
+    return value
+
+
+def after_mode(value: Any) -> None:
+    if value is not None and value not in AFTER_MODES:
+        raise ValueError(f"must be one of {', '.join(AFTER_MODES)}")
 
 
 def command_shape(value: tuple[str, ...] | None) -> tuple[str, ...] | None:
@@ -79,6 +101,16 @@ def one_target(*, command: Any, function: Any, shell: bool, args: Any, kwargs: A
         raise ValueError("args/kwargs are only for function targets")
 
 
+GROUP_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def group_name(value: str | None) -> str | None:
+    if value is not None and not GROUP_RE.match(value):
+        raise ValueError("must be 1-64 letters, digits, '_', '.' or '-', starting with a "
+                         "letter or digit")
+    return value
+
+
 def text_length(value: str | None) -> str | None:
     if value is not None and len(value) > TEXT_MAX:
         raise ValueError(f"must be at most {TEXT_MAX} characters")
@@ -105,7 +137,11 @@ def check_fields(fields: Mapping[str, Any]) -> list[str]:
     run("tid", tid_shape, fields.get("tid"))
     run("parent_tid", tid_shape, fields.get("parent_tid"))
     run("name", text_length, fields.get("name"))
+    run("group", group_name, fields.get("group"))
     run("request_id", text_length, fields.get("request_id"))
+    after = fields.get("after")
+    run("after", after_tids, tuple(after) if after is not None else None)
+    run("after_mode", after_mode, fields.get("after_mode"))
     run("command", command_shape, tuple(command) if command is not None else None)
     run("function", function_shape, fields.get("function"))
     run("env", env_names, fields.get("env") or {})

@@ -74,12 +74,16 @@ class TaskSpec(_Frozen):
     labels: dict[str, str] = Field(default_factory=dict)
     parent_tid: str | None = None
     request_id: str | None = Field(default=None, max_length=TEXT_MAX)
+    group: str | None = None  # None is the group "default" (see docs/cli.md, weft group)
 
     command: tuple[str, ...] | None = None
     shell: bool = False
     function: str | None = None
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = Field(default_factory=dict)
+    # How args, kwargs and the result travel: "json" (plain JSON only), or
+    # "pickle" (a value JSON cannot carry is pickled; see weft.models.values).
+    serializer: Literal["json", "pickle"] = "json"
 
     env: dict[str, str] = Field(default_factory=dict)
     secrets: tuple[str, ...] = ()  # names only: the manager supplies the values
@@ -90,11 +94,25 @@ class TaskSpec(_Frozen):
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     priority: int = Field(default=0, ge=-1000, le=1000)
     stream_output: bool = True
+    # Dependencies (docs/jobs.md): TIDs this task waits for, and how their
+    # outcomes count: "all" completed, "any" one completed, "finished" all
+    # ended whatever the outcome. None when the task waits for nothing.
+    after: tuple[str, ...] | None = None
+    after_mode: Literal["all", "any", "finished"] | None = None
 
     @field_validator("tid", "parent_tid")
     @classmethod
     def _tid_shape(cls, value: str | None) -> str | None:
         return rules.tid_shape(value)
+
+    @field_validator("group")
+    @classmethod
+    def _group_name(cls, value: str | None) -> str | None:
+        return rules.group_name(value)
+    @field_validator("after")
+    @classmethod
+    def _after_shape(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return rules.after_tids(value)
 
     @field_validator("command")
     @classmethod

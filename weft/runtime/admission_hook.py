@@ -29,6 +29,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from weft.broker import Broker
+from weft.names import SPAWN_REQUESTS
 from weft.resources import (
     Decision,
     Defer,
@@ -41,7 +43,8 @@ from weft.resources import (
     plan,
     process_tree_pids,
 )
-from weft.runtime import rejection
+from weft.runtime import groups, rejection
+from weft.runtime.finish_hook import FinishHook
 from weft.settings import Settings
 
 __all__ = ["READINGS_TTL", "Policy", "make_policy", "submitted_at"]
@@ -80,7 +83,12 @@ def thresholds_from(options: dict[str, Any]) -> Thresholds:
 class Policy:
     """Resource-aware admission for one manager (see the module docstring)."""
 
-    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
+    def __init__(self, settings: Settings, options: dict[str, Any],
+                 broker: Broker | None = None, manager_tid: str | None = None) -> None:
+        self.groups = groups.GroupGate(broker, manager_tid) if broker is not None else None
+        self.finish_hook = (FinishHook(settings.on_finish, settings.on_finish_timeout,
+                                       cwd=settings.context)
+                            if settings.on_finish else None)
         self.gpu_reader = make_gpu_reader(settings.gpu_simulate)
         self.telemetry = HostTelemetry(self.gpu_reader, ttl=READINGS_TTL)
         self.capacity = detect_capacity(
@@ -96,8 +104,7 @@ class Policy:
         self.retry_at: float | None = None  # monotonic; re-plan then even if nothing changed
         self._next_sweep = 0.0
         self._deferred: dict[str, set[str]] = {}  # reasons already logged, per task
-        # By (message id, attempt): a retry reuses its message id with a new not_before.
-        self._requests: dict[tuple[int, int], Request] = {}
+        self._requests: dict[int, tuple[str, Request]] = {}  # id -> (body, request)
         self._peers: rejection.PeerCapacities | None = None
         log.info("capacity: %s (GPUs from %s)", self.capacity.to_record(), self.gpu_reader.source)
 
@@ -130,6 +137,8 @@ class Policy:
              child_pids: Sequence[int] = ()) -> list[tuple[Any, Decision]]:
         """Decide every candidate for this step, in the order to act on them."""
         mono = time.monotonic()
+        if self.finish_hook is not None and self.finish_hook.running:
+            self.finish_hook.reap(mono)
         self.retry_at = None
         if not cands:
             return []
@@ -137,6 +146,10 @@ class Policy:
         own: frozenset[int] = frozenset()
         if child_pids and any(dev.processes for dev in readings.gpus):
             own = frozenset(p for pid in child_pids for p in process_tree_pids(pid))
+        held_back: list[tuple[Any, Decision]] = []
+        if self.groups is not None:
+            cands, waiting = self.groups.split(cands)
+            held_back = [(c, Defer(reason)) for c, reason in waiting]
         by_key = {c.tid: c for c in cands}
         requests = [self._request(c) for c in cands]
         decided = plan(requests, self.capacity, list(self.reservations.values()), readings,
@@ -144,17 +157,18 @@ class Policy:
         if any(isinstance(d, Defer) and not d.reason.startswith("concurrency:")
                for _, d in decided):
             self.retry_at = mono + RETRY_EVERY
-        return [(by_key[req.key], decision) for req, decision in decided]
+        return [(by_key[req.key], decision) for req, decision in decided] + held_back
 
     def _request(self, cand: Any) -> Request:
         """A candidate as admission sees it; cached, the queue is re-planned often."""
-        request = self._requests.get((cand.message_id, cand.request.attempt))
+        cached = self._requests.get(cand.message_id)
+        request = cached[1] if cached is not None and cached[0] == cand.body else None
         if request is None:
             if len(self._requests) > 4096:
                 self._requests.clear()
             request = Request.from_resources(cand.tid, cand.spec.resources, cand.priority,
                                              submitted_at(cand))
-            self._requests[(cand.message_id, cand.request.attempt)] = request
+            self._requests[cand.message_id] = (cand.body, request)
         return request
 
     def decide(self, cand: Any, now: float) -> Decision:
@@ -164,24 +178,37 @@ class Policy:
     # -- acting on decisions -----------------------------------------------
     def reserve(self, cand: Any, gpu_ids: tuple[int, ...]) -> None:
         request = self._request(cand)
-        self._requests.pop((cand.message_id, cand.request.attempt), None)  # claimed: it leaves
+        self._requests.pop(cand.message_id, None)  # claimed: it leaves the queue
         self.reservations[cand.tid] = request.reservation(gpu_ids)
+        if self.groups is not None:
+            self.groups.started(cand.tid, cand.spec)
         self._deferred.pop(cand.tid, None)
 
-    def admit(self, manager: Any, cand: Any, gpu_ids: tuple[int, ...]) -> None:
-        """Hold the request's resources and log ``task_admitted``."""
+    def admit(self, manager: Any, cand: Any, gpu_ids: tuple[int, ...]) -> bool:
+        """Hold the request's resources and log ``task_admitted``; False (the
+        claim put back) when its group filled up or paused since the plan."""
+        if self.groups is not None and not self.groups.confirm(
+                cand, manager.queues["reserved"], SPAWN_REQUESTS):
+            return False
         self.reserve(cand, gpu_ids)
         manager.batch.event("task_admitted", cand.tid, "spawning", manager_tid=manager.tid,
                             request_id=cand.spec.request_id, name=cand.spec.name,
                             parent_tid=cand.spec.parent_tid, attempt=cand.request.attempt,
                             resources=cand.spec.resources.model_dump(), gpus=list(gpu_ids),
-                            priority=cand.priority)
+                            priority=cand.priority, group=groups.group_of(cand.spec),
+                            task=_task_label(cand.spec))
+        return True
 
     def release(self, tid: str) -> None:
         self.reservations.pop(tid, None)
+        if self.groups is not None:
+            self.groups.ended(tid)
 
     def observe(self, consumer: Any, outcome: Any) -> None:
-        """Hook for metrics: a task ended."""
+        """A task's attempt ended: run the ``on_finish`` hook once it is final."""
+        if self.finish_hook is not None and consumer.state.terminal:
+            self.finish_hook.fire(consumer.tid, str(consumer.state.value),
+                                  outcome.exit_code, consumer.spec.name)
 
     def defer(self, manager: Any, cand: Any, reason: str) -> None:
         """Log ``task_deferred`` once per distinct reason, not once per poll."""
@@ -204,7 +231,7 @@ class Policy:
         if self._peers.fits_somewhere(request):
             return  # leave it for a bigger manager
         manager.intake.forget(cand.message_id)
-        self._requests.pop((cand.message_id, cand.request.attempt), None)
+        self._requests.pop(cand.message_id, None)
         self._deferred.pop(cand.tid, None)
         rejection.reject(manager.broker, manager.batch, manager_tid=manager.tid,
                          message_id=cand.message_id, tid=cand.tid, reason=reason,
@@ -224,6 +251,8 @@ class Policy:
                                "vram_headroom_mb": t.vram_headroom_mb}}
 
     def load_record(self) -> dict[str, Any]:
+        if self.finish_hook is not None and self.finish_hook.running:
+            self.finish_hook.reap()  # every heartbeat: an idle manager still reaps hooks
         held = list(self.reservations.values())
         vram: dict[str, int] = {}
         exclusive: set[int] = set()
@@ -244,6 +273,16 @@ class Policy:
         }
 
 
-def make_policy(settings: Settings, options: dict[str, Any]) -> Policy:
-    return Policy(settings, options)
+def _task_label(spec: Any) -> str:
+    """What the task runs, for the metrics' bounded ``task`` label."""
+    if spec.function:
+        return str(spec.function)
+    import os
+
+    return os.path.basename(spec.command[0]) if spec.command else "command"
+
+
+def make_policy(settings: Settings, options: dict[str, Any],
+                broker: Broker | None = None, manager_tid: str | None = None) -> Policy:
+    return Policy(settings, options, broker, manager_tid)
 

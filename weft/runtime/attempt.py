@@ -196,16 +196,18 @@ def dead_letter(broker: Broker, claim_: Claim, *, problem: str, manager_tid: str
                                writes=[(task_queue(tid, "outbox"), result), (TASKS_LOG, event)])
 
 
-def cancel_queued(broker: Broker, tid: str, *, command: str) -> bool:
-    """STOP/KILL of a task waiting on the spawn queue (first attempt or a retry's delay).
+def cancel_queued(broker: Broker, tid: str, *, command: str,
+                  queue: str = SPAWN_REQUESTS) -> bool:
+    """STOP/KILL of a task whose request waits in ``queue`` (the spawn queue, for a
+    first attempt or a retry's delay; or another queue a request waits in).
 
     Takes the request and writes the ``cancelled`` result and event in one
-    transaction; False when no queued request has this TID (a manager holds it).
+    transaction; False when no such request has this TID (a manager holds it).
     """
     if not tid.isdigit():
         return False
     message_id = int(tid)
-    found = broker.peek_one(SPAWN_REQUESTS, message_id=message_id)
+    found = broker.peek_one(queue, message_id=message_id)
     if found is None:
         return False
     ident, attempt = salvage_ids(found[0]), _attempt_of(found[0])
@@ -216,7 +218,7 @@ def cancel_queued(broker: Broker, tid: str, *, command: str) -> bool:
                          name=ident.get("name"))
     event = event_body("task_cancelled", tid, "cancelled", reason=f"{reason} while queued",
                        attempt=attempt, **ident)
-    return broker.settle_claim(SPAWN_REQUESTS, message_id,
+    return broker.settle_claim(queue, message_id,
                                writes=[(task_queue(tid, "outbox"), result), (TASKS_LOG, event)])
 
 

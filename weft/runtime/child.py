@@ -12,8 +12,10 @@ Outcome lines::
 
     {"exit_code": N}                      command exited
     {"signal": N}                         command killed by signal N
-    {"value": <json>}                     function returned
+    {"value": <json>}                     function returned (serializer "pickle":
+                                          encoded by weft.runtime.calls)
     {"error": "...", "traceback": "..."}  function raised (or bad target)
+                                          (+ "exception": pickled, with serializer "pickle")
     {"spawn_error": "...", "exit_code": 126|127}
 """
 
@@ -122,19 +124,52 @@ def _run_function(launch: dict[str, Any], cwd: str) -> dict[str, Any]:
             target = getattr(target, part)
             allowlist.check_path(target, part, tuple(allow) if allow else None)
     except Exception as exc:  # noqa: BLE001
+        missing = _missing_target(exc, module_name)
+        if missing is not None:  # the target's name is wrong: one line, exit 2, no traceback
+            return {"spawn_error": f"cannot load {launch['function']}: {missing}", "exit_code": 2}
         return {"error": f"cannot load {launch['function']}: {type(exc).__name__}: {exc}",
                 "traceback": traceback.format_exc()}
+    calls = _pickle_codec(launch)
+    args, kwargs = launch.get("args", ()), launch.get("kwargs", {})
+    if calls is not None:
+        try:
+            args, kwargs = calls.decode_arguments(launch)
+        except Exception as exc:  # noqa: BLE001
+            return {"error": f"cannot load the arguments: {exc}", "traceback": traceback.format_exc()}
     try:
-        value = target(*launch.get("args", ()), **launch.get("kwargs", {}))
+        value = target(*args, **kwargs)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if code == 0:
             return {"value": None}
         return {"error": f"SystemExit: {exc.code}", "exit_code": code}
     except BaseException as exc:  # noqa: BLE001
-        return {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+        failure = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+        if calls is not None:
+            failure["exception"] = calls.encode_exception(exc)
+        return failure
+    if calls is not None:
+        return calls.encode_result(value)
     try:
         json.dumps(value)
     except (TypeError, ValueError) as exc:
         return {"error": f"return value is not JSON-serialisable: {exc}"}
     return {"value": value}
+
+
+def _pickle_codec(launch: dict[str, Any]) -> Any:
+    """:mod:`weft.runtime.calls` when the spec's values travel pickled, else None."""
+    if launch.get("serializer") != "pickle":
+        return None
+    from weft.runtime import calls
+
+    return calls
+def _missing_target(exc: Exception, module_name: str) -> str | None:
+    """Why the target does not exist (module or attribute missing), or None when
+    the module exists but failed while importing (its traceback then matters)."""
+    if isinstance(exc, ModuleNotFoundError) and exc.name and (
+            module_name == exc.name or module_name.startswith(exc.name + ".")):
+        return f"no module named {exc.name!r}"
+    if isinstance(exc, AttributeError) and not exc.__traceback__.tb_next:  # type: ignore[union-attr]
+        return str(exc)
+    return None

@@ -17,6 +17,8 @@ import os
 import time
 from typing import Any, Protocol
 
+from weft.broker.blobs import BlobStore, blob_store, chunk_bytes, max_result_bytes
+from weft.errors import WeftError
 from weft.models import SpawnRequest, TaskSpec, TaskState, can_transition
 from weft.names import task_queue
 from weft.runtime import attempt
@@ -24,6 +26,7 @@ from weft.runtime.attempt import Claim, ResultTooLarge
 from weft.runtime.basetask import BaseTask
 from weft.runtime.batch import Batch, dumps
 from weft.runtime.outcome import Outcome, classify
+from weft.runtime.spool import OutputSpool, value_fields
 
 STOP_GRACE = 5.0
 FINAL_EVENTS = {
@@ -75,6 +78,7 @@ class Consumer(BaseTask):
         self.started_at: float | None = started_at
         self.seq = 0
         self.paused = False
+        self.spool = OutputSpool(self.blobs, chunk=chunk_bytes(batch.broker))
         self.lost = False
         for step in _PATHS[state]:
             if not can_transition(self.state, step):
@@ -136,9 +140,11 @@ class Consumer(BaseTask):
         op: dict[str, Any] = {
             "op": "launch", "tid": self.tid, "name": spec.name, "argv": argv,
             "function": spec.function, "args": list(spec.args), "kwargs": spec.kwargs,
+            "serializer": spec.serializer,
             "env": env, "unset_env": unset, "cwd": spec.cwd, "timeout": spec.timeout, "limits": limits,
             "capture": spec.stream_output,
             "cpus": spec.resources.cpus,  # cpu.max when tasks get their own cgroup
+            "max_result": max_result_bytes(self.batch.broker),
             # What an orphaned launcher needs to finish the task on its own
             # (the request as it was queued; the tid is filled in on adoption):
             "task": {"request": request_json or self.request.model_dump_json(exclude_none=True),
@@ -148,6 +154,8 @@ class Consumer(BaseTask):
         }
         if stdin is not None:
             op["stdin"] = stdin if isinstance(stdin, str) else dumps(stdin)
+        elif self.request.stdin == "stream" and self.attempt == 1:
+            op["stdin_stream"] = True  # chunks come from T{tid}.stdin (weft.runtime.stdin_feed)
         return op
 
     def spawning(self) -> None:
@@ -168,14 +176,28 @@ class Consumer(BaseTask):
                                on_lost=self._lost):
             self.transition(TaskState.RUNNING, "task_started")
 
-    def output(self, stream: str, data: str) -> None:
-        self.seq += 1
-        self.batch.write(self.queues["outbox"], {"v": 1, "type": "stream", "stream": stream,
-                                                 "seq": self.seq, "data": data,
-                                                 "attempt": self.attempt})
+    def output(self, stream: str, data: bytes) -> None:
+        """Bytes the task wrote, in the order read: outbox messages (inline or blob references)."""
+        self._write_output(self.spool.add(stream, data))
+
+    def flush_stale_output(self, now: float) -> None:
+        """Output that has waited ``linger`` for a full blob is written now, so followers see it."""
+        if self.spool.stale(now):
+            self._write_output(self.spool.flush())
+
+    def _write_output(self, pieces: list[tuple[str, dict[str, Any]]]) -> None:
+        for stream, fields in pieces:
+            self.seq += 1
+            self.batch.write(self.queues["outbox"], {"v": 1, "type": "stream", "stream": stream,
+                                                     "seq": self.seq, **fields,
+                                                     "attempt": self.attempt})
 
     # -- ending -----------------------------------------------------------
+    def blobs(self) -> BlobStore:
+        return blob_store(self.batch.broker)
+
     def exited(self, frame: dict[str, Any]) -> Outcome:
+        self._write_output(self.spool.flush())
         outcome = classify(frame)
         self.finish(outcome, peak_rss_mb=frame.get("peak_rss_mb"), cpu_time_s=frame.get("cpu_s"),
                     finished_at=frame.get("t"))
@@ -190,25 +212,37 @@ class Consumer(BaseTask):
         if self._maybe_retry(outcome):
             return
         result = {
-            "tid": self.tid, "status": outcome.state.value,
-            "exit_code": outcome.exit_code, "value": outcome.value, "error": outcome.error,
+            "v": 1, "type": "result", "tid": self.tid, "status": outcome.state.value,
+            "exit_code": outcome.exit_code, "error": outcome.error,
+            **self._value_fields(outcome.value),
             "traceback": outcome.traceback, "reason": outcome.reason, "signal": outcome.signal,
             "started_at": self.started_at, "finished_at": finished_at or time.time(),
             "peak_rss_mb": peak_rss_mb, "cpu_time_s": cpu_time_s, "attempt": self.attempt,
             "request_id": self.request_id, "name": self.name,
         }
+        if outcome.exception is not None:
+            result["exception"] = outcome.exception
         try:
             attempt.settle_final(self.batch, self.claim, result=result, work_id=self.work_id,
-                                 event=lambda: self._final_event(outcome), on_lost=self._lost)
+                                 event=lambda: self._final_event(outcome, peak_rss_mb, cpu_time_s),
+                                 on_lost=self._lost)
         except ResultTooLarge as exc:
             # One big value must not end the host: the task fails, nothing else does.
             self.finish(Outcome(TaskState.FAILED, 1, reason="result_too_large",
                                 error=f"the task's result could not be stored: {exc}"),
                         peak_rss_mb=peak_rss_mb, cpu_time_s=cpu_time_s, finished_at=finished_at)
 
-    def _final_event(self, outcome: Outcome) -> None:
+    def _final_event(self, outcome: Outcome, peak_rss_mb: float | None,
+                     cpu_time_s: float | None) -> None:
         self.transition(outcome.state, FINAL_EVENTS[outcome.state], exit_code=outcome.exit_code,
-                        reason=outcome.reason, error=attempt.short(outcome.error))
+                        reason=outcome.reason, error=attempt.short(outcome.error),
+                        peak_rss_mb=peak_rss_mb, cpu_time_s=cpu_time_s)  # for metrics
+
+    def _value_fields(self, value: Any) -> dict[str, Any]:
+        try:
+            return value_fields(value, self.blobs, chunk=self.spool.chunk)
+        except (WeftError, OSError) as exc:  # the store failed: the task fails, the host goes on
+            return {"value": None, "error": f"cannot store the result: {exc}"}
 
     def _maybe_retry(self, outcome: Outcome) -> bool:
         policy = self.spec.retry

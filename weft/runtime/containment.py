@@ -118,6 +118,8 @@ def alive(pid: int) -> bool:
 
 
 def _kill(pid: int, sig: int) -> None:
+    if pid <= 1 or pid == os.getpid():
+        return  # 0 and -1 would signal our own group or every process we may signal
     try:
         os.kill(pid, sig)
     except (ProcessLookupError, PermissionError):
@@ -125,6 +127,8 @@ def _kill(pid: int, sig: int) -> None:
 
 
 def _killpg(pgid: int, sig: int) -> None:
+    if pgid <= 1 or pgid == os.getpgrp():
+        return  # never our own group, never "every process" (-1)
     try:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):

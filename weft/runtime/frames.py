@@ -1,7 +1,11 @@
-"""Length-prefixed JSON frames over a stream socket.
+"""Length-prefixed JSON frames, with an optional raw byte payload, over a stream socket.
 
 The manager and its launcher (the supervisor process) talk over one
-socketpair. Frames are ``4-byte big-endian length + UTF-8 JSON``; both ends
+socketpair. A frame is ``4-byte JSON length + 4-byte payload length (both
+big-endian) + UTF-8 JSON + payload bytes``. A frame whose ``"d"`` is
+``bytes`` (a task's output, a piece of its stdin) sends them as the raw
+payload, so bytes cross the socket as they are, with no text encoding to
+lose or inflate them; the receiver puts them back under ``"d"``. Both ends
 use non-blocking sockets and buffer partial frames, so a slow peer never
 stalls the other's loop.
 """
@@ -13,8 +17,11 @@ import socket
 import struct
 from typing import Any
 
-_HEADER = struct.Struct(">I")
-MAX_FRAME = 64 * 1024 * 1024
+_HEADER = struct.Struct(">II")
+# A guard against a corrupt length, not a payload limit: results are capped
+# by WEFT_MAX_RESULT_MB before they are framed.
+MAX_FRAME = 1 << 31
+RECEIVE_BUDGET = 4 << 20  # bytes read per receive(): a fast peer cannot grow our buffer
 
 
 class PeerClosed(Exception):
@@ -32,10 +39,19 @@ class FrameSocket:
         return self.sock.fileno()
 
     def send(self, obj: Any) -> None:
+        raw = b""
+        if isinstance(obj, dict) and isinstance(obj.get("d"), bytes | bytearray):
+            raw = bytes(obj["d"])
+            obj = {k: v for k, v in obj.items() if k != "d"}
         data = json.dumps(obj, separators=(",", ":")).encode()
-        self._wbuf += _HEADER.pack(len(data))
+        self._wbuf += _HEADER.pack(len(data), len(raw))
         self._wbuf += data
+        self._wbuf += raw
         self.flush()
+
+    @property
+    def pending_bytes(self) -> int:
+        return len(self._wbuf)
 
     @property
     def wants_write(self) -> bool:
@@ -65,7 +81,8 @@ class FrameSocket:
 
     def receive(self) -> list[Any]:
         """Read what is available; return complete frames. Raises PeerClosed on EOF."""
-        while True:
+        budget = RECEIVE_BUDGET
+        while budget > 0:
             try:
                 chunk = self.sock.recv(1 << 16)
             except (BlockingIOError, InterruptedError):
@@ -78,6 +95,7 @@ class FrameSocket:
                     return frames
                 raise PeerClosed("eof")
             self._rbuf += chunk
+            budget -= len(chunk)
             if len(chunk) < (1 << 16):
                 break
         return self._drain()
@@ -85,14 +103,17 @@ class FrameSocket:
     def _drain(self) -> list[Any]:
         frames = []
         while len(self._rbuf) >= _HEADER.size:
-            (size,) = _HEADER.unpack_from(self._rbuf)
-            if size > MAX_FRAME:
-                raise PeerClosed(f"frame too large ({size} bytes)")
-            if len(self._rbuf) < _HEADER.size + size:
+            size, raw_size = _HEADER.unpack_from(self._rbuf)
+            if size + raw_size > MAX_FRAME:
+                raise PeerClosed(f"frame too large ({size + raw_size} bytes)")
+            end = _HEADER.size + size + raw_size
+            if len(self._rbuf) < end:
                 break
-            body = bytes(self._rbuf[_HEADER.size : _HEADER.size + size])
-            del self._rbuf[: _HEADER.size + size]
-            frames.append(json.loads(body))
+            frame = json.loads(bytes(self._rbuf[_HEADER.size : _HEADER.size + size]))
+            if raw_size:
+                frame["d"] = bytes(self._rbuf[_HEADER.size + size : end])
+            del self._rbuf[:end]
+            frames.append(frame)
         return frames
 
     def close(self) -> None:

@@ -130,8 +130,8 @@ class Intake:
 
     def _candidate(self, body: str, mid: int) -> Candidate | None:
         cand = self._cache.get(mid)
-        # A retry rewrites its request under the same id (weft/runtime/attempt.py):
-        # a cached parse is good only for the body it was parsed from.
+        # A retry (weft/runtime/attempt.py) and 'weft task edit' rewrite a request
+        # under the same id: a cached parse is good only for the body it came from.
         if cand is None or cand.body != body:
             try:
                 cand = parse(body, mid)

@@ -31,12 +31,14 @@ from weft.runtime.admission_hook import Policy, make_policy
 from weft.runtime.basetask import BaseTask
 from weft.runtime.batch import Batch
 from weft.runtime.consumer import Consumer
+from weft.runtime.dependencies import Resolver
 from weft.runtime.gate import Gate
 from weft.runtime.heartbeat import Heartbeat
 from weft.runtime.intake import Candidate, Intake
 from weft.runtime.launcher import Launcher, LauncherLost
 from weft.runtime.outcome import lost
 from weft.runtime.recovery import recover_dead_managers
+from weft.runtime.stdin_feed import StdinFeed
 from weft.runtime.tasklog import log_task_event
 from weft.runtime.wakeup import Backoff
 
@@ -59,7 +61,8 @@ class Manager(BaseTask):
         self.consumers: dict[str, Consumer] = {}
         self.intake = Intake(self.broker, self.batch, manager_tid=tid,
                              gate=Gate.for_manager(ctx, options))
-        self.policy: Policy = make_policy(ctx.settings, options)
+        self.dependencies = Resolver(self.broker, manager_tid=tid)
+        self.policy: Policy = make_policy(ctx.settings, options, self.broker, tid)
         self.launcher = Launcher(root=str(ctx.root), manager_tid=tid)
         self.heartbeat = Heartbeat(self, interval=ctx.settings.heartbeat_interval)
         self.backoff = Backoff()
@@ -76,6 +79,7 @@ class Manager(BaseTask):
         self._watched: tuple[int, int] | None = None
         self._awaiting_go: list[str] = []  # started tasks whose start is not yet on record
         self.batch.listeners.append(log_task_event)
+        self.stdin_feed = StdinFeed(self.broker)
         self.metrics = _start_metrics(self)  # None unless started with --metrics-addr
 
     # -- lifecycle --------------------------------------------------------
@@ -119,9 +123,15 @@ class Manager(BaseTask):
             active |= self._serve_child_control()
         if wake and self.stop_reason is None and self.state == TaskState.RUNNING:
             active |= self._dispatch()
+        if self.stdin_feed.wanted:
+            active |= self._pump_stdin()
+        for consumer in self.consumers.values():
+            consumer.flush_stale_output(now)
         if self.batch:
             self._flush()
             active = True
+        if (wake or active) and self.dependencies.poll(now):
+            self._data_version, active = None, True  # released requests: dispatch them now
         if active:
             self.last_activity = now
             self.backoff.reset()
@@ -284,8 +294,17 @@ class Manager(BaseTask):
             self.policy.release(consumer.tid)
             del self.consumers[consumer.tid]
             self.policy.observe(consumer, outcome)
+        elif kind == "stdin_wanted":
+            self.stdin_feed.want(consumer.tid)
         elif kind == "spawn_failed":
             self._finish_lost(consumer.tid, frame.get("error"), reason="spawn_error")
+
+    def _pump_stdin(self) -> bool:
+        try:
+            return self.stdin_feed.pump(self.launcher, self.consumers)
+        except LauncherLost:
+            self._launcher_lost()
+            return True
 
     def _launcher_lost(self) -> None:
         pids = [c.pid for c in self.consumers.values() if c.pid]
@@ -409,6 +428,8 @@ class Manager(BaseTask):
         if claim is None:
             return False  # another manager won the race
         try:
+            if not self.policy.admit(self, cand, gpu_ids):
+                return False  # its group filled up or paused since the plan: claim put back
             self._launch(cand, claim.message_id, gpu_ids)
         except Exception as exc:  # noqa: BLE001 - one request must not end the manager
             log.exception("launching task %s failed", cand.tid)
@@ -423,7 +444,6 @@ class Manager(BaseTask):
         return True
 
     def _launch(self, cand: Candidate, claim_id: int, gpu_ids: tuple[int, ...]) -> None:
-        self.policy.admit(self, cand, gpu_ids)
         work_id = attempt.hand_over(self.broker, cand.tid, cand.request.inbox_message,
                                     attempt=cand.request.attempt)
         consumer = Consumer(cand.spec, request=cand.request, batch=self.batch, host=self,

@@ -148,6 +148,10 @@ class OrphanHost:
 
     def poll(self) -> None:
         now = time.monotonic()
+        for consumer in self.consumers.values():
+            consumer.flush_stale_output(now)
+        if self.batch:
+            self.batch.flush()
         if now >= self._next_beat:
             self._beat("orphaned", "its manager died; the launcher finishes its tasks")
         if now < self._next_control:

@@ -33,6 +33,7 @@ class Outcome:
     traceback: str | None = None
     value: Any = None
     signal: int | None = None
+    exception: Any = None  # the pickled exception a function raised (see weft.models.values)
 
     @property
     def retry_key(self) -> str | None:
@@ -89,8 +90,10 @@ def _from_report(outcome: dict[str, Any]) -> Outcome:
         return Outcome(TaskState.KILLED, 128 + sig, reason=f"signal {signal_name(sig)}", signal=sig,
                        error=f"killed by {signal_name(sig)}")
     if "error" in outcome:
-        return Outcome(TaskState.FAILED, int(outcome.get("exit_code") or 1), reason="exception",
-                       error=outcome["error"], traceback=outcome.get("traceback"))
+        return Outcome(TaskState.FAILED, int(outcome.get("exit_code") or 1),
+                       reason=outcome.get("reason") or "exception",
+                       error=outcome["error"], traceback=outcome.get("traceback"),
+                       exception=outcome.get("exception"))
     if "value" in outcome:
         return Outcome(TaskState.COMPLETED, 0, value=outcome["value"])
     code = int(outcome.get("exit_code", 0))

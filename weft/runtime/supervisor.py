@@ -19,7 +19,6 @@ through :mod:`weft.runtime.orphan`, then exits.
 from __future__ import annotations
 
 import argparse
-import codecs
 import gc
 import os
 import selectors
@@ -33,12 +32,16 @@ from typing import Any
 from weft.runtime import child
 from weft.runtime.containment import Containment
 from weft.runtime.frames import FrameSocket, PeerClosed
+from weft.runtime.result_pipe import ResultPipe
+from weft.runtime.stdin_pipe import StdinPipe
 
 KILL_GRACE = 2.0
 DRAIN_GRACE = 1.0
 SAMPLE_EVERY = 0.25
 READ_SIZE = 1 << 16
 LAUNCHED_MEMORY = 10_000
+RECENT_RESULTS = 64 << 20  # bytes of recent results kept for an orphan host
+BACKLOG = 4 << 20  # bytes of frames waiting for the manager before we stop reading output
 
 
 @dataclass
@@ -49,11 +52,9 @@ class Proc:
     started_at: float
     deadline: float | None
     fds: dict[int, str] = field(default_factory=dict)
-    decoders: dict[str, Any] = field(default_factory=dict)
-    result_buf: bytearray = field(default_factory=bytearray)
-    stdin_fd: int | None = None
+    result: ResultPipe = field(default_factory=lambda: ResultPipe(None))
+    stdin: StdinPipe | None = None
     go_fd: int | None = None  # write end of the go-ahead pipe, until the start is on record
-    stdin_buf: bytes = b""
     status: int | None = None
     rusage: Any = None
     killed_for: str | None = None
@@ -82,6 +83,7 @@ class Supervisor:
         # The last reports sent to the manager: if it dies before recording one, the
         # orphan host records it instead of re-running or failing the task.
         self.recent: dict[str, tuple[Proc, dict[str, Any]]] = {}
+        self._recent_bytes = 0
         self.stopping = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -93,6 +95,8 @@ class Supervisor:
         signal.signal(signal.SIGTERM, lambda *_: None)
         self.sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         self.sel.register(sock, selectors.EVENT_READ, "link")
+        self._link_events = selectors.EVENT_READ
+        self.reads_paused = False
         self._telemetry: Any = None
         # Kills reach every process of a task, detached ones included (containment.py).
         self.containment = Containment(context=root)
@@ -120,6 +124,7 @@ class Supervisor:
     # -- main loop --------------------------------------------------------
     def serve(self) -> None:
         while True:
+            self._pace_output()
             ready = self.sel.select(self._next_timeout())
             for key, _ in ready:
                 self._on_ready(key.data, key.fd)
@@ -140,6 +145,27 @@ class Supervisor:
             self.link.flush_blocking()
         if self.orphan is not None:
             self.orphan.close()
+
+    def _pace_output(self) -> None:
+        """Back-pressure: while the manager has not taken BACKLOG bytes of frames, stop
+        reading task output (the task blocks on its full pipe), so our memory stays
+        bounded however fast a task writes; and wait for the link to be writable."""
+        link = self.link
+        backlog = link.pending_bytes if link is not None else 0
+        full = backlog > BACKLOG
+        if full != self.reads_paused:
+            self.reads_paused = full
+            for fd, proc in list(self.by_fd.items()):
+                if proc.fds.get(fd) in ("stdout", "stderr"):
+                    if full:
+                        self.sel.unregister(fd)
+                    else:
+                        self.sel.register(fd, selectors.EVENT_READ, "child")
+        if link is not None:
+            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if backlog else 0)
+            if events != self._link_events:
+                self.sel.modify(link.sock, events, "link")
+                self._link_events = events
 
     def _next_timeout(self) -> float:
         if self.link is not None and self.link.wants_write:
@@ -181,6 +207,8 @@ class Supervisor:
             self.release(op["tid"])
         elif kind == "signal":
             self.signal_task(op["tid"], op["sig"], op.get("reason"), op.get("grace"))
+        elif kind == "stdin":
+            self._take_stdin(op)
         elif kind == "shutdown":
             self.stopping = True
         elif kind == "ping":
@@ -207,6 +235,9 @@ class Supervisor:
         self.link = None
         from weft.runtime.orphan import OrphanHost
 
+        for proc in self.procs.values():  # nobody feeds a streamed stdin now: end it
+            if proc.stdin is not None:
+                proc.stdin.add(None, eof=True)
         self.orphan = OrphanHost(self, root=self.root, manager_tid=self.manager_tid)
         self.orphan.take_over(list(self.procs.values()), self.launched, list(self.recent.values()))
         for tid in list(self.procs):  # adopted: every start is on record now
@@ -220,7 +251,8 @@ class Supervisor:
         err_r, err_w = os.pipe() if capture else (None, None)
         res_r, res_w = os.pipe()
         stdin_data = op.get("stdin")
-        in_r, in_w = os.pipe() if stdin_data is not None else (None, None)
+        streamed = bool(op.get("stdin_stream"))
+        in_r, in_w = os.pipe() if stdin_data is not None or streamed else (None, None)
         go_r, go_w = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
@@ -249,6 +281,7 @@ class Supervisor:
             launch=op,
             started_at=started,
             deadline=time.monotonic() + timeout if timeout else None,
+            result=ResultPipe(op.get("max_result")),
             go_fd=go_w,
         )
         for fd, name in ((out_r, "stdout"), (err_r, "stderr"), (res_r, "result")):
@@ -257,19 +290,18 @@ class Supervisor:
             os.set_blocking(fd, False)
             proc.fds[fd] = name
             self.by_fd[fd] = proc
-            self.sel.register(fd, selectors.EVENT_READ, "child")
-            if name != "result":
-                proc.decoders[name] = codecs.getincrementaldecoder("utf-8")("replace")
+            if not (self.reads_paused and name != "result"):
+                self.sel.register(fd, selectors.EVENT_READ, "child")
         if in_w is not None:
-            proc.stdin_fd = in_w
-            proc.stdin_buf = stdin_data.encode() if isinstance(stdin_data, str) else b""
-            os.set_blocking(in_w, False)
-            self.sel.register(in_w, selectors.EVENT_WRITE, "stdin")
+            proc.stdin = StdinPipe(in_w, self.sel, streamed=streamed,
+                                   initial=stdin_data.encode() if isinstance(stdin_data, str) else b"")
             self.by_fd[in_w] = proc
         self.procs[tid] = proc
         self.by_pid[pid] = proc
         self._remember_launch(tid, op)
         self.emit({"ev": "started", "tid": tid, "pid": pid, "t": started})
+        if streamed:
+            self.emit({"ev": "stdin_wanted", "tid": tid})
 
     def _remember_launch(self, tid: str, op: dict[str, Any]) -> None:
         """Which attempt of which task this launcher forked: if the manager dies before
@@ -323,22 +355,22 @@ class Supervisor:
         except BaseException:  # noqa: BLE001
             os._exit(70)
 
+    # -- stdin ------------------------------------------------------------
+    def _take_stdin(self, op: dict[str, Any]) -> None:
+        """The next piece of a streamed stdin, from the manager (``eof``: the last)."""
+        proc = self.procs.get(op.get("tid", ""))
+        if proc is not None and proc.stdin is not None:
+            data = op.get("d")
+            proc.stdin.add(data if isinstance(data, bytes) else None, eof=bool(op.get("eof")))
+
     def _feed_stdin(self, fd: int) -> None:
         proc = self.by_fd.get(fd)
-        if proc is None:
+        if proc is None or proc.stdin is None or proc.stdin.fd != fd:
             return
-        try:
-            written = os.write(fd, proc.stdin_buf[:READ_SIZE]) if proc.stdin_buf else 0
-            proc.stdin_buf = proc.stdin_buf[written:]
-        except BlockingIOError:
-            return
-        except OSError:
-            proc.stdin_buf = b""
-        if not proc.stdin_buf:
-            self.sel.unregister(fd)
-            del self.by_fd[fd]
-            os.close(fd)
-            proc.stdin_fd = None
+        if proc.stdin.writable():
+            self.emit({"ev": "stdin_wanted", "tid": proc.tid})
+        if proc.stdin.fd is None:
+            self.by_fd.pop(fd, None)
 
     def _read_child(self, fd: int) -> None:
         proc = self.by_fd.get(fd)
@@ -353,23 +385,31 @@ class Supervisor:
             data = b""
         if not data:
             self._close_fd(proc, fd)
-            if name != "result":
-                tail = proc.decoders[name].decode(b"", final=True)
-                if tail:
-                    self.emit({"ev": "out", "tid": proc.tid, "s": name, "d": tail})
             return
         if name == "result":
-            proc.result_buf += data
+            proc.result.add(data)
         else:
-            text = proc.decoders[name].decode(data)
-            if text:
-                self.emit({"ev": "out", "tid": proc.tid, "s": name, "d": text})
+            # Exactly the bytes read, in the order read across both streams.
+            self.emit({"ev": "out", "tid": proc.tid, "s": name, "d": data})
 
     def _close_fd(self, proc: Proc, fd: int) -> None:
-        self.sel.unregister(fd)
+        try:
+            self.sel.unregister(fd)
+        except KeyError:  # paused by back-pressure
+            pass
         self.by_fd.pop(fd, None)
         proc.fds.pop(fd, None)
         os.close(fd)
+
+    def _remember_report(self, proc: Proc, frame: dict[str, Any]) -> None:
+        """Keep recent reports for the orphan host, but not unbounded: large results
+        (the manager records each within moments) are forgotten past RECENT_RESULTS bytes."""
+        self.recent[proc.tid] = (proc, frame)
+        self._recent_bytes += proc.result.size
+        while len(self.recent) > LAUNCHED_MEMORY or (
+                self._recent_bytes > RECENT_RESULTS and len(self.recent) > 1):
+            old, _ = self.recent.pop(next(iter(self.recent)))
+            self._recent_bytes -= old.result.size
 
     # -- signals, deadlines, limits --------------------------------------
     def signal_task(self, tid: str, sig: str, reason: str | None, grace: float | None) -> None:
@@ -393,7 +433,8 @@ class Supervisor:
                 if now >= proc.next_sample:
                     proc.next_sample = now + SAMPLE_EVERY
                     self._sample(proc)
-            elif proc.reaped_at is not None and now - proc.reaped_at > DRAIN_GRACE:
+            elif (proc.reaped_at is not None and now - proc.reaped_at > DRAIN_GRACE
+                  and not self.reads_paused):
                 for fd in list(proc.fds):
                     self._read_child(fd) if proc.fds.get(fd) == "result" else None
                     if fd in proc.fds:
@@ -446,26 +487,16 @@ class Supervisor:
             self.containment.after_exit(
                 proc.tid, pid, consumers=set(self.by_pid),
                 thorough=proc.killed_for is not None or os.WIFSIGNALED(status))
-            if proc.stdin_fd is not None:
-                self.sel.unregister(proc.stdin_fd)
-                self.by_fd.pop(proc.stdin_fd, None)
-                os.close(proc.stdin_fd)
-                proc.stdin_fd = None
+            if proc.stdin is not None and proc.stdin.fd is not None:
+                self.by_fd.pop(proc.stdin.fd, None)
+                proc.stdin.close()
             if proc.go_fd is not None:
                 os.close(proc.go_fd)
                 proc.go_fd = None
 
     def _finish(self, proc: Proc) -> None:
-        import json
-
         del self.procs[proc.tid]
-        outcome = None
-        text = proc.result_buf.decode(errors="replace").strip()
-        if text:
-            try:
-                outcome = json.loads(text.splitlines()[-1])
-            except ValueError:
-                outcome = None
+        outcome = proc.result.outcome()
         status = proc.status or 0
         wait = (
             {"signal": os.WTERMSIG(status)}
@@ -486,9 +517,7 @@ class Supervisor:
             "started_at": proc.started_at,
             "t": time.time(),
         }
-        self.recent[proc.tid] = (proc, frame)
-        if len(self.recent) > LAUNCHED_MEMORY:
-            del self.recent[next(iter(self.recent))]
+        self._remember_report(proc, frame)
         self.emit(frame)
 
 
