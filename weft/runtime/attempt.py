@@ -60,12 +60,12 @@ def tid_of(message_id: int) -> str:
 
 # -- messages -------------------------------------------------------------
 def result_body(**fields: Any) -> str:
-    """A result message, built and checked by the model (None fields dropped).
+    """A result message, built and checked by the model, with exactly the fields given.
 
     Serialised with ``json.dumps`` (ASCII escapes), not pydantic: a function may
     return a string holding a lone surrogate, which UTF-8 cannot carry.
     """
-    return dumps(ResultMessage(**fields).model_dump(exclude_none=True))
+    return dumps(ResultMessage(**fields).model_dump(include={"v", "type", *fields}))
 
 
 def event_body(event: str, tid: str, status: str, **fields: Any) -> str:
