@@ -90,10 +90,8 @@ class Chaos:
         if not candidates:
             return
         # The busiest one: a freeze matters when the manager holds claims.
-        held = dict(self.sql("SELECT queue, count(*) FROM messages WHERE claimed = 0 AND "
-                             "queue LIKE 'T%.reserved' GROUP BY queue"))
-        victim = max(candidates, key=lambda m: (held.get(f"T{m.tid}.reserved", 0),
-                                                self.rng.random()))
+        held = {m.tid: self.client.broker.count(f"T{m.tid}.reserved") for m in candidates}
+        victim = max(candidates, key=lambda m: (held[m.tid], self.rng.random()))
         _quietly(os.kill, victim.pid, signal.SIGSTOP)
         self.frozen[victim.pid] = time.monotonic() + FREEZE_FOR
         # Thawed by a timer, not by this loop: a manager frozen inside a SQLite write
