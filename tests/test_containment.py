@@ -127,6 +127,11 @@ def test_cookie_scan_finds_only_the_tasks_processes(tmp_path, project):
     project.track(ours.pid)
     project.track(other.pid)
     try:
+        # /proc/PID/environ shows the new environment only once exec has happened.
+        wait_for(lambda: ours.pid in containment.cookie_pids("1234567890123456789", str(tmp_path)),
+                 timeout=10, what="the task's process found by its cookie")
+        wait_for(lambda: b"/elsewhere" in Path(f"/proc/{other.pid}/environ").read_bytes(),
+                 timeout=10, what="the other project's process exec'd")
         found = containment.cookie_pids("1234567890123456789", str(tmp_path))
         assert ours.pid in found and other.pid not in found
     finally:
