@@ -90,3 +90,23 @@ def write_stream(stream: str, data: bytes | str) -> None:
 timeout_option = click.option("--timeout", type=click.FloatRange(min=0), default=None,
                               help="Give up after this many seconds.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+def parse_value(text: str) -> Any:
+    """JSON when it parses, else the plain string (so --arg 3 is 3, --arg hi is 'hi')."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_pairs(pairs: tuple[str, ...], what: str, *, json_values: bool = False) -> dict[str, Any]:
+    """``KEY=VALUE`` options (``what`` names the flag) as a dict; values are JSON
+    when ``json_values`` and that parses. click.BadParameter for a bad pair."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint=what)
+        out[key] = parse_value(value) if json_values else value
+    return out

@@ -9,26 +9,8 @@ from typing import Any
 
 import click
 
-from weft.cli.common import write_stream
+from weft.cli.common import parse_pairs, parse_value, write_stream
 from weft.cli.dependencies import after_fields, after_options
-
-
-def _parse_value(text: str) -> Any:
-    """JSON when it parses, else the plain string (so --arg 3 is 3, --arg hi is 'hi')."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def _parse_pairs(pairs: tuple[str, ...], what: str, *, json_values: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint=what)
-        out[key] = _parse_value(value) if json_values else value
-    return out
 
 
 def _load_spec_file(path: str) -> dict[str, Any]:
@@ -124,8 +106,8 @@ def run_cmd(ctx: click.Context, command: tuple[str, ...], function: str | None,
     pieces: dict[str, Any] = dict(
         command=list(command) if command else None,
         function=function,
-        args=[_parse_value(a) for a in fn_args],
-        kwargs=_parse_pairs(fn_kwargs, "--kwarg", json_values=True),
+        args=[parse_value(a) for a in fn_args],
+        kwargs=parse_pairs(fn_kwargs, "--kwarg", json_values=True),
         request_id=opts.get("request_id"),
         **fields,
     )
@@ -221,11 +203,11 @@ def _spec_fields(opts: dict[str, Any]) -> dict[str, Any]:
         if opts.get(key) is not None:
             fields[key] = opts[key]
     if opts.get("env"):
-        fields["env"] = _parse_pairs(opts["env"], "--env", json_values=False)
+        fields["env"] = parse_pairs(opts["env"], "--env", json_values=False)
     if opts.get("secrets"):
         fields["secrets"] = list(dict.fromkeys(opts["secrets"]))
     if opts.get("labels"):
-        fields["labels"] = _parse_pairs(opts["labels"], "--label", json_values=False)
+        fields["labels"] = parse_pairs(opts["labels"], "--label", json_values=False)
     resources = {k: opts[k] for k in ("cpus", "memory_mb", "gpus", "vram_mb") if opts.get(k) is not None}
     if resources:
         fields["resources"] = resources

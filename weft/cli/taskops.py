@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from weft.cli.common import client, echo_json, json_option, timeout_option
+from weft.cli.common import client, echo_json, json_option, parse_pairs, timeout_option
 
 STATES = ("queued", "deferred", "held", "spawning", "running", "paused")
 
@@ -164,12 +164,7 @@ def restart_cmd(tid: str, command: tuple[str, ...], env: tuple[str, ...], cwd: s
       weft task restart --env LR=0.01 4412345678
       weft task restart 4412345678 -- python train.py --resume
     """
-    pairs: dict[str, str] = {}
-    for pair in env:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--env")
-        pairs[key] = value
+    pairs = parse_pairs(env, "--env")
     task = client().restart(tid, env=pairs or None, cwd=cwd, command=list(command) or None,
                             hold=hold)
     if as_json:
@@ -194,12 +189,7 @@ def edit_cmd(tid: str, priority: int | None, env: tuple[str, ...], group: str | 
       weft task edit 4412345678 --priority 10
       weft task edit 4412345678 --env LR=0.01 --group gpu
     """
-    pairs: dict[str, str] = {}
-    for pair in env:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--env")
-        pairs[key] = value
+    pairs = parse_pairs(env, "--env")
     if priority is None and not pairs and group is None:
         raise click.UsageError("give --priority, --env or --group")
     done = client().edit(tid, priority=priority, env=pairs or None, group=group)

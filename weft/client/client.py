@@ -2,12 +2,15 @@
 
 The CLI is a thin layer over this class: one code path, one set of errors.
 Methods return data and raise :mod:`weft.errors`; nothing here prints.
+The class is the public surface (docs/python-api.md); the work behind the
+larger verbs lives in one module per responsibility that the methods call:
+:mod:`weft.client.submitting` (building and queuing requests) and
+:mod:`weft.client.operating` (restart, hold, release, edit, cancel).
 """
 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any, Unpack
 
@@ -17,8 +20,6 @@ from weft.client.groups import Groups
 from weft.client.queues import Queues
 from weft.client.task import Task
 from weft.client.workers import Workers
-from weft.errors import InvalidSpec, WeftError
-from weft.names import SPAWN_HELD, SPAWN_REQUESTS, SPAWN_WAITING
 
 if TYPE_CHECKING:
     # Loaded on first use: pydantic is most of a short CLI command's start-up.
@@ -119,17 +120,12 @@ class WeftClient:
         stdin = opts.pop("stdin", None)
         delay = opts.pop("delay", None)
         hold = bool(opts.pop("hold", False))
-        task_spec = self._spec_of({"command": command, "function": function, "spec": spec,
-                                   "args": args, "kwargs": kwargs, **opts})
+        from weft.client.submitting import spec_of
+
+        task_spec = spec_of(self, {"command": command, "function": function, "spec": spec,
+                                 "args": args, "kwargs": kwargs, **opts})
         return self.submit_spec(task_spec, inbox_message=inbox_message, delay=delay, stdin=stdin,
                                 hold=hold)
-
-    def _encode_call(self, args: Sequence[Any], kwargs: Mapping[str, Any],
-                     serializer: str) -> tuple[list[Any], dict[str, Any], str]:
-        from weft.models.values import encode_call
-
-        return encode_call(args, kwargs, serializer=serializer,  # type: ignore[arg-type]
-                           allow_pickle=self.context.settings.allow_pickle)
 
     def submit_spec(self, spec: TaskSpec, *, inbox_message: Any = None,
                     delay: float | None = None, stdin: bytes | IO[bytes] | None = None,
@@ -138,27 +134,10 @@ class WeftClient:
 
         ``stdin_stream``: the caller sends the stdin itself (:meth:`send_stdin`).
         """
-        from pydantic_core import PydanticSerializationError
+        from weft.client.submitting import submit_spec
 
-        from weft.client.submit_checks import check_submit
-        from weft.models import SpawnRequest
-
-        if stdin is not None:
-            _check_stdin(stdin, inbox_message)
-        check_submit({"cwd": spec.cwd, "timeout": spec.timeout}, backend=self.context.backend)
-        not_before = time.time() + delay if delay else None
-        request = SpawnRequest(taskspec=spec, inbox_message=inbox_message,
-                               request_id=spec.request_id, not_before=not_before,
-                               stdin="stream" if stdin is not None or stdin_stream else None)
-        try:
-            body = request.model_dump(mode="json", exclude_none=True)
-        except (PydanticSerializationError, ValueError, TypeError) as exc:
-            raise InvalidSpec(f"task spec: a value is not JSON (submit encodes Python values; "
-                              f"a TaskSpec built by hand must hold JSON only): {exc}") from None
-        task = self._queue(body, hold=hold, waiting=self._check_after(spec.after))
-        if stdin is not None:
-            self.send_stdin(task, stdin)
-        return task
+        return submit_spec(self, spec, inbox_message=inbox_message, delay=delay, stdin=stdin,
+                           stdin_stream=stdin_stream, hold=hold)
 
     def send_stdin(self, task: Task, source: bytes | IO[bytes] | int, *,
                    done: Callable[[], bool] | None = None) -> int:
@@ -181,49 +160,10 @@ class WeftClient:
         holds them equal), and the manager validates it as a TaskSpec when
         it reads it, as it does every request.
         """
-        from weft.client.submit_checks import check_submit
+        from weft.client.submitting import submit_fields
 
-        check_submit(fields, backend=self.context.backend)
-        request: dict[str, Any] = {"v": 1, "taskspec": dict(fields), "attempt": 1}
-        if fields.get("request_id") is not None:
-            request["request_id"] = fields["request_id"]
-        if delay:
-            request["not_before"] = time.time() + delay
-        if stdin_stream:  # the caller then sends it with send_stdin
-            request["stdin"] = "stream"
-        if fields.get("after"):
-            from weft.client.dependencies import resolve_after
-
-            request["taskspec"]["after"] = resolve_after(self.broker, fields["after"])
-        return self._queue(request, hold=hold, extra=extra, waiting=bool(fields.get("after")))
-
-    def _check_after(self, after: Sequence[str] | None) -> bool:
-        """Does the task wait for others? InvalidSpec if one of them is unknown."""
-        if not after:
-            return False
-        from weft.client.dependencies import resolve_after
-
-        if resolve_after(self.broker, after) != list(after):
-            raise InvalidSpec("after: give each dependency once, as a full TID")
-        return True
-
-    def _queue(self, request: Mapping[str, Any], *, hold: bool = False,
-               extra: Mapping[str, Any] | None = None, waiting: bool = False) -> Task:
-        """Queue the request with its submit record (:mod:`weft.client.submitted`).
-
-        A held one waits in ``weft.spawn.held`` until :meth:`release`; one with
-        dependencies waits apart, where no manager's dispatch looks, until
-        weft/runtime/dependencies.py releases it (same id) when due.
-        """
-        from weft.client.submitted import queue_request
-
-        if hold and waiting:
-            raise InvalidSpec("a task with dependencies (after) cannot also be held")
-        queue = SPAWN_HELD if hold else (SPAWN_WAITING if waiting else SPAWN_REQUESTS)
-        tid = queue_request(self.broker, request, queue=queue, extra=extra)
-        if self.auto_start and not hold:
-            self.workers.ensure_running()
-        return Task(self, tid.zfill(19))
+        return submit_fields(self, fields, delay=delay, stdin_stream=stdin_stream, hold=hold,
+                             extra=extra)
 
     def run(self, *, command: Sequence[str] | str | None = None,
             function: str | Callable[..., Any] | None = None,
@@ -271,54 +211,30 @@ class WeftClient:
                 hold: bool = False) -> Task:
         """Submit an ended task's recorded spec again as a new task (``restarted_from``
         in its submit record); ``env`` is merged, ``cwd`` and ``command`` replace."""
-        from weft.client.restart import restart_fields
-        from weft.client.submit_checks import check_submit
+        from weft.client.operating import restart
 
-        old = self.resolve_tid(tid)
-        fields = restart_fields(self.broker, old, env=env, cwd=cwd, command=command)
-        check_submit(fields, backend=self.context.backend)
-        return self.submit_fields(fields, hold=hold, extra={"restarted_from": old})
+        return restart(self, tid, env=env, cwd=cwd, command=command, hold=hold)
 
     def hold(self, tid: str | None = None, **where: Any) -> list[dict[str, Any]]:
         """Keep queued tasks from starting: one TID, or every task ``where`` selects
         (``label``, ``request_id``, ``group``, ``status``, ``name``, ``all``)."""
-        return self._hold_or_release(tid, where, release=False)
+        from weft.client.operating import hold_or_release
+
+        return hold_or_release(self, tid, where, release=False)
 
     def release(self, tid: str | None = None, **where: Any) -> list[dict[str, Any]]:
         """Let held tasks be claimed again, in their old place (see :meth:`hold`)."""
-        return self._hold_or_release(tid, where, release=True)
+        from weft.client.operating import hold_or_release
 
-    def _hold_or_release(self, tid: str | None, where: dict[str, Any], *,
-                         release: bool) -> list[dict[str, Any]]:
-        from weft.client import holding
-        from weft.client.selection import hold_or_release
-
-        if tid is not None:
-            full = self.resolve_tid(tid)
-            did = (holding.release if release else holding.hold)(self.broker, full)
-            outcome = [{"tid": full, "status": did}]
-        else:
-            outcome = hold_or_release(self, _selector(where), release=release)
-        if release and self.auto_start and any(o["status"] == "released" for o in outcome):
-            self.workers.ensure_running()
-        return outcome
+        return hold_or_release(self, tid, where, release=True)
 
     def edit(self, tid: str, *, priority: int | None = None,
              env: Mapping[str, str] | None = None, group: str | None = None) -> dict[str, Any]:
         """Change a queued or held task's priority, env (merged) or group
         (``"default"`` removes it), keeping its TID; UsageError once it started."""
-        from weft.client.editing import edit
+        from weft.client.operating import edit
 
-        if priority is None and not env and group is None:
-            from weft.errors import UsageError
-
-            raise UsageError("nothing to change: give priority, env or group")
-        if priority is not None and not -1000 <= int(priority) <= 1000:
-            from weft.errors import UsageError
-
-            raise UsageError(f"priority must be between -1000 and 1000, got {priority}")
-        return edit(self.broker, self.resolve_tid(tid),
-                    {"priority": priority, "env": dict(env or {}), "group": group})
+        return edit(self, tid, priority=priority, env=env, group=group)
 
     def cancel(self, tid: str | None = None, *, kill: bool = False, timeout: float = 10.0,
                **where: Any) -> list[dict[str, Any]]:
@@ -328,14 +244,9 @@ class WeftClient:
         Matching waiting tasks are taken off the queue first, so none of them
         starts after this returns; running ones are stopped and answered.
         """
-        from weft.client.selection import Selector, cancel
+        from weft.client.operating import cancel
 
-        if tid is not None:
-            reply = self.task(tid).control("KILL" if kill else "STOP", timeout=timeout)
-            return [{"tid": reply.get("tid"), "status": reply.get("status"),
-                     "reply": reply.get("reply") or reply.get("error")}]
-        selector: Selector = _selector(where)
-        return cancel(self, selector, kill=kill, timeout=timeout)
+        return cancel(self, tid, kill=kill, timeout=timeout, where=where)
 
     # -- observing ----------------------------------------------------------------
     def tree(self, tid: str) -> dict[str, Any]:
@@ -465,36 +376,10 @@ class WeftClient:
         queues nothing. The Run gives ``.tasks``, ``.results()``,
         ``.as_completed()`` and ``.cancel()``.
         """
+        from weft.client.submitting import submit_many
         from weft.client.sweep import Run
-        from weft.models import TaskSpec as _TaskSpec
 
-        built = []
-        for index, item in enumerate(specs):
-            if isinstance(item, _TaskSpec):
-                built.append((item, None, None))
-                continue
-            pieces: dict[str, Any] = {**common, **item}
-            inbox_message = pieces.pop("inbox_message", None)
-            delay = pieces.pop("delay", None)
-            try:
-                built.append((self._spec_of(pieces), inbox_message, delay))
-            except WeftError as exc:
-                raise type(exc)(f"item {index}: {exc}") from None
-        return Run(self, [self.submit_spec(spec, inbox_message=message, delay=delay)
-                          for spec, message, delay in built])
-
-    def _spec_of(self, pieces: dict[str, Any]) -> TaskSpec:
-        from weft.client.specs import build_spec
-
-        if pieces.get("after") is not None:
-            from weft.client.dependencies import resolve_after
-
-            pieces["after"] = resolve_after(self.broker, pieces["after"])
-        serializer = pieces.pop("serializer", "auto")
-        if pieces.get("function") is not None or pieces.get("args") or pieces.get("kwargs"):
-            pieces["args"], pieces["kwargs"], pieces["serializer"] = self._encode_call(
-                pieces.get("args") or (), pieces.get("kwargs") or {}, serializer)
-        return build_spec(**pieces)
+        return Run(self, submit_many(self, specs, common))
 
     def watcher(self) -> Dispatcher:
         """The background watcher behind :meth:`Task.add_done_callback` (one per client)."""
@@ -520,28 +405,6 @@ class WeftClient:
 
         statuses = None if status is None else frozenset(status)
         return tidy(self.broker, retention=retention, dry_run=dry_run, statuses=statuses)
-
-
-def _selector(where: Mapping[str, Any]) -> Any:
-    """The bulk filters of :meth:`WeftClient.cancel` and friends, checked."""
-    from weft.client.selection import Selector, parse_labels
-    from weft.errors import UsageError
-
-    unknown = set(where) - {"label", "request_id", "group", "status", "name", "all"}
-    if unknown:
-        raise UsageError(f"unknown filter(s): {', '.join(sorted(unknown))}")
-    return Selector(labels=parse_labels(where.get("label")), request_id=where.get("request_id"),
-                    group=where.get("group"), status=where.get("status"),
-                    name=where.get("name"), all=bool(where.get("all")))
-
-
-def _check_stdin(stdin: Any, inbox_message: Any) -> None:
-    from weft.errors import InvalidSpec
-
-    if inbox_message is not None:
-        raise InvalidSpec("stdin: give either stdin or inbox_message, not both")
-    if not isinstance(stdin, bytes | bytearray | memoryview) and not hasattr(stdin, "read"):
-        raise InvalidSpec(f"stdin: expected bytes or a binary file, got {type(stdin).__name__}")
 
 
 def init_project(path: str | os.PathLike[str] | None = None, *, backend: str | None = None,

@@ -36,28 +36,33 @@ def _move(broker: Broker, tid: str, src: str, dst: str) -> dict[str, Any] | None
     return None if moved is None else (loads_object(moved[0]) or {})
 
 
+def _shift(broker: Broker, tid: str, src: str, dst: str, *, event: str, status: str) -> bool | None:
+    """Move ``tid`` from ``src`` to ``dst`` and record ``event``: True; False when
+    it already sits in ``dst``; None when it is in neither."""
+    request = _move(broker, tid, src, dst)
+    if request is not None:
+        _event(broker, event, tid, status, request)
+        return True
+    return False if broker.peek_one(dst, message_id=int(tid)) is not None else None
+
+
 def hold(broker: Broker, tid: str) -> str:
     """Hold queued task ``tid``: ``"held"``, or ``"already held"``.
 
     UsageError when the task is not waiting (a manager claimed it first).
     """
-    request = _move(broker, tid, SPAWN_REQUESTS, SPAWN_HELD)
-    if request is not None:
-        _event(broker, "task_held", tid, "held", request)
-        return "held"
-    if broker.peek_one(SPAWN_HELD, message_id=int(tid)) is not None:
-        return "already held"
-    raise UsageError(f"task {tid} is not queued (it started or ended): only a queued task "
-                     "can be held")
+    moved = _shift(broker, tid, SPAWN_REQUESTS, SPAWN_HELD, event="task_held", status="held")
+    if moved is None:
+        raise UsageError(f"task {tid} is not queued (it started or ended): only a queued task "
+                         "can be held")
+    return "held" if moved else "already held"
 
 
 def release(broker: Broker, tid: str) -> str:
     """Release held task ``tid`` back to the queue, in its old place: ``"released"``,
     or ``"not held"`` when it is already queued. UsageError otherwise."""
-    request = _move(broker, tid, SPAWN_HELD, SPAWN_REQUESTS)
-    if request is not None:
-        _event(broker, "task_released", tid, "queued", request)
-        return "released"
-    if broker.peek_one(SPAWN_REQUESTS, message_id=int(tid)) is not None:
-        return "not held"
-    raise UsageError(f"task {tid} is not held")
+    moved = _shift(broker, tid, SPAWN_HELD, SPAWN_REQUESTS, event="task_released",
+                   status="queued")
+    if moved is None:
+        raise UsageError(f"task {tid} is not held")
+    return "released" if moved else "not held"

@@ -12,7 +12,7 @@ from typing import Any
 from weft.broker import Broker
 from weft.client.paused import pause_clock
 from weft.client.submitted import WAITING_EVENTS, target_text, waiting_request
-from weft.codec import loads_object
+from weft.codec import find_objects, loads_object
 from weft.errors import AmbiguousTid, NotFound, UsageError
 from weft.names import (
     SPAWN_HELD,
@@ -42,12 +42,7 @@ def all_events(broker: Broker) -> list[dict[str, Any]]:
 
 
 def task_events(broker: Broker, tid: str) -> list[dict[str, Any]]:
-    events = []
-    for body, _mid in broker.find_messages(TASKS_LOG, f'"tid":"{tid}"'):
-        event = loads_object(body)
-        if event is not None and event.get("tid") == tid:
-            events.append(event)
-    return events
+    return find_objects(broker, TASKS_LOG, "tid", tid)
 
 
 def queued_request(broker: Broker, tid: str) -> dict[str, Any] | None:

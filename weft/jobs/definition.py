@@ -30,6 +30,13 @@ ON_ERROR_RE = re.compile(r"^(stop|continue|retry\s+(\d{1,2}))$")
 _SUBST = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+def _valid_name(value: str) -> str:
+    """A job's or a step's name (both become parts of task names and log tags)."""
+    if not NAME_RE.match(value):
+        raise ValueError("letters, digits, '_', '-' and '.' only (at most 64)")
+    return value
+
+
 class Step(BaseModel):
     """One step: a task, or a fan-out of tasks (``map``)."""
 
@@ -52,12 +59,7 @@ class Step(BaseModel):
     retries: int = Field(default=0, ge=0, le=100)  # same as on_error = "retry N"
     input: bool = True
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not NAME_RE.match(value):
-            raise ValueError("letters, digits, '_', '-' and '.' only (at most 64)")
-        return value
+    _name = field_validator("name")(_valid_name)
 
     @field_validator("on_error")
     @classmethod
@@ -91,12 +93,7 @@ class JobDefinition(BaseModel):
     vars: dict[str, Any] = Field(default_factory=dict)
     steps: list[Step] = Field(min_length=1)
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not NAME_RE.match(value):
-            raise ValueError("letters, digits, '_', '-' and '.' only (at most 64)")
-        return value
+    _name = field_validator("name")(_valid_name)
 
     def needs_of(self, step: Step) -> list[str]:
         if step.needs is not None:

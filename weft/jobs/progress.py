@@ -18,18 +18,13 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from weft.broker import Broker
-from weft.codec import loads_object
+from weft.codec import find_objects, loads_object
 from weft.names import JOBS_PROGRESS, SPAWN_REQUESTS
 
 
 def records(broker: Broker, job_tid: str) -> list[dict[str, Any]]:
     """Every progress record of one job, oldest first."""
-    found = []
-    for body, _mid in broker.find_messages(JOBS_PROGRESS, f'"job":"{job_tid}"'):
-        record = loads_object(body)
-        if record is not None and record.get("job") == job_tid:
-            found.append(record)
-    return found
+    return find_objects(broker, JOBS_PROGRESS, "job", job_tid)
 
 
 def children(found: list[dict[str, Any]]) -> dict[tuple[str, int], str]:
