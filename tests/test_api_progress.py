@@ -55,8 +55,11 @@ def test_progress_is_recorded_read_and_shown(project, client, progress_jobs):
     assert listed[0]["progress"]["fraction"] == 0.5
     overview = project.cli("status").stdout
     assert "50% epoch 2/4" in overview
+    series = f'weft_task_progress_ratio{{task="progpkg.jobs:train",tid="{task.tid}"}} 0.5'
+    assert series in project.cli("metrics").stdout
     marker.touch()
     assert task.result(timeout=60).value == "trained"
+    assert f'tid="{task.tid}"' not in project.cli("metrics").stdout  # gone once it ended
     final = task.progress()
     assert final["fraction"] == 1.0 and final["numbers"] == {"loss": 0.25}
     reports = [e for e in task.events() if e["event"] == "task_progress"]

@@ -53,3 +53,6 @@ class TaskLabels:
 
     def pop(self, tid: str) -> tuple[str, str]:
         return self._by_tid.pop(tid, ("unknown", "default"))
+
+    def get(self, tid: str) -> tuple[str, str]:
+        return self._by_tid.get(tid, ("unknown", "default"))

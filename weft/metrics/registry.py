@@ -74,6 +74,7 @@ TASK_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 360
 MEMORY_BUCKETS = tuple(float(MIB * 4 ** k) for k in range(10))  # 1 MiB .. 256 GiB
 CPU_BUCKETS = TASK_BUCKETS
 SEEN_LIMIT = 100_000
+PROGRESS_LIMIT = 10_000  # running tasks with a reported fraction kept at once
 RESERVED = (("cpus", "weft_reserved_cpus", "CPUs reserved by running tasks."),
             ("memory", "weft_reserved_memory_bytes", "Memory reserved by running tasks."),
             ("gpus", "weft_reserved_gpus", "GPUs assigned to running tasks."),
@@ -175,6 +176,7 @@ class TaskMetrics:
         self._started: dict[str, float] = {}
         self._queued: dict[str, float] = {}
         self.seen: set[str] = set()
+        self.progress: dict[str, float] = {}  # tid -> latest fraction, while the task runs
         self._handlers = {
             "task_spawning": self._spawning,
             "task_started": self._started_event,
@@ -184,6 +186,7 @@ class TaskMetrics:
             "task_requeued": self._requeued,
             "task_submitted": self.labels.note,
             "task_admitted": self.labels.note,
+            "task_progress": self._progress,
         }
         self.registry.register(self)
 
@@ -217,6 +220,7 @@ class TaskMetrics:
                 gauge.add_metric([mgr], max(0.0, amounts[i]))
             yield gauge
         yield from self._task_families()
+        yield self._progress_family()
         if self.oldest_queued:
             oldest = GaugeMetricFamily("weft_queue_oldest_age_seconds",
                                        "Age of the oldest request waiting to be claimed, by group.",
@@ -250,6 +254,19 @@ class TaskMetrics:
             family = HistogramMetricFamily(name, help_text)
             family.add_metric([], hist.buckets(), hist.total)
             yield family
+
+    def _progress_family(self) -> Any:
+        """The latest fraction each running task reported (``current_task().progress``).
+
+        One series per running task that reported a fraction, labelled by TID
+        and task: bounded by what runs at once, and gone when the task ends.
+        """
+        gauge = GaugeMetricFamily("weft_task_progress_ratio",
+                                  "Latest progress fraction (0..1) a running task reported.",
+                                  labels=["tid", "task"])
+        for tid, fraction in sorted(dict(self.progress).items()):
+            gauge.add_metric([tid, self.labels.get(tid)[0]], fraction)
+        return gauge
 
     # -- the mapping ----------------------------------------------------------
     def observe(self, event: dict[str, Any]) -> None:
@@ -333,8 +350,17 @@ class TaskMetrics:
     def _requeued(self, event: dict[str, Any]) -> None:
         self._release(str(event.get("tid")))
 
+    def _progress(self, event: dict[str, Any]) -> None:
+        fraction = (event.get("details") or {}).get("fraction")
+        if fraction is None:
+            return
+        if len(self.progress) >= PROGRESS_LIMIT:
+            self.progress.clear()
+        self.progress[str(event.get("tid"))] = min(1.0, max(0.0, float(fraction)))
+
     def _final(self, event: dict[str, Any], outcome: str) -> None:
         tid = str(event.get("tid"))
+        self.progress.pop(tid, None)
         self.counts[outcome] += 1
         started = self._started.pop(tid, None)
         task, group = self.labels.pop(tid)
