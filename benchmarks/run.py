@@ -27,8 +27,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from weft.models import SpawnRequest
-from weft.names import SPAWN_REQUESTS
+# Measure the code of this checkout (not whichever weft is pip-installed), in
+# this process and in every manager, launcher and task it starts.
+_REPO = str(Path(__file__).resolve().parent.parent)
+sys.path.insert(0, _REPO)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [_REPO, os.environ.get("PYTHONPATH", "")]))
+
+from weft.models import SpawnRequest  # noqa: E402
+from weft.names import SPAWN_REQUESTS  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 NOOP_MODULE = "weft_bench_jobs"
