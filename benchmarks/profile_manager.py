@@ -56,7 +56,12 @@ def main() -> None:
     proc = subprocess.Popen([sys.executable, "-c", RUNNER, args.out, "--root", str(root),
                              "--tid", tid, "--options", "{}"])
     try:
-        client.run(command=["true"], wait_timeout=60)  # warm (and waits for the manager)
+        deadline = time.monotonic() + 60
+        while not any(w.tid == tid and w.status == "active" for w in client.workers.list()):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the profiled manager did not start")
+            time.sleep(0.05)  # before any submit: run() would start a second manager
+        client.run(command=["true"], wait_timeout=60)  # warm
         start = time.perf_counter()
         if args.kind == "command":
             tasks = [client.submit(command=["true"]) for _ in range(args.tasks)]
