@@ -1,6 +1,7 @@
 """Where a manager's CPU goes: cProfile of one manager over a batch of no-op tasks.
 
     python benchmarks/profile_manager.py [--tasks 1000] [--kind command|function] [--top 25]
+    python benchmarks/profile_manager.py --tasks 1 --idle 30    # what an idle manager does
 
 Starts a manager in a fresh project under cProfile (in its own process, the
 way ``weft worker start`` would, but not detached), submits ``--tasks``
@@ -43,6 +44,8 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--kind", choices=("command", "function"), default="command")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--idle", type=float, default=0.0,
+                        help="then leave the manager idle this many seconds (idle cost)")
     parser.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "weft-manager.prof"))
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="weft-prof-"))
@@ -71,6 +74,7 @@ def main() -> None:
             task.result(timeout=300)
         print(f"{args.tasks} {args.kind} tasks in {time.perf_counter() - start:.1f}s "
               f"(under cProfile)")
+        time.sleep(args.idle)  # an idle manager's own cost
     finally:
         client.workers.stop(all=True, timeout=60)
         proc.wait(timeout=60)
