@@ -5,7 +5,10 @@
 Submits ``--tasks`` short tasks (mostly ``true``, some short sleeps, a third
 with one retry), and while they flow, at random moments: SIGKILLs a manager
 (then starts a replacement), SIGKILLs a manager together with its launcher,
-or SIGKILLs a running task's process. When everything has settled it checks
+SIGKILLs a running task's process, or (``--outage SECONDS``) takes the
+broker away for that long while managers and their tasks keep running: a
+SQLite broker's files are made immutable (root, chattr), a Postgres server
+(``--postgres DSN``) is stopped and started with ``$WEFT_CI_PG_CTL``. When everything has settled it checks
 the promise of ARCHITECTURE.md §5 and prints the figures as JSON:
 
 - every task reached exactly one terminal state (one final event, one result);
@@ -22,8 +25,9 @@ import argparse
 import json
 import os
 import random
+import shlex
 import signal
-import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -49,6 +53,10 @@ class Chaos:
         self.all_pids: set[int] = set()
         self.kills = Counter()
         self.tids: list[str] = []
+        self.outage_seconds = 0.0
+        self._outage_until: float | None = None
+        self._frozen: list[Path] = []
+        self._pg_ctl: str | None = None
 
     # -- processes ------------------------------------------------------------
     def start_manager(self) -> None:
@@ -74,6 +82,52 @@ class Chaos:
         _quietly(os.kill, self.rng.choice(running), signal.SIGKILL)
         self.kills["consumer"] += 1
 
+    def broker_outage(self) -> None:
+        """Take the broker away until :meth:`end_outage`: stop the Postgres server, or
+        make the SQLite files immutable (every write fails with EPERM)."""
+        if self.client.context.backend == "postgres":
+            ctl = os.environ.get("WEFT_CI_PG_CTL")
+            if ctl and subprocess.run([*shlex.split(ctl), "stop", "-m", "fast"],
+                                      capture_output=True).returncode == 0:
+                self._pg_ctl = ctl
+                self._outage_until = time.monotonic() + self.outage_seconds
+                self.kills["broker_outage"] += 1
+            return
+        db = self.root / ".weft" / "broker.db"
+        for path in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
+            if path.exists() and subprocess.run(["chattr", "+i", str(path)],
+                                                capture_output=True).returncode == 0:
+                self._frozen.append(path)
+        if self._frozen:
+            self._outage_until = time.monotonic() + self.outage_seconds
+            self.kills["broker_outage"] += 1
+
+    def end_outage(self, *, force: bool = False) -> None:
+        if self._outage_until is None or (not force and time.monotonic() < self._outage_until):
+            return
+        for path in self._frozen:
+            subprocess.run(["chattr", "-i", str(path)], check=False)
+        if self._pg_ctl:
+            subprocess.run([*shlex.split(self._pg_ctl), "start"], capture_output=True, check=False)
+            self._warm_up()
+        self._frozen, self._outage_until, self._pg_ctl = [], None, None
+
+    def _warm_up(self) -> None:
+        """This process's pooled connection died with the server: the first call
+        after a restart fails once while the pool replaces it."""
+        from weft.errors import BrokerError
+
+        for _ in range(20):
+            try:
+                self.client.broker.queue_stats()
+                return
+            except BrokerError:
+                time.sleep(0.25)
+
+    @property
+    def in_outage(self) -> bool:
+        return self._outage_until is not None
+
     def _running_pids(self) -> list[int]:
         started: dict[str, int] = {}
         for event in self.events():
@@ -97,10 +151,11 @@ class Chaos:
         for _ in range(self.n_managers):
             self.start_manager()
         batch = max(1, self.n_tasks // 20)
-        while len(self.tids) < self.n_tasks or not self.settled():
-            if len(self.tids) < self.n_tasks:
+        while len(self.tids) < self.n_tasks or self.in_outage or not self.settled():
+            self.end_outage()
+            if len(self.tids) < self.n_tasks and not self.in_outage:
                 self.submit(min(batch, self.n_tasks - len(self.tids)))
-            if len(self.tids) < self.n_tasks or self.rng.random() < 0.3:
+            if (len(self.tids) < self.n_tasks or self.rng.random() < 0.3) and not self.in_outage:
                 self.chaos_step()
             time.sleep(self.rng.uniform(0.5, 1.5) * kill_every)
             if time.monotonic() - started > deadline:
@@ -116,23 +171,35 @@ class Chaos:
             self.kill_manager(with_launcher=True)
         elif roll < 0.75:
             self.kill_consumer()
+        elif roll < 0.85 and self.outage_seconds > 0:
+            self.broker_outage()
 
     def settled(self) -> bool:
-        finished = {e["tid"] for e in self.events() if e.get("event") in FINAL_EVENTS}
+        from weft.errors import BrokerError
+
+        try:
+            finished = {e["tid"] for e in self.events() if e.get("event") in FINAL_EVENTS}
+        except BrokerError:
+            return False  # just back from an outage: look again next round
         return finished >= set(self.tids)
 
     # -- checking -----------------------------------------------------------------
-    def sql(self, query: str, *args: Any) -> list[tuple[Any, ...]]:
-        con = sqlite3.connect(self.root / ".weft" / "broker.db", timeout=30)
-        try:
-            return con.execute(query, args).fetchall()
-        finally:
-            con.close()
-
     def events(self) -> list[dict[str, Any]]:
-        rows = self.sql("SELECT body FROM messages WHERE queue = 'weft.tasks.log' "
-                        "AND claimed = 0 ORDER BY ts")
-        return [json.loads(body) for (body,) in rows]
+        return [json.loads(body) for body, _ in self.client.broker.peek_all("weft.tasks.log")]
+
+    def pending(self) -> list[tuple[str, int]]:
+        """Claims and requests still waiting: (queue, count), for every backend."""
+        return [(name, count) for name, count, _total in self.client.broker.queue_stats()
+                if count and (name == "weft.spawn.requests"
+                              or (name.startswith("T") and name.endswith(".reserved")))]
+
+    def result_bodies(self) -> list[tuple[str, str]]:
+        out = []
+        for tid in self.tids:
+            for body, _ in self.client.broker.peek_all(f"T{tid}.outbox"):
+                if '"type":"result"' in body:
+                    out.append((f"T{tid}.outbox", body))
+        return out
 
     def report(self, elapsed: float) -> dict[str, Any]:
         events = self.events()
@@ -144,8 +211,7 @@ class Chaos:
         results = Counter()
         statuses = Counter()
         reasons = Counter()
-        for queue, body in self.sql("SELECT queue, body FROM messages WHERE queue LIKE 'T%.outbox' "
-                                    "AND claimed = 0 AND body LIKE '%\"type\":\"result\"%'"):
+        for queue, body in self.result_bodies():
             tid = queue[1:].split(".", 1)[0]
             if tid in wanted:
                 results[tid] += 1
@@ -153,9 +219,7 @@ class Chaos:
                 statuses[message["status"]] += 1
                 if message["status"] != "completed":
                     reasons[message.get("reason") or "?"] += 1
-        leftovers = self.sql("SELECT queue, count(*) FROM messages WHERE claimed = 0 AND "
-                             "(queue LIKE 'T%.reserved' OR queue = 'weft.spawn.requests') "
-                             "GROUP BY queue")
+        leftovers = self.pending()
         attempts = Counter(e.get("attempt", 1) for e in events
                            if e.get("event") in FINAL_EVENTS and e["tid"] in wanted)
         checks = {
@@ -175,6 +239,7 @@ class Chaos:
         }
 
     def close(self) -> None:
+        self.end_outage(force=True)  # never leave the broker immutable
         for info in self.managers:
             _quietly(os.kill, info.pid, signal.SIGTERM)
         deadline = time.monotonic() + 30
@@ -191,9 +256,7 @@ class Chaos:
     def quiesce(self, timeout: float = 30.0) -> None:
         """Wait for recovery to finish: no claim or request left (or the timeout)."""
         deadline = time.monotonic() + timeout
-        query = ("SELECT count(*) FROM messages WHERE claimed = 0 AND "
-                 "(queue LIKE 'T%.reserved' OR queue = 'weft.spawn.requests')")
-        while time.monotonic() < deadline and self.sql(query)[0][0]:
+        while time.monotonic() < deadline and self.pending():
             time.sleep(0.2)
 
 
@@ -220,9 +283,10 @@ def _alive(pid: int) -> bool:
 
 
 def run_chaos(root: Path, *, tasks: int, managers: int = 2, seed: int = 1,
-              kill_every: float = 0.5) -> dict[str, Any]:
+              kill_every: float = 0.5, outage: float = 0.0) -> dict[str, Any]:
     """One chaos run in an initialised project; returns the report."""
     chaos = Chaos(root, tasks=tasks, managers=managers, seed=seed)
+    chaos.outage_seconds = outage
     started = time.monotonic()
     try:
         chaos.run(kill_every=kill_every)
@@ -239,6 +303,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--kill-every", type=float, default=0.5,
                         help="mean seconds between chaos actions while submitting")
+    parser.add_argument("--outage", type=float, default=0.0, metavar="SECONDS",
+                        help="also take the broker away for this long at random moments: "
+                             "SQLite files made immutable (needs root and chattr), or the "
+                             "Postgres server stopped ($WEFT_CI_PG_CTL); 0 = never")
+    parser.add_argument("--postgres", metavar="DSN",
+                        help="run on a fresh schema of this PostgreSQL database")
     parser.add_argument("--dir", help="project directory (default: a new temporary one)")
     args = parser.parse_args(argv)
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="weft-chaos-"))
@@ -246,9 +316,19 @@ def main(argv: list[str] | None = None) -> int:
     from weft import context
 
     context.init(root)
+    schema = None
+    if args.postgres:
+        schema = f"chaos_{os.getpid()}_{args.seed}"
+        context.write_config(root, {"broker_backend": "postgres", "broker_target": args.postgres,
+                                    "broker_schema": schema})
     report = run_chaos(root, tasks=args.tasks, managers=args.managers, seed=args.seed,
-                       kill_every=args.kill_every)
+                       kill_every=args.kill_every, outage=args.outage)
     report["project"] = str(root)
+    if schema is not None:
+        from weft.broker.postgres import drop_schema
+
+        drop_schema(args.postgres, schema)
+        report["backend"] = "postgres"
     print(json.dumps(report, indent=2))
     return 0 if report["ok"] else 1
 

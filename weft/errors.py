@@ -9,10 +9,11 @@ exit code the CLI uses for it, so the CLI needs exactly one handler::
     ├── ContextError             exit 2   no project context / cannot create one
     ├── BrokerError              exit 3   broker file locked, corrupt or unreachable
     │   └── BlobError            exit 3   a blob is missing or its bytes fail their sha256
+    │   └── BrokerUnavailable    exit 3   the broker's server cannot be reached (yet)
     ├── NotFound                 exit 4   no such task / manager / queue
     │   └── AmbiguousTid         exit 2   short TID matches several tasks
     ├── WaitTimeout              exit 5   a deadline passed while waiting
-    ├── TaskRejected             exit 2   no live manager can ever run the task
+    ├── TaskRejected             exit 2   no manager seen lately can ever run the task
     ├── ManagerUnavailable       exit 6   no manager could be started or reached
     ├── TaskFailed               exit 1   a task ended failed; carries its Result
     ├── JobFailed                exit 1   a job step failed and its on_error said stop
@@ -30,6 +31,7 @@ __all__ = [
     "AmbiguousTid",
     "BlobError",
     "BrokerError",
+    "BrokerUnavailable",
     "ContextError",
     "InvalidSpec",
     "JobFailed",
@@ -76,6 +78,8 @@ class BrokerError(WeftError):
 
 class BlobError(BrokerError):
     """A blob is missing, or its bytes do not match its sha256."""
+class BrokerUnavailable(BrokerError):
+    """The broker's server does not answer: waiters wait it out, others fail at once."""
 
 
 class NotFound(WeftError):

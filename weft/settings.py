@@ -123,6 +123,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "allow_pickle": _flag,
     "chunk_kb": _number(int, ge=4, le=1024),
     "max_result_mb": _number(int, ge=1),
+    "manager_history_window": _number(float, ge=0),
 }
 
 
@@ -168,6 +169,9 @@ class Settings:
     max_result_mb: int = field(default=1024, metadata={
         "doc": "largest function result a task may return, MB; a larger one fails the task "
                "with reason result_too_large"})
+    manager_history_window: float = field(default=86400.0, metadata={
+        "doc": "seconds a manager, once seen, counts when judging whether a request can "
+               "ever run: work only it could run waits (deferred) instead of being rejected"})
 
     def __post_init__(self) -> None:
         problems = []

@@ -24,7 +24,7 @@ from typing import Any, TypeVar, cast
 from simplebroker import BrokerSession, resolve_config
 from simplebroker._constants import BrokerError as _SBError
 
-from weft.broker import postgres
+from weft.broker import faults, postgres
 from weft.broker.postgres import ChangeFeed, redact
 from weft.errors import BrokerError
 from weft.settings import Settings
@@ -79,37 +79,37 @@ def _bound_lock_waits(seconds: float) -> None:
     _timestamp.TS_RETRY_MAX_ELAPSED = seconds
 
 
-def _check_header(path: Path) -> None:
-    """Refuse a file that is not SQLite at once (simplebroker would retry for seconds).
+def _check_before_open(path: Path) -> None:
+    """Refuse at once a broker that cannot work (simplebroker would retry for seconds).
 
-    Only while this process has no connection open: closing *any* descriptor of
-    a file drops every POSIX lock the process holds on it, SQLite's included.
+    Opening files is allowed only while this process has no connection open:
+    closing *any* descriptor of a file drops every POSIX lock the process
+    holds on it, SQLite's included.
     """
+    idle = not _OPEN
+    fault = faults.before_open(path, may_open=idle)
+    if fault is None and idle and path.exists():
+        fault = faults.damage(path) if _header_wrong(path) else None
+    if fault is not None:
+        raise BrokerError(f"broker error at {path}: {fault.detail}")
+
+
+def _header_wrong(path: Path) -> bool:
     try:
         with open(path, "rb") as fh:
             head = fh.read(16)
     except OSError:
-        return  # let the connection report it
-    if head and head != b"SQLite format 3\x00":
-        raise BrokerError(f"broker error at {path}: the broker file is corrupt "
-                          "(restore .weft/broker.db from a backup or remove it)")
+        return False  # let the connection report it
+    return bool(head) and head != faults.SQLITE_HEADER
 
 
 def _friendly(exc: BaseException, where: str) -> BrokerError:
+    """One line for a failed broker operation: the cause when one is found, else SQLite's words."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    low = text.lower()
     if where.startswith("postgres"):
         return BrokerError(f"broker error at {where}: {text}")
-    if "locked" in low or "busy" in low:
-        hint = "the broker file is locked by another process; try again"
-    elif ("not a database" in low or "not a valid sqlite" in low or "malformed" in low
-          or "corrupt" in low):
-        hint = "the broker file is corrupt (restore .weft/broker.db from a backup or remove it)"
-    elif "unable to open" in low or "readonly" in low or "permission" in low:
-        hint = "the broker file cannot be opened (check permissions)"
-    else:
-        hint = text
-    return BrokerError(f"broker error at {where}: {hint}")
+    fault = faults.explain(Path(where), str(exc), may_open=not _OPEN)
+    return BrokerError(f"broker error at {where}: {fault.detail if fault else text}")
 
 
 class _Shared:
@@ -199,8 +199,7 @@ class Broker:
             },
         )
         fresh = not path.exists()
-        if not fresh and not _OPEN:
-            _check_header(path)
+        _check_before_open(path)
         old_umask = os.umask(0o077) if fresh else None
         try:
             broker = cls(str(path), config=config, description=str(path))
@@ -235,6 +234,21 @@ class Broker:
                 return fn()
         except (sqlite3.Error, _SBError, OSError) as exc:
             raise _friendly(exc, self.description) from None
+
+    def _look(self, fn: Callable[[], T]) -> T:
+        """A read: on Postgres, tried once more when it fails.
+
+        The pooled connection of a long-lived process dies with a server
+        restart and the first call after it fails while the pool replaces
+        it. Reads change nothing, so one more try is safe; writes and moves
+        are never repeated here (their first try may have committed).
+        """
+        try:
+            return self._call(fn)
+        except BrokerError:
+            if self.backend != "postgres":
+                raise
+            return self._call(fn)
 
     # -- identity ---------------------------------------------------------
     def generate_id(self) -> int:
@@ -329,12 +343,12 @@ class Broker:
 
     # -- looking ----------------------------------------------------------
     def peek_one(self, queue: str, *, message_id: int | None = None) -> Message | None:
-        return cast("Message | None", self._call(
+        return cast("Message | None", self._look(
             lambda: self._core.peek_one(queue, exact_timestamp=message_id, with_timestamps=True)
         ))
 
     def peek_many(self, queue: str, limit: int, *, after: int | None = None) -> list[Message]:
-        return self._call(
+        return self._look(
             lambda: cast("list[Message]", list(
                 self._core.peek_many(queue, limit, with_timestamps=True, after_timestamp=after)
             ))
@@ -353,7 +367,7 @@ class Broker:
     def find_ids(self, queue: str, contains: str, *, limit: int = 1000,
                  after: int | None = None) -> list[int]:
         """Ids of pending messages whose body contains ``contains`` (at most 1000)."""
-        return self._call(
+        return self._look(
             lambda: list(self._core.find_message_ids(queue, body_contains=contains, limit=limit,
                                                      after_timestamp=after))
         )
@@ -379,14 +393,14 @@ class Broker:
         return found
 
     def has_pending(self, queue: str) -> bool:
-        return self._call(lambda: bool(self._core.has_pending_messages(queue)))
+        return self._look(lambda: bool(self._core.has_pending_messages(queue)))
 
     def queue_stats(self) -> list[tuple[str, int, int]]:
         """(name, pending, total) for every queue that holds rows."""
-        return self._call(lambda: [tuple(r) for r in self._core.get_queue_stats()])  # type: ignore[misc]
+        return self._look(lambda: [tuple(r) for r in self._core.get_queue_stats()])  # type: ignore[misc]
 
     def count(self, queue: str) -> int:
-        return self._call(lambda: int(self._core.get_queue_stat(queue).pending))
+        return self._look(lambda: int(self._core.get_queue_stat(queue).pending))
 
     def data_version(self) -> int | None:
         """Changes whenever another connection may have committed; None if unknown.

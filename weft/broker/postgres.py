@@ -18,11 +18,12 @@ host that points at it. Three things here, all specific to that backend:
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from typing import Any
 
-from weft.errors import BrokerError, UsageError
+from weft.errors import BrokerError, BrokerUnavailable, UsageError
 
 CONNECT_TIMEOUT = 5
 TICK = 0.5
@@ -31,6 +32,9 @@ INSTALL_HINT = "the postgres backend needs simplebroker-pg: pip install 'weft[po
 
 
 def _psycopg() -> Any:
+    # The pool logs a warning per reconnect attempt; weft reports an outage
+    # once itself (weft.runtime.outage, weft.client.polling).
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     try:
         import psycopg
         import simplebroker_pg  # noqa: F401 - simplebroker finds it by entry point
@@ -60,7 +64,7 @@ def connect(dsn: str) -> Any:
     except psycopg.ProgrammingError as exc:
         raise UsageError(f"bad Postgres DSN: {_first_line(exc)}") from None
     except psycopg.Error as exc:
-        raise BrokerError(f"cannot reach Postgres: {_first_line(exc)}") from None
+        raise BrokerUnavailable(f"cannot reach Postgres: {_first_line(exc)}") from None
 
 
 def target(dsn: str | None, schema: str) -> tuple[Any, Any]:

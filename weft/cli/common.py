@@ -20,6 +20,7 @@ def client(*, create: bool = False, auto_start: bool = True) -> WeftClient:
     from weft.client.client import WeftClient
 
     c = WeftClient(create=create, announce=create, auto_start=auto_start)
+    c.on_broker_outage = lambda line: click.echo(f"weft: {line}", err=True)
     announce_parent(c.context.root)
     return c
 

@@ -71,6 +71,8 @@ def status_cmd(tid: str | None, request_id: str | None, watch: bool, interval: f
             counts[t["status"]] = counts.get(t["status"], 0) + 1
         overview["tasks"] = counts
         overview["request_id"] = request_id
+        overview["deferred"] = [{"tid": t["tid"], "reason": t.get("reason")} for t in tasks
+                                if t["status"] == "deferred"]
     if as_json:
         echo_json({"context": str(c.context.root), "broker": c.context.describe(),
                    "managers": [w.to_dict() for w in workers], **overview})
@@ -96,6 +98,18 @@ def status_cmd(tid: str | None, request_id: str | None, watch: bool, interval: f
     click.echo(f"rejected  {overview['dead_letters']} dead letter(s) in weft.spawn.rejected")
     blobs = overview.get("blob_store") or {}
     click.echo(f"blobs     {blobs.get('blobs', 0)} blob(s), {blobs.get('bytes', 0) / 2**20:.1f} MB")
+    _print_deferred(overview.get("deferred") or [])
+
+
+def _print_deferred(deferred: list[dict[str, Any]], limit: int = 5) -> None:
+    """Why deferred tasks wait (an absent manager, a busy GPU...): the reason is the point."""
+    if not deferred:
+        return
+    click.echo(f"deferred  {len(deferred)} task(s) waiting:")
+    for row in deferred[:limit]:
+        click.echo(f"  {row['tid'][-10:]}  {row.get('reason') or ''}".rstrip())
+    if len(deferred) > limit:
+        click.echo(f"  ... and {len(deferred) - limit} more (weft task list --status deferred)")
 
 
 def _print_task(info: dict[str, Any]) -> None:
@@ -203,7 +217,36 @@ def _make_control(command: str, help_text: str) -> click.Command:
     return cmd
 
 
-_make_control("PING", "Check a task or manager answers: prints PONG (--json adds the round trip, rtt_ms).")
+@task_group.command("ping")
+@click.argument("tid")
+@click.option("--timeout", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="Seconds to wait for the answer.")
+@json_option
+def task_ping(tid: str, timeout: float, as_json: bool) -> None:
+    """Check a live process answers for TID: prints PONG and the round trip.
+
+    \b
+    PONG <ms>           a live process answered on ctrl_out in time (exit 0)
+    finished (<status>) the task has ended; nothing is left to answer (exit 1)
+    queued              no manager has started it yet (exit 1)
+    no answer ...       nothing answered within --timeout (exit 1)
+    """
+    reply = client().task(tid).ping(timeout=timeout)
+    if as_json:
+        echo_json(reply)
+    elif reply["alive"]:
+        click.echo(f"PONG {reply['rtt_ms']:.1f} ms")
+    elif (reply.get("details") or {}).get("finished"):
+        click.echo(f"finished ({reply['status']})")
+    elif reply.get("status") in ("queued", "deferred") and reply.get("error") is None:
+        click.echo(f"{reply['status']} (no process yet)")
+    else:
+        click.echo(f"weft: {reply.get('error')} (last recorded status: {reply.get('status')})",
+                   err=True)
+    if not reply["alive"]:
+        raise SystemExit(1)
+
+
 _make_control("STATUS", "Ask a running task (or manager) for its live status; --json includes its pid.")
 _make_control("PAUSE", "Pause a running task (SIGSTOP its tree) or a manager (stop claiming); "
               "a task not started yet is refused (use 'weft task hold').")

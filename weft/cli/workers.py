@@ -33,6 +33,9 @@ def worker_group() -> None:
 @click.option("--metrics-addr", callback=lambda _c, _p, v: _check_metrics_addr(v),
               help="Serve Prometheus metrics on HOST:PORT or PORT (loopback unless a host is "
                    "given; 0 picks a free port).")
+@click.option("--max-broker-outage", type=click.FloatRange(min=0, min_open=True),
+              help="Stop (as if told STOP) once the broker has been unreachable this many "
+                   "seconds; by default a manager waits out an outage of any length.")
 @click.option("--metrics-auth-file", type=click.Path(exists=True, dir_okay=False, resolve_path=True),
               help="Require the scrape's Authorization header: an owner-only file with a line "
                    "'bearer TOKEN' or 'basic USER:PASSWORD'.")
@@ -110,7 +113,8 @@ def worker_list(show_all: bool, as_json: bool) -> None:
         click.echo("no managers" if show_all else "no live managers")
         return
     table(None, ["TID", "STATUS", "PID", "HOST", "RUNNING", "HEARTBEAT"],
-          [[w.tid, w.shown_status, w.pid, w.host, (w.record.get("load") or {}).get("running", 0),
+          [[w.tid, w.shown_status + (" (broker unreachable)" if w.record.get("broker_outage") else ""),
+            w.pid, w.host, (w.record.get("load") or {}).get("running", 0),
             ago(w.record.get("heartbeat_at"))] for w in workers])
 
 
@@ -128,6 +132,8 @@ def worker_status(tid: str | None, as_json: bool) -> None:
     click.echo(f"manager    {info.tid}  ({info.shown_status})")
     click.echo(f"pid        {info.pid} on {info.host}   launcher pid {rec.get('launcher_pid')}")
     click.echo(f"uptime     {up:.0f}s   heartbeat {ago(rec.get('heartbeat_at'))}")
+    if rec.get("broker_outage"):
+        click.echo(f"broker     {rec['broker_outage']['text']}")
     load = rec.get("load") or {}
     caps = rec.get("capabilities") or {}
     click.echo(f"running    {load.get('running', 0)} of {caps.get('max_concurrency', '?')}")

@@ -46,6 +46,9 @@ class WeftClient:
                  announce: bool = False, auto_start: bool = True) -> None:
         self.context = _context.resolve(path, create=create, announce=announce)
         self.auto_start = auto_start
+        # Told one line when a wait meets a broker outage (the CLI prints it);
+        # waits ride the outage out either way.
+        self.on_broker_outage: Callable[[str], None] | None = None
         self._broker: Broker | None = None
         self.workers = Workers(self)
         self.queues = Queues(self)
@@ -243,6 +246,10 @@ class WeftClient:
 
     def resolve_tid(self, tid: str) -> str:
         from weft.client.queries import resolve_tid
+
+        full = tid.strip().removeprefix("T")
+        if len(full) == 19 and full.isdigit():
+            return full  # needs no broker: 'weft result TID' can wait for one that is away
 
         return resolve_tid(self.broker, tid)
 

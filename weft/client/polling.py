@@ -12,33 +12,101 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from weft.broker import Broker
-from weft.errors import WaitTimeout
+from weft.errors import BrokerError, BrokerUnavailable, WaitTimeout
 from weft.runtime.wakeup import Backoff
 
 T = TypeVar("T")
 FOLLOW_CAP = 0.05  # a human watching a stream does not need 5 ms latency
+OUTAGE_RETRY_CAP = 2.0  # seconds between looks while the broker is unreachable
 
 
 def poll_until(broker: Broker, check: Callable[[], T | None], *, timeout: float | None,
-               what: str) -> T:
+               what: str, notify: Callable[[str], None] | None = None) -> T:
+    """Call ``check`` until it returns something, waking on broker changes.
+
+    A broker outage (server restart, full disk) is waited out like any other
+    wait: ``notify`` hears one line when it begins, looks are retried with
+    back-off, and the wait resumes when the broker answers again. At the
+    deadline an outage still going on raises BrokerError (exit 3), not
+    WaitTimeout.
+    """
     deadline = None if timeout is None else time.monotonic() + timeout
     backoff = Backoff()
-    version = broker.data_version()
+    outage = _Outage(notify)
+    version = outage.attempt(broker.data_version)
     while True:
-        found = check()
+        found = outage.attempt(check)
         if found is not None:
             return found
         while True:
             if deadline is not None and time.monotonic() >= deadline:
+                outage.raise_if_down(timeout)
                 raise WaitTimeout(f"timed out after {timeout:g}s waiting for {what}")
-            time.sleep(backoff.timeout())
-            current = broker.data_version()
-            if current is None:
-                break  # the backend cannot tell: look again, still backing off
+            pause = outage.pause() if outage.down else backoff.timeout()
+            if deadline is not None:
+                pause = min(pause, max(0.0, deadline - time.monotonic()))
+            time.sleep(pause)
+            current = outage.attempt(broker.data_version)
+            if current is None or outage.down:
+                break  # the backend cannot tell (or is away): look again, still backing off
             if current != version:
                 version = current
                 backoff.reset()
                 break
+
+
+def open_waiting(open_broker: Callable[[], Broker], *, timeout: float | None,
+                 notify: Callable[[str], None] | None = None) -> Broker:
+    """Open the broker for a wait; a server that does not answer yet is waited for
+    like an outage in the middle of a wait (one line, back-off, BrokerError at
+    the deadline)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    outage = _Outage(notify)
+    while True:
+        try:
+            return open_broker()
+        except BrokerUnavailable as exc:
+            outage.failed(exc)
+        if deadline is not None and time.monotonic() >= deadline:
+            outage.raise_if_down(timeout)
+        pause = outage.pause()
+        if deadline is not None:
+            pause = min(pause, max(0.0, deadline - time.monotonic()))
+        time.sleep(pause)
+
+
+class _Outage:
+    """A waiter's view of broker errors: told once, retried with back-off."""
+
+    def __init__(self, notify: Callable[[str], None] | None) -> None:
+        self.notify = notify
+        self.down = False
+        self.error = ""
+        self._delay = 0.25
+        self._told = False
+
+    def attempt(self, fn: Callable[[], T | None]) -> T | None:
+        try:
+            value = fn()
+        except BrokerError as exc:
+            self.failed(exc)
+            return None
+        self.down, self._delay = False, 0.25
+        return value
+
+    def failed(self, exc: BrokerError) -> None:
+        self.down, self.error = True, str(exc)
+        if not self._told and self.notify is not None:
+            self._told = True
+            self.notify(f"broker unreachable ({self.error}); waiting for it to return")
+
+    def pause(self) -> float:
+        delay, self._delay = self._delay, min(OUTAGE_RETRY_CAP, self._delay * 2)
+        return delay
+
+    def raise_if_down(self, timeout: float | None) -> None:
+        if self.down:
+            raise BrokerError(f"broker still unreachable after waiting {timeout:g}s: {self.error}")
 
 
 def wait_for_change(broker: Broker, version: int | None, *, timeout: float | None) -> int | None:

@@ -140,6 +140,8 @@ def task_status(broker: Broker, tid: str) -> dict[str, Any]:
         info["error"] = result.get("error")
     if state not in ("running", "paused"):
         info.pop("pid", None)
+    if state == "deferred" and events and events[-1].get("reason"):
+        info["reason"] = events[-1]["reason"]  # why it waits, e.g. for an absent manager
     from weft.client.progress import latest
 
     progress = latest(events)
@@ -247,11 +249,15 @@ def resolve_tid(broker: Broker, given: str) -> str:
 def overview(broker: Broker) -> dict[str, Any]:
     """Counts for ``weft status``."""
     counts: dict[str, int] = {}
+    deferred = []
     for task in list_tasks(broker):
         counts[task["status"]] = counts.get(task["status"], 0) + 1
+        if task["status"] == "deferred":
+            deferred.append({"tid": task["tid"], "reason": task.get("reason")})
     stats = {name: pending for name, pending, _total in broker.queue_stats()}
     return {
         "tasks": counts,
+        "deferred": deferred,
         "queued_requests": stats.get(SPAWN_REQUESTS, 0),
         "held_requests": stats.get(SPAWN_HELD, 0),
         "waiting_requests": stats.get(SPAWN_WAITING, 0),

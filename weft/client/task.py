@@ -14,9 +14,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from weft.client.polling import poll_until
+from weft.client.polling import open_waiting, poll_until
 from weft.client.result import Result
-from weft.errors import TaskFailed, WaitTimeout
+from weft.errors import TaskFailed, WaitTimeout, WeftError
 from weft.models import TERMINAL
 from weft.names import task_queue
 
@@ -67,11 +67,19 @@ class Task:
     def wait(self, timeout: float | None = None) -> Result:
         """Block until the task ends; return its Result whatever the status.
 
-        Raises WaitTimeout if it has not ended within ``timeout`` seconds.
+        Raises WaitTimeout if it has not ended within ``timeout`` seconds. A
+        broker outage is waited out (``client.on_broker_outage`` hears one
+        line); one still going on at the deadline raises BrokerError.
         """
         if self._result is None:
-            self._result = poll_until(self.client.broker, self._final, timeout=timeout,
-                                      what=f"task {self.tid}")
+            started = time.monotonic()
+            broker = open_waiting(lambda: self.client.broker, timeout=timeout,
+                                  notify=self.client.on_broker_outage)
+            if timeout is not None:
+                timeout = max(0.0, timeout - (time.monotonic() - started))
+            self._result = poll_until(broker, self._final, timeout=timeout,
+                                      what=f"task {self.tid}",
+                                      notify=self.client.on_broker_outage)
         return self._result
 
     def result(self, timeout: float | None = None) -> Result:
@@ -115,7 +123,8 @@ class Task:
         """
         from weft.client.payloads import chunk_bytes
 
-        broker = self.client.broker
+        broker = open_waiting(lambda: self.client.broker, timeout=timeout,
+                              notify=self.client.on_broker_outage)
         queue = task_queue(self.tid, "outbox")
         cursor: int | None = None
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -126,7 +135,8 @@ class Task:
 
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            page = poll_until(broker, fresh, timeout=remaining, what=f"output of {self.tid}")
+            page = poll_until(broker, fresh, timeout=remaining, what=f"output of {self.tid}",
+                              notify=self.client.on_broker_outage)
             for body, mid in page:
                 cursor = mid
                 message = json.loads(body)
@@ -214,14 +224,20 @@ class Task:
             if self._queued():
                 # No process yet, so nobody to answer: the queue is the answer.
                 self._drop_request(request_id)
-                reply_text = "PONG" if upper == "PING" else "queued"
-                return self._synthetic(upper, request_id, "queued", reply_text, sent_at)
+                state, reason = self._waiting_state()
+                reply = self._synthetic(upper, request_id, state,
+                                        None if upper == "PING" else state, sent_at)
+                if reason:
+                    reply["details"]["reason"] = reason
+                return reply
             return None
 
         try:
             reply = poll_until(broker, matching, timeout=timeout,
                                what=f"a reply from {self.tid} to {command.upper()}")
         except WaitTimeout:
+            if upper == "PING":
+                self._drop_request(request_id)  # nobody to answer it; leave no litter
             raise WaitTimeout(f"no reply from task {self.tid} to {command.upper()} within "
                               f"{timeout:g}s (is it running, and is its manager alive?)") from None
         reply["rtt_ms"] = round((time.monotonic() - sent_at) * 1000, 2)
@@ -241,6 +257,15 @@ class Task:
 
         held = self.client.broker.peek_one(SPAWN_HELD, message_id=int(self.tid)) is not None
         return held or self._queued()
+
+    def _waiting_state(self) -> tuple[str, str | None]:
+        """``queued``, or ``deferred`` with the reason a manager gave for holding it back."""
+        from weft.client.queries import task_events
+
+        events = task_events(self.client.broker, self.tid)
+        if events and events[-1].get("status") == "deferred":
+            return "deferred", events[-1].get("reason")
+        return "queued", None
 
     def _cancel_if_queued(self, command: str) -> bool:
         """STOP/KILL of a queued task: take its request off the queue (atomic) and end it."""
@@ -269,7 +294,7 @@ class Task:
                                        "reason": f"{command.lower()} while queued", **ident}))
         return True
 
-    def _synthetic(self, command: str, request_id: str, status: str, reply: str,
+    def _synthetic(self, command: str, request_id: str, status: str, reply: str | None,
                    sent_at: float) -> dict[str, Any]:
         return {"v": 1, "request_id": request_id, "tid": self.tid, "command": command, "ok": True,
                 "status": status, "pid": None, "reply": reply, "error": None,
@@ -286,14 +311,39 @@ class Task:
         # A finished task answers nothing; its queue holds the answer. Drop our request.
         self._drop_request(request_id)
         upper = command.upper()
+        # A PING is never answered PONG from a queue: PONG means a process answered.
         return {"v": 1, "request_id": request_id, "tid": self.tid, "command": upper, "ok": True,
                 "status": final.status, "pid": None,
-                "reply": "PONG" if upper == "PING" else f"already {final.status}",
-                "error": None, "details": {"finished": True}}
+                "reply": None if upper == "PING" else f"already {final.status}",
+                "error": None, "details": {"finished": True, "answered_by": "client"}}
 
     def ping(self, timeout: float = 10.0) -> dict[str, Any]:
-        """PING: the reply has ``reply == "PONG"`` and the round trip in ``rtt_ms``."""
-        return self.control("PING", timeout=timeout)
+        """Ask the task's live process (or, for a manager, the manager) for PONG.
+
+        Never raises for a missing answer: the reply's ``alive`` is True only
+        when a live process answered on ``ctrl_out`` within ``timeout``, and
+        then ``reply == "PONG"`` with the round trip in ``rtt_ms``. Otherwise
+        ``alive`` is False, ``reply`` None and ``status`` says what the broker
+        knows: a finished task's final status (``details.finished``), ``queued``
+        (no process yet), or, with no answer in time, the last recorded status
+        and ``error`` saying so.
+        """
+        try:
+            reply = self.control("PING", timeout=timeout)
+        except WaitTimeout as exc:
+            return {"v": 1, "request_id": None, "tid": self.tid, "command": "PING", "ok": False,
+                    "alive": False, "status": self._last_known_status(), "pid": None,
+                    "reply": None, "error": str(exc), "details": {"answered": False},
+                    "rtt_ms": None}
+        reply["alive"] = reply.get("reply") == "PONG" and \
+            (reply.get("details") or {}).get("answered_by") != "client"
+        return reply
+
+    def _last_known_status(self) -> str | None:
+        try:
+            return str(self.status()["status"])
+        except WeftError:
+            return None
 
     def stop(self, timeout: float = 10.0) -> dict[str, Any]:
         """SIGTERM to the task's process group (SIGKILL 5 s later): ends ``cancelled``."""

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from weft.errors import ManagerUnavailable, NotFound, UsageError, WaitTimeout
 from weft.names import WORKERS_REGISTRY
 from weft.pathsafety import NOFOLLOW, open_private, private_dir
-from weft.runtime import registry
+from weft.runtime import outage, registry
 from weft.runtime.batch import dumps
 
 if TYPE_CHECKING:
@@ -65,6 +65,8 @@ class Workers:
         for entry in registry.read_all(self.client.broker).values():
             rec = entry.record
             state = registry.liveness(rec, now)
+            if rec.get("host") == registry.HOST and (held := outage.state_of(entry.tid)):
+                rec = {**rec, "broker_outage": {**held, "text": outage.describe(held)}}
             if all or state == "active":
                 from weft.client.paused import manager_paused
 

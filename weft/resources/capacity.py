@@ -5,7 +5,7 @@ was started with (``weft worker start --cpus/--memory/--gpus/--gpu-ids/
 --max-concurrency``). Asking for more than the host has gives what the host
 has; naming a GPU that does not exist is a usage error. Capacity is fixed
 for a manager's life and is published in its registry record so clients can
-refuse requests no live manager could ever run.
+refuse requests no manager seen within the history window could ever run.
 """
 
 from __future__ import annotations

@@ -13,8 +13,9 @@ feeds and records; every decision is made by the pure functions of
   ageing and FIFO order, with backfill, counting each admission before the
   next (:func:`weft.resources.plan`);
 * **records** -- ``task_admitted`` on admission, ``task_deferred`` once per
-  distinct reason per task, ``task_rejected`` through :mod:`.rejection`
-  when no live manager could ever run the request; and the ``capabilities``
+  distinct reason per task (also while it waits for an absent manager that
+  could run it), ``task_rejected`` through :mod:`.rejection` when no manager
+  seen within the history window could ever run it; and the ``capabilities``
   and ``load`` of the registry record.
 
 Waiting for a free concurrency slot is ordinary queueing, not a deferral:
@@ -43,7 +44,8 @@ from weft.resources import (
     plan,
     process_tree_pids,
 )
-from weft.runtime import groups, rejection
+from weft.resources.project_fit import Seen
+from weft.runtime import groups, registry, rejection
 from weft.runtime.finish_hook import FinishHook
 from weft.settings import Settings
 
@@ -54,6 +56,7 @@ log = logging.getLogger("weft.manager")
 READINGS_TTL = 1.0  # seconds a host snapshot is reused
 RETRY_EVERY = 1.0  # while something is deferred, re-plan at least this often
 SWEEP_EVERY = 1.0  # while full, still look for never-fitting requests this often
+WAIT_RECHECK = 30.0  # a request waiting for an absent manager is judged again this often
 _NS = 1e9
 
 
@@ -105,7 +108,8 @@ class Policy:
         self._next_sweep = 0.0
         self._deferred: dict[str, set[str]] = {}  # reasons already logged, per task
         self._requests: dict[int, tuple[str, Request]] = {}  # id -> (body, request)
-        self._peers: rejection.PeerCapacities | None = None
+        self._project: rejection.ProjectManagers | None = None
+        self.history_window = settings.manager_history_window
         log.info("capacity: %s (GPUs from %s)", self.capacity.to_record(), self.gpu_reader.source)
 
     @property
@@ -224,21 +228,32 @@ class Policy:
                             attempt=cand.request.attempt)
 
     def reject(self, manager: Any, cand: Any, reason: str) -> None:
-        """Never fits here: refuse it if it fits no other live manager either."""
-        if self._peers is None:
-            self._peers = rejection.PeerCapacities(manager.broker, manager.tid)
+        """Never fits here. Refuse it only if no manager seen within the history
+        window could ever fit it; wait (``deferred``) while only absent ones could."""
+        if self._project is None:
+            me = Seen(tid=manager.tid, host=registry.HOST, live=True,
+                      capacity=self.capacity, thresholds=self.thresholds)
+            self._project = rejection.ProjectManagers(manager.broker, me,
+                                                      window=self.history_window)
         request = self._request(cand)
-        if self._peers.fits_somewhere(request):
+        verdict = self._project.judge(request)
+        if verdict.kind == "live":
             return  # leave it for a bigger manager
+        if verdict.kind == "wait":
+            self.defer(manager, cand, verdict.reason)
+            # Look again now and then: an absent manager may age out of the window.
+            self.retry_at = min(self.retry_at or float("inf"), time.monotonic() + WAIT_RECHECK)
+            return
         manager.intake.forget(cand.message_id)
         self._requests.pop(cand.message_id, None)
         self._deferred.pop(cand.tid, None)
         rejection.reject(manager.broker, manager.batch, manager_tid=manager.tid,
-                         message_id=cand.message_id, tid=cand.tid, reason=reason,
+                         message_id=cand.message_id, tid=cand.tid, reason=verdict.reason,
                          attempt=cand.request.attempt, request_id=cand.spec.request_id,
                          name=cand.spec.name, parent_tid=cand.spec.parent_tid,
                          details={"resources": cand.spec.resources.model_dump(),
-                                  "managers_checked": 1 + len(self._peers.peers())})
+                                  "here": reason, "window": self._project.span,
+                                  "managers_checked": len(self._project.seen())})
 
     # -- registry ----------------------------------------------------------
     def capacity_record(self) -> dict[str, Any]:

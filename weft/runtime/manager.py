@@ -15,6 +15,7 @@ nothing and runs nothing twice (see :mod:`recovery`).
 
 from __future__ import annotations
 
+import logging
 import os
 import selectors
 import signal
@@ -23,22 +24,29 @@ from typing import Any
 
 from weft.broker import Broker
 from weft.context import Context
+from weft.errors import BrokerError
 from weft.models import TaskState
 from weft.names import SPAWN_REQUESTS
 from weft.runtime.admission_hook import Policy, make_policy
 from weft.runtime.basetask import BaseTask
-from weft.runtime.batch import Batch, dumps
+from weft.runtime.batch import dumps
 from weft.runtime.consumer import Consumer
 from weft.runtime.dependencies import Resolver
 from weft.runtime.gate import Gate
 from weft.runtime.heartbeat import Heartbeat
+from weft.runtime.holding import HoldingBatch, replay_spills, spill_path
 from weft.runtime.intake import Candidate, Intake
 from weft.runtime.launcher import Launcher, LauncherLost
+from weft.runtime.outage import Outage, sweep_stale
 from weft.runtime.outcome import lost
-from weft.runtime.recovery import recover_dead_managers
+from weft.runtime.presence import BrokerPresence
+from weft.runtime.recovery import recover_dead_managers, settle_claims
+from weft.runtime.registry import LEASE_FACTOR, LEASE_SLACK
 from weft.runtime.stdin_feed import StdinFeed
 from weft.runtime.tasklog import log_task_event
 from weft.runtime.wakeup import Backoff
+
+log = logging.getLogger("weft.manager")
 
 CHILD_CONTROL_EVERY = 0.05
 STOP_GRACE = 5.0  # between TERM and KILL when the drain grace runs out
@@ -50,7 +58,8 @@ class Manager(BaseTask):
     def __init__(self, ctx: Context, *, tid: str, options: dict[str, Any]) -> None:
         self.ctx = ctx
         self.broker = Broker.open(ctx.root, ctx.settings)
-        super().__init__(tid, name=options.get("name") or "manager", batch=Batch(self.broker))
+        self.holding = HoldingBatch(self.broker, spill=spill_path(ctx.root, tid))  # outages lose nothing
+        super().__init__(tid, name=options.get("name") or "manager", batch=self.holding)
         self.options = options
         self.pid = os.getpid()
         self.idle_timeout = float(options.get("idle_timeout", ctx.settings.manager_idle_timeout))
@@ -62,6 +71,9 @@ class Manager(BaseTask):
         self.policy: Policy = make_policy(ctx.settings, options, self.broker, tid)
         self.launcher = Launcher(root=str(ctx.root), manager_tid=tid)
         self.heartbeat = Heartbeat(self, interval=ctx.settings.heartbeat_interval)
+        self.presence = BrokerPresence(ctx)
+        self.outage = Outage(tid, root=ctx.root, max_outage=options.get("max_broker_outage"),
+                             lease=ctx.settings.heartbeat_interval * LEASE_FACTOR + LEASE_SLACK)
         self.backoff = Backoff()
         self.stop_reason: str | None = None
         self.kill_now = False
@@ -89,14 +101,49 @@ class Manager(BaseTask):
         self.batch.event("manager_started", self.tid, "running", pid=self.pid,
                          details={"launcher_pid": self.launcher.pid,
                                   "capacity": self.policy.capacity_record()})
+        replay_spills(self.broker, self.ctx.root)  # outcomes an earlier manager could not write
+        sweep_stale()  # outage files of managers SIGKILLed during an outage
         recover_dead_managers(self.broker, self.batch, self.tid)
         self.batch.flush()
         try:
             while not self._finished():
-                self.step()
+                if self.outage.active:
+                    self._ride_out()
+                    continue
+                try:
+                    self.step()
+                except BrokerError as exc:
+                    self.outage.begin(exc, held=self.holding.held, now=time.monotonic())
         finally:
             self._shutdown()
         return 0
+
+    def _ride_out(self) -> None:
+        """The broker is away: children run on, their outcomes are held; retry with back-off."""
+        self._wait(min(0.5, self.outage.wait_time(time.monotonic())))
+        self._collect_launcher()
+        now = time.monotonic()
+        self.last_activity = now  # an outage is not idleness
+        self._enforce_stop(now)
+        if self.outage.expired(now) and self.stop_reason is None:
+            log.error("broker unreachable for longer than --max-broker-outage: stopping")
+            self.stop_reason, self.draining_since = "broker outage", now
+        if not self.outage.due(now):
+            return
+        held = self.holding.held
+        try:
+            self.batch.flush()
+            self.heartbeat.beat(status="active")
+            # A step the outage cut short may have claimed a request it never launched.
+            settle_claims(self.broker, self.batch, owner_tid=self.tid, my_tid=self.tid,
+                          running=frozenset(self.consumers))
+            self.batch.flush()
+        except BrokerError:
+            self.holding.bound()
+            self.outage.failed(now)
+            return
+        self.outage.end(time.monotonic(), flushed=held)
+        self._data_version = None
 
     def step(self) -> None:
         self._wait(self.backoff.timeout())
@@ -135,8 +182,10 @@ class Manager(BaseTask):
             self.last_activity = now
             self.backoff.reset()
         if self.heartbeat.due(now):
+            self._stop_if_broker_lost(now)
             self.heartbeat.beat(status="active")
-            if recover_dead_managers(self.broker, self.batch, self.tid):
+            if self.outage.may_judge_peers(now) and \
+                    recover_dead_managers(self.broker, self.batch, self.tid):
                 self._data_version = None
             self.batch.flush()
             if self.metrics is not None:
@@ -194,6 +243,13 @@ class Manager(BaseTask):
             else:
                 self._signal_quietly(tid, "TERM", "stop", STOP_GRACE)
 
+    def _stop_if_broker_lost(self, now: float) -> None:
+        """Our broker file was deleted or replaced: nobody can reach us; stop everything now."""
+        why = self.presence.lost()
+        if why is not None and self.stop_reason is None:
+            log.error("%s: stopping this manager and its tasks", why)
+            self.stop_reason, self.grace, self.draining_since = f"broker lost: {why}", 0.0, now
+
     def _shutdown(self) -> None:
         reason = self.stop_reason or "exit"
         try:
@@ -206,8 +262,13 @@ class Manager(BaseTask):
         self.state = TaskState.COMPLETED
         self.batch.event("manager_stopped", self.tid, "stopped", pid=self.pid, reason=reason,
                          details={"drained": self._drained} if self._drained else None)
-        self.heartbeat.beat(status="stopped", stop_reason=reason)
-        self.batch.flush()
+        try:
+            self.batch.flush()
+            self.heartbeat.beat(status="stopped", stop_reason=reason)
+        except BrokerError:  # the broker is away: keep what we hold for the next manager
+            log.error("exiting with the broker unreachable: %d record(s) spilled to %s",
+                      self.holding.spill_all(), self.holding.spill)
+        self.outage.close()
         if self.metrics is not None:
             self.metrics.close()
         self.broker.close()

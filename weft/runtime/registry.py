@@ -59,7 +59,10 @@ def liveness(record: dict[str, Any], now: float) -> str:
         return "stopped"
     interval = float(record.get("heartbeat_interval") or 5.0)
     if now - float(record.get("heartbeat_at") or 0) > interval * LEASE_FACTOR + LEASE_SLACK:
-        return "dead"
+        from weft.runtime.outage import riding_out
+
+        # A manager of this host riding out a broker outage cannot heartbeat, but lives.
+        return str(status) if riding_out(record, HOST) else "dead"
     if record.get("host") == HOST:
         from weft.resources.pids import pid_alive
 

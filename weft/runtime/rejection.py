@@ -1,11 +1,17 @@
-"""Refusing what no live manager could ever run.
+"""Refusing what no manager of the project could ever run, and waiting for absent ones.
 
 Admission tells a manager that a request exceeds *its* capacity totals. That
 alone is no reason to refuse it: another manager on the same broker may be
-bigger. So before refusing, the manager compares the request with the
-capacity every other live manager publishes in its registry record
-(``capabilities``). Only when none of them could ever fit it is the request
-rejected:
+bigger, or may be down for a reboot. So before refusing, the manager reads
+every manager the registry has seen within the history window
+(``WEFT_MANAGER_HISTORY_WINDOW``, 24 h by default: a record's
+``heartbeat_at`` is when it was last seen) and asks
+:func:`weft.resources.project_fit.judge`:
+
+- a live manager could fit it: leave it on the queue for that one;
+- only absent managers could: it waits as ``deferred`` with that reason;
+- none could: it is rejected, the reason naming the best capacity in the
+  project:
 
 1. the request is moved atomically from ``weft.spawn.requests`` to
    ``weft.spawn.rejected`` (keeping its id, so the TID still names it). A
@@ -29,43 +35,71 @@ from typing import Any
 
 from weft.broker import Broker
 from weft.names import SPAWN_REJECTED, SPAWN_REQUESTS, task_queue
-from weft.resources import Capacity, Request, Thresholds, rejection_reason
+from weft.resources import Capacity, Request, Thresholds
+from weft.resources.project_fit import Seen, Verdict, judge, window_text
 from weft.runtime import registry
 from weft.runtime.batch import Batch
 
 REASON = "insufficient_capacity"
 PEERS_TTL = 1.0
+DEFAULT_WINDOW = 24 * 3600.0
 
 
-class PeerCapacities:
-    """The other live managers' capacities, re-read at most every ``ttl`` s."""
+class ProjectManagers:
+    """Every manager seen within ``window`` seconds, re-read at most every ``ttl`` s."""
 
-    def __init__(self, broker: Broker, my_tid: str, *, ttl: float = PEERS_TTL,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, broker: Broker, me: Seen, *, window: float = DEFAULT_WINDOW,
+                 ttl: float = PEERS_TTL, clock: Callable[[], float] = time.monotonic) -> None:
         self.broker = broker
-        self.my_tid = my_tid
+        self.me = me
+        self.window = window
         self.ttl = ttl
         self.clock = clock
-        self._peers: list[tuple[Capacity, Thresholds] | None] = []
+        self._seen: list[Seen] = []
         self._read_at: float | None = None
 
-    def peers(self, *, fresh: bool = False) -> list[tuple[Capacity, Thresholds] | None]:
-        """One entry per other live manager; None where its capacity is unknown."""
+    def seen(self, *, fresh: bool = False) -> list[Seen]:
+        """This manager and every other one seen within the window."""
         now = self.clock()
         if fresh or self._read_at is None or now - self._read_at >= self.ttl:
-            records = registry.live_managers(self.broker, time.time())
-            self._peers = [_capacity_of(r) for r in records if r.get("tid") != self.my_tid]
+            self._seen = [self.me, *seen_managers(self.broker, time.time(), self.window,
+                                                  exclude=self.me.tid)]
             self._read_at = now
-        return self._peers
+        return self._seen
 
-    def fits_somewhere(self, request: Request) -> bool:
-        """Could some other live manager ever run it? A "no" from the cache is
-        checked again against a fresh read before anyone acts on it."""
-        return any(self._could_fit(request, fresh) for fresh in (False, True))
+    def judge(self, request: Request) -> Verdict:
+        """What to do with a request this manager cannot fit. A "wait" or "reject"
+        from the cache is checked again against a fresh read before anyone acts on it."""
+        verdict = judge(request, self.seen(), self.window)
+        if verdict.kind != "live":
+            verdict = judge(request, self.seen(fresh=True), self.window)
+        return verdict
 
-    def _could_fit(self, request: Request, fresh: bool) -> bool:
-        return any(peer is None or rejection_reason(request, *peer) is None
-                   for peer in self.peers(fresh=fresh))
+    @property
+    def span(self) -> str:
+        return window_text(self.window)
+
+
+def seen_managers(broker: Broker, now: float, window: float, *,
+                  exclude: str | None = None) -> list[Seen]:
+    """Managers whose newest record's heartbeat is within ``window`` of ``now``."""
+    found = []
+    for entry in registry.read_all(broker).values():
+        record = entry.record
+        if entry.tid == exclude or record.get("role", "manager") != "manager":
+            continue
+        try:
+            last_seen = float(record.get("heartbeat_at") or 0)
+        except (TypeError, ValueError):
+            continue
+        if now - last_seen > window:
+            continue
+        capacity = _capacity_of(record)
+        found.append(Seen(tid=entry.tid, host=str(record.get("host") or "?"),
+                          live=registry.liveness(record, now) == "active",
+                          capacity=capacity[0] if capacity else None,
+                          thresholds=capacity[1] if capacity else Thresholds()))
+    return found
 
 
 def _capacity_of(record: dict[str, Any]) -> tuple[Capacity, Thresholds] | None:
@@ -91,7 +125,7 @@ def reject(broker: Broker, batch: Batch, *, manager_tid: str, message_id: int, t
     """
     if broker.move_one(SPAWN_REQUESTS, SPAWN_REJECTED, message_id=message_id) is None:
         return False
-    error = f"no live manager can ever run this task: {reason}"
+    error = f"no manager can ever run this task: {reason}"
     batch.write(task_queue(tid, "outbox"), {
         "v": 1, "type": "result", "tid": tid, "status": "rejected", "exit_code": None,
         "reason": REASON, "error": error, "attempt": attempt, "request_id": request_id,
