@@ -5,7 +5,9 @@
 Submits ``--tasks`` short tasks (mostly ``true``, some short sleeps, a third
 with one retry), and while they flow, at random moments: SIGKILLs a manager
 (then starts a replacement), SIGKILLs a manager together with its launcher,
-SIGKILLs a running task's process, or (``--outage SECONDS``) takes the
+SIGKILLs a running task's process, freezes a manager (SIGSTOP, half the
+time also SIGKILLing its launcher so peers recover its claims) and thaws it
+(SIGCONT) after longer than the heartbeat lease, or (``--outage SECONDS``) takes the
 broker away for that long while managers and their tasks keep running: a
 SQLite broker's files are made immutable (root, chattr), a Postgres server
 (``--postgres DSN``) is stopped and started with ``$WEFT_CI_PG_CTL``. When everything has settled it checks
@@ -30,11 +32,13 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+FREEZE_FOR = 6.5  # longer than the lease at a 1 s heartbeat (3 x 1 s + 2 s)
 FINAL_EVENTS = {"task_completed", "task_failed", "task_timeout", "task_killed",
                 "task_cancelled", "task_rejected"}
 
@@ -53,6 +57,7 @@ class Chaos:
         self.all_pids: set[int] = set()
         self.kills = Counter()
         self.tids: list[str] = []
+        self.frozen: dict[int, float] = {}  # manager pid -> when to thaw it
         self.outage_seconds = 0.0
         self._outage_until: float | None = None
         self._frozen: list[Path] = []
@@ -65,7 +70,11 @@ class Chaos:
         self.all_pids.update({info.pid, int(info.record.get("launcher_pid") or 0)})
 
     def kill_manager(self, with_launcher: bool) -> None:
-        victim = self.managers.pop(self.rng.randrange(len(self.managers)))
+        awake = [m for m in self.managers if m.pid not in self.frozen]  # let a freeze play out
+        if not awake:
+            return
+        victim = awake[self.rng.randrange(len(awake))]
+        self.managers.remove(victim)
         if with_launcher:
             _quietly(os.killpg, victim.pid, signal.SIGKILL)  # manager and launcher share a group
             self.kills["manager_and_launcher"] += 1
@@ -74,6 +83,38 @@ class Chaos:
             self.kills["manager"] += 1
         _reap(victim.pid)
         self.start_manager()
+
+    def freeze_manager(self) -> None:
+        """SIGSTOP a manager past its lease; half the time its launcher dies meanwhile."""
+        candidates = [m for m in self.managers if m.pid not in self.frozen]
+        if not candidates:
+            return
+        # The busiest one: a freeze matters when the manager holds claims.
+        held = {m.tid: self.client.broker.count(f"T{m.tid}.reserved") for m in candidates}
+        victim = max(candidates, key=lambda m: (held[m.tid], self.rng.random()))
+        _quietly(os.kill, victim.pid, signal.SIGSTOP)
+        self.frozen[victim.pid] = time.monotonic() + FREEZE_FOR
+        # Thawed by a timer, not by this loop: a manager frozen inside a SQLite write
+        # transaction holds the broker's lock, so this loop may block until it wakes.
+        timer = threading.Timer(FREEZE_FOR, _quietly, (os.kill, victim.pid, signal.SIGCONT))
+        timer.daemon = True
+        timer.start()
+        launcher = 0
+        if self.rng.random() < 0.5:
+            record = self.client.workers.status(victim.tid).record
+            launcher = int(record.get("launcher_pid") or 0)
+        if launcher:
+            _quietly(os.kill, launcher, signal.SIGKILL)
+            self.kills["freeze_and_launcher"] += 1
+        else:
+            self.kills["freeze"] += 1
+
+    def thaw(self, *, everything: bool = False) -> None:
+        now = time.monotonic()
+        for pid, when in list(self.frozen.items()):
+            if everything or now >= when:
+                _quietly(os.kill, pid, signal.SIGCONT)
+                del self.frozen[pid]
 
     def kill_consumer(self) -> None:
         running = self._running_pids()
@@ -151,7 +192,9 @@ class Chaos:
         for _ in range(self.n_managers):
             self.start_manager()
         batch = max(1, self.n_tasks // 20)
-        while len(self.tids) < self.n_tasks or self.in_outage or not self.settled():
+        while (len(self.tids) < self.n_tasks or self.in_outage or self.frozen
+               or not self.settled()):
+            self.thaw()
             self.end_outage()
             if len(self.tids) < self.n_tasks and not self.in_outage:
                 self.submit(min(batch, self.n_tasks - len(self.tids)))
@@ -159,6 +202,7 @@ class Chaos:
                 self.chaos_step()
             time.sleep(self.rng.uniform(0.5, 1.5) * kill_every)
             if time.monotonic() - started > deadline:
+                self.thaw(everything=True)
                 break
         elapsed = time.monotonic() - started
         return self.report(elapsed)
@@ -169,7 +213,9 @@ class Chaos:
             self.kill_manager(with_launcher=False)
         elif roll < 0.35:
             self.kill_manager(with_launcher=True)
-        elif roll < 0.75:
+        elif roll < 0.45:
+            self.freeze_manager()
+        elif roll < 0.8:
             self.kill_consumer()
         elif roll < 0.85 and self.outage_seconds > 0:
             self.broker_outage()
@@ -232,6 +278,7 @@ class Chaos:
             "tasks": len(wanted), "seconds": round(elapsed, 1),
             "tasks_per_second": round(len(wanted) / elapsed, 1) if elapsed else None,
             "kills": dict(self.kills), "final_status": dict(statuses),
+            "claims_lost": sum(1 for e in events if e.get("event") == "claim_lost"),
             "not_completed_reasons": dict(reasons),
             "final_attempt": {str(k): v for k, v in sorted(attempts.items())},
             "missing_results": sorted(wanted - set(results))[:10],
@@ -239,6 +286,7 @@ class Chaos:
         }
 
     def close(self) -> None:
+        self.thaw(everything=True)
         self.end_outage(force=True)  # never leave the broker immutable
         for info in self.managers:
             _quietly(os.kill, info.pid, signal.SIGTERM)

@@ -22,7 +22,7 @@ import pytest
 from conftest import ROOT, Project, pid_alive, wait_for
 
 from weft.broker import Broker
-from weft.broker.broker import PAGE
+from weft.broker.broker import PAGE, MessageTooLarge
 from weft.settings import Settings
 
 # Read at import: the `project` fixture clears WEFT_* from the environment.
@@ -170,6 +170,82 @@ def test_move_one_has_exactly_one_winner_across_processes(backend: Backend,
     for n, won in enumerate(wins):
         assert [m for _, m in broker.peek_all(f"dst{n}")] == won
     assert broker.peek_one("src") is None
+
+
+def test_settle_claim_is_one_fenced_transaction(broker: Broker) -> None:
+    """The fenced op: act on the exact claim and write, or write nothing and say so."""
+    claim = broker.write("req", "request")
+    assert broker.move_one("req", "T1.reserved", message_id=claim) is not None
+    work = broker.write("T2.reserved", "work item")
+    assert broker.settle_claim("T1.reserved", claim, writes=[("T2.outbox", "result"),
+                                                             ("log", "event")],
+                               deletes=[("T2.reserved", work)])
+    assert [b for b, _ in broker.peek_all("T2.outbox")] == ["result"]
+    assert [b for b, _ in broker.peek_all("log")] == ["event"]
+    assert broker.peek_one("T2.reserved") is None and broker.peek_one("T1.reserved") is None
+    # The claim is gone: a second settle writes nothing.
+    assert not broker.settle_claim("T1.reserved", claim, writes=[("T2.outbox", "again")])
+    assert [b for b, _ in broker.peek_all("T2.outbox")] == ["result"]
+    # Moving the claim keeps its id and may replace its body (a retry of the same TID).
+    other = broker.write("T1.reserved", "attempt 1")
+    assert broker.settle_claim("T1.reserved", other, move_to="req", body="attempt 2",
+                               writes=[("log", "retrying")])
+    assert broker.peek_one("req") == ("attempt 2", other)
+    assert not broker.settle_claim("T1.reserved", other, move_to="req", body="attempt 3")
+    assert broker.peek_one("req") == ("attempt 2", other)
+    # keep: write only while the claim is there, and leave it there (an attempt's start).
+    assert broker.settle_claim("req", other, writes=[("log", "started")], keep=True)
+    assert broker.peek_one("req") == ("attempt 2", other)
+    broker.delete("req", [other])
+    assert not broker.settle_claim("req", other, writes=[("log", "started again")], keep=True)
+    assert [b for b, _ in broker.peek_all("log")] == ["event", "retrying", "started"]
+    other = broker.write("req", "attempt 2")
+    # A body over the size limit is refused before anything happens.
+    with pytest.raises(MessageTooLarge):
+        broker.settle_claim("req", other, writes=[("T2.outbox", "x" * (broker.max_message_size + 1))])
+    assert broker.peek_one("req") == ("attempt 2", other)
+
+
+SETTLER = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
+    from weft.broker import Broker
+    from weft.settings import Settings
+    root, me, ids = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    with Broker.open(Path(root), Settings.from_env()) as broker:
+        broker.peek_one("claims")
+        print("ready", flush=True)
+        sys.stdin.readline()
+        won = [mid for mid in ids
+               if broker.settle_claim("claims", mid, writes=[("results", f"{mid}:{me}")])]
+    print(json.dumps(won), flush=True)
+""")
+
+
+def test_settle_claim_has_exactly_one_winner_across_processes(backend: Backend,
+                                                              broker: Broker) -> None:
+    ids = [broker.write("claims", f"job{i}") for i in range(30)]
+    env = {**backend.project.env, "PYTHONPATH": str(ROOT)}
+    racers = [subprocess.Popen([sys.executable, "-c", SETTLER, str(backend.project.root),
+                                str(n), json.dumps(ids)], env=env, text=True,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+              for n in range(3)]
+    try:
+        for proc in racers:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        for proc in racers:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        wins = [json.loads(proc.communicate(timeout=60)[0]) for proc in racers]
+    finally:
+        for proc in racers:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert sorted(mid for won in wins for mid in won) == ids, "every claim settled exactly once"
+    results = [body for body, _ in broker.peek_all("results")]
+    assert sorted(results) == sorted(f"{mid}:{n}" for n, won in enumerate(wins) for mid in won)
 
 
 def test_delete_by_id_and_whole_queue(broker: Broker) -> None:

@@ -16,7 +16,7 @@ import sqlite3
 import stat
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -174,6 +174,7 @@ class Broker:
         self._core = shared.core
         self._lock = shared.lock
         self.backend = shared.session.backend_name
+        self.max_message_size = int(config["MAX_MESSAGE_SIZE"])
         self._closed = False
         self.root: Path | None = None
         self.settings: Settings | None = None
@@ -289,6 +290,62 @@ class Broker:
             return ids
 
         return self._call(run)
+
+    def settle_claim(self, queue: str, message_id: int, *, writes: Sequence[tuple[str, str]] = (),
+                     deletes: Sequence[tuple[str, int]] = (), move_to: str | None = None,
+                     body: str | None = None, keep: bool = False) -> bool:
+        """The fenced operation: act on one exact claim, or do nothing and say so.
+
+        In ONE transaction: remove message ``message_id`` from ``queue`` (or,
+        with ``move_to``, move it there keeping its id, its body replaced by
+        ``body`` if given), write ``writes`` and delete ``deletes``. If the
+        claim is no longer in ``queue`` (someone else took it), nothing at all
+        is written and the answer is False. Used for every settle, recovery,
+        dead-letter and cancel (see :mod:`weft.runtime.attempt`). With ``keep``
+        the claim is only checked (and locked) and stays where it is: a write
+        made only while the attempt is still this owner's (its start).
+        """
+        for _queue, text in writes:
+            self.check_size(text)
+        if body is not None:
+            self.check_size(body)
+
+        def run() -> bool:
+            ids = [self._core.generate_timestamp() for _ in writes]
+            with self._core.sidecar(transaction=True) as tx:
+                if keep:
+                    lock = " FOR UPDATE" if self.backend == "postgres" else ""
+                    hit = tx.run("SELECT ts FROM messages WHERE queue = ? AND ts = ? "
+                                 "AND NOT claimed" + lock, (queue, message_id), fetch=True)
+                elif move_to is None:
+                    hit = tx.run("DELETE FROM messages WHERE queue = ? AND ts = ? AND NOT claimed "
+                                 "RETURNING ts", (queue, message_id), fetch=True)
+                elif body is None:
+                    hit = tx.run("UPDATE messages SET queue = ? WHERE queue = ? AND ts = ? "
+                                 "AND NOT claimed RETURNING ts", (move_to, queue, message_id),
+                                 fetch=True)
+                else:
+                    hit = tx.run("UPDATE messages SET queue = ?, body = ? WHERE queue = ? "
+                                 "AND ts = ? AND NOT claimed RETURNING ts",
+                                 (move_to, body, queue, message_id), fetch=True)
+                if not list(hit):
+                    return False  # nothing written: the transaction holds no change
+                for (dst, text), mid in zip(writes, ids, strict=True):
+                    tx.run("INSERT INTO messages (queue, body, ts) VALUES (?, ?, ?)",
+                           (dst, text, mid))
+                for dst, mid in deletes:
+                    tx.run("DELETE FROM messages WHERE queue = ? AND ts = ?", (dst, mid))
+                if self.backend == "postgres":
+                    _notify(tx, {dst for dst, _ in writes} | ({move_to} if move_to else set()))
+            return True
+
+        return self._call(run)
+
+    def check_size(self, body: str) -> None:
+        """Raise MessageTooLarge for a body the broker would refuse."""
+        size = len(body.encode("utf-8", "surrogatepass"))
+        if size > self.max_message_size:
+            raise MessageTooLarge(size, self.max_message_size)
 
     def insert_atomic(self, records: list[tuple[str, str, int]]) -> None:
         """Insert (queue, body, id) rows in ONE transaction, ids from :meth:`generate_id`.
@@ -434,6 +491,26 @@ class Broker:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class MessageTooLarge(BrokerError):
+    """A message over the broker's size limit (``BROKER_MAX_MESSAGE_SIZE``, 10 MiB)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"message of {size} bytes exceeds the broker's limit of {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+def _notify(tx: Any, queues: set[str]) -> None:
+    """Tell Postgres listeners (simplebroker's waiters, weft's ChangeFeed) what changed.
+
+    simplebroker-pg's own writes send one NOTIFY per queue on its schema's
+    channel; raw SQL inside a sidecar transaction must do the same itself.
+    """
+    for queue in sorted(queues):
+        tx.run("SELECT pg_notify('simplebroker_' || substr(md5(current_schema()), 1, 24), ?)",
+               (queue,), fetch=True)
 
 
 @contextmanager

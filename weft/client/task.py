@@ -222,8 +222,12 @@ class Task:
             if final is not None:
                 return self._answer_for_finished(command, request_id, final)
             if self._queued():
-                # No process yet, so nobody to answer: the queue is the answer.
+                # No process yet, so nobody to answer: the queue is the answer. A STOP
+                # that raced a retry (settled while we waited) cancels the waiting attempt.
                 self._drop_request(request_id)
+                if upper in ("STOP", "KILL") and self._cancel_if_queued(upper):
+                    return self._synthetic(upper, request_id, "cancelled",
+                                           "cancelled before it started", sent_at)
                 state, reason = self._waiting_state()
                 reply = self._synthetic(upper, request_id, state,
                                         None if upper == "PING" else state, sent_at)
@@ -268,31 +272,14 @@ class Task:
         return "queued", None
 
     def _cancel_if_queued(self, command: str) -> bool:
-        """STOP/KILL of a queued task: take its request off the queue (atomic) and end it."""
-        from weft.names import SPAWN_HELD, SPAWN_REQUESTS, SPAWN_WAITING, TASKS_LOG
-        from weft.runtime.batch import dumps
+        """STOP/KILL of a task not started yet (queued, waiting on its dependencies or
+        held) or between retries: its request, result and event change in one
+        fenced operation (weft/runtime/attempt.py)."""
+        from weft.names import SPAWN_HELD, SPAWN_REQUESTS, SPAWN_WAITING
+        from weft.runtime.attempt import cancel_queued
 
-        broker = self.client.broker
-        taken = (broker.read_one(SPAWN_REQUESTS, message_id=int(self.tid))
-                 or broker.read_one(SPAWN_WAITING, message_id=int(self.tid)))
-        if taken is None:
-            taken = broker.read_one(SPAWN_HELD, message_id=int(self.tid))
-        if taken is None:
-            return False
-        now = time.time()
-        try:
-            spec = json.loads(taken[0]).get("taskspec") or {}
-        except (ValueError, AttributeError):
-            spec = {}
-        ident = {k: spec[k] for k in ("request_id", "parent_tid", "name") if spec.get(k)}
-        broker.write(task_queue(self.tid, "outbox"), dumps({
-            "v": 1, "type": "result", "tid": self.tid, "status": "cancelled", "exit_code": None,
-            "reason": command.lower(), "error": "cancelled before it started",
-            "finished_at": now, "attempt": 1, **ident}))
-        broker.write(TASKS_LOG, dumps({"v": 1, "event": "task_cancelled", "tid": self.tid,
-                                       "status": "cancelled", "ts": now,
-                                       "reason": f"{command.lower()} while queued", **ident}))
-        return True
+        return any(cancel_queued(self.client.broker, self.tid, command=command, queue=queue)
+                   for queue in (SPAWN_REQUESTS, SPAWN_WAITING, SPAWN_HELD))
 
     def _synthetic(self, command: str, request_id: str, status: str, reply: str | None,
                    sent_at: float) -> dict[str, Any]:

@@ -144,6 +144,8 @@ class ResultMessage(_Message):
     status: str
     exit_code: int | None = None
     value: Any = None
+    # {"sha256", "size", "encoding"}: a large value is in the blob store (``value`` null)
+    value_blob: dict[str, Any] | None = None
     error: str | None = None
     traceback: str | None = None
     exception: Any = None  # pickled exception (serializer "pickle"; see weft.models.values)

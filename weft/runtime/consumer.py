@@ -19,8 +19,10 @@ from typing import Any, Protocol
 
 from weft.broker.blobs import BlobStore, blob_store, chunk_bytes, max_result_bytes
 from weft.errors import WeftError
-from weft.models import SpawnRequest, TaskSpec, TaskState
-from weft.names import SPAWN_REQUESTS, task_queue
+from weft.models import SpawnRequest, TaskSpec, TaskState, can_transition
+from weft.names import task_queue
+from weft.runtime import attempt
+from weft.runtime.attempt import Claim, ResultTooLarge
 from weft.runtime.basetask import BaseTask
 from weft.runtime.batch import Batch, dumps
 from weft.runtime.outcome import Outcome, classify
@@ -43,11 +45,21 @@ class ConsumerHost(Protocol):
     def signal(self, tid: str, sig: str, reason: str | None, grace: float | None = None) -> None: ...
 
 
+# How a Consumer is brought to the state it is built in, one table step at a time.
+_PATHS = {TaskState.SPAWNING: (TaskState.SPAWNING,),
+          TaskState.RUNNING: (TaskState.SPAWNING, TaskState.RUNNING)}
+
+
 class Consumer(BaseTask):
     role = "task"
 
     def __init__(self, spec: TaskSpec, *, request: SpawnRequest, batch: Batch, host: ConsumerHost,
-                 work_id: int | None = None, gpu_ids: tuple[int, ...] = ()) -> None:
+                 claim_id: int | None = None, work_id: int | None = None,
+                 gpu_ids: tuple[int, ...] = (), state: TaskState = TaskState.SPAWNING,
+                 pid: int | None = None, started_at: float | None = None) -> None:
+        """The one way to build a Consumer: a manager's new attempt (``spawning``), or
+        one that already runs (``running``: adopted by an orphaned launcher, or
+        finished by recovery). The state is reached through the transition table."""
         assert spec.tid is not None
         super().__init__(spec.tid, name=spec.name, batch=batch)
         self.spec = spec
@@ -57,15 +69,30 @@ class Consumer(BaseTask):
         # The spawn request this attempt was claimed as: it stays in the host
         # manager's reserved queue until the attempt is settled (result or retry),
         # so recovery can always tell what a dead host was responsible for.
-        self.claim_id: int | None = None
+        self.claim: Claim | None = None
+        self.claim_id = claim_id
         self.gpu_ids = gpu_ids
         self.attempt = request.attempt
         self.request_id = request.request_id or spec.request_id
-        self.state = TaskState.SPAWNING
-        self.started_at: float | None = None
+        self.pid = pid
+        self.started_at: float | None = started_at
         self.seq = 0
         self.paused = False
         self.spool = OutputSpool(self.blobs, chunk=chunk_bytes(batch.broker))
+        self.lost = False
+        for step in _PATHS[state]:
+            if not can_transition(self.state, step):
+                raise RuntimeError(f"illegal transition {self.state} -> {step} for {self.tid}")
+            self.state = step
+
+    @property
+    def claim_id(self) -> int | None:
+        return None if self.claim is None else self.claim.message_id
+
+    @claim_id.setter
+    def claim_id(self, message_id: int | None) -> None:
+        self.claim = None if message_id is None else Claim(
+            task_queue(self.host.manager_tid, "reserved"), message_id)
 
     def event_fields(self) -> dict[str, Any]:
         return {"pid": self.pid, "name": self.name, "request_id": self.request_id,
@@ -138,9 +165,16 @@ class Consumer(BaseTask):
                          gpus=list(self.gpu_ids) or None, **self.event_fields())
 
     def started(self, pid: int, at: float) -> None:
+        """Record the start, only while the claim is still ours: a manager that woke
+        from a freeze must not log a start for an attempt a peer has taken over."""
         self.pid = pid
         self.started_at = at
-        self.transition(TaskState.RUNNING, "task_started")
+        if self.claim is None:
+            self.transition(TaskState.RUNNING, "task_started")
+            return
+        with self.batch.fenced(self.claim.queue, self.claim.message_id, keep=True,
+                               on_lost=self._lost):
+            self.transition(TaskState.RUNNING, "task_started")
 
     def output(self, stream: str, data: bytes) -> None:
         """Bytes the task wrote, in the order read: outbox messages (inline or blob references)."""
@@ -171,8 +205,10 @@ class Consumer(BaseTask):
 
     def finish(self, outcome: Outcome, *, peak_rss_mb: float | None = None,
                cpu_time_s: float | None = None, finished_at: float | None = None) -> None:
+        """Settle the attempt: result (or retry) and event, fenced on its claim."""
         if self.state.terminal:
             return
+        assert self.claim is not None, f"attempt of {self.tid} settled without a claim"
         if self._maybe_retry(outcome):
             return
         result = {
@@ -186,11 +222,21 @@ class Consumer(BaseTask):
         }
         if outcome.exception is not None:
             result["exception"] = outcome.exception
-        self.batch.write(self.queues["outbox"], result)
+        try:
+            attempt.settle_final(self.batch, self.claim, result=result, work_id=self.work_id,
+                                 event=lambda: self._final_event(outcome, peak_rss_mb, cpu_time_s),
+                                 on_lost=self._lost)
+        except ResultTooLarge as exc:
+            # One big value must not end the host: the task fails, nothing else does.
+            self.finish(Outcome(TaskState.FAILED, 1, reason="result_too_large",
+                                error=f"the task's result could not be stored: {exc}"),
+                        peak_rss_mb=peak_rss_mb, cpu_time_s=cpu_time_s, finished_at=finished_at)
+
+    def _final_event(self, outcome: Outcome, peak_rss_mb: float | None,
+                     cpu_time_s: float | None) -> None:
         self.transition(outcome.state, FINAL_EVENTS[outcome.state], exit_code=outcome.exit_code,
-                        reason=outcome.reason, error=_short(outcome.error),
+                        reason=outcome.reason, error=attempt.short(outcome.error),
                         peak_rss_mb=peak_rss_mb, cpu_time_s=cpu_time_s)  # for metrics
-        self._release()
 
     def _value_fields(self, value: Any) -> dict[str, Any]:
         try:
@@ -198,33 +244,40 @@ class Consumer(BaseTask):
         except (WeftError, OSError) as exc:  # the store failed: the task fails, the host goes on
             return {"value": None, "error": f"cannot store the result: {exc}"}
 
-    def _release(self) -> None:
-        """Deletes go after the writes of the same batch: a crash leaves a duplicate, not a loss."""
-        if self.work_id is not None:
-            self.batch.delete(self.queues["reserved"], self.work_id)
-        if self.claim_id is not None:
-            self.batch.delete(task_queue(self.host.manager_tid, "reserved"), self.claim_id,
-                              last=True)
-
     def _maybe_retry(self, outcome: Outcome) -> bool:
         policy = self.spec.retry
         key = outcome.retry_key
         if key is None or key not in policy.retry_on or self.attempt > policy.retries:
             return False
+        assert self.claim is not None
         delay = policy.delay_before(self.attempt + 1)
         retry = self.request.model_copy(update={
             "taskspec": self.spec,  # carries the tid: the retry is the same task
             "attempt": self.attempt + 1,
             "not_before": time.time() + delay if delay > 0 else None,
         })
-        # Atomic: a retry request without its event would be queued again by recovery.
-        with self.batch.atomic():
-            self.batch.write(SPAWN_REQUESTS, retry.model_dump_json(exclude_none=True))
+
+        def event() -> None:
             self.transition(TaskState.QUEUED, "task_retrying", exit_code=outcome.exit_code,
-                            reason=outcome.reason or key, error=_short(outcome.error),
+                            reason=outcome.reason or key, error=attempt.short(outcome.error),
                             details={"next_attempt": self.attempt + 1, "delay": delay})
-        self._release()
+
+        attempt.settle_retry(self.batch, self.claim, request=retry, work_id=self.work_id,
+                             event=event, on_lost=self._lost)
         return True
+
+    def _lost(self) -> None:
+        """Someone else settled this attempt (a peer recovered the claim, a client
+        cancelled it): nothing was written; stop the process if it still runs."""
+        if self.lost or self.claim is None:
+            return
+        self.lost = True
+        attempt.lost_claim_event(self.batch, self.tid, self.state.value, self.claim,
+                                 **self.event_fields())
+        try:
+            self.host.signal(self.tid, "KILL", "claim_lost")
+        except Exception:  # noqa: BLE001 - the launcher may be gone: nothing runs there then
+            pass
 
     # -- control ----------------------------------------------------------
     def on_stop(self, reason: str | None) -> str:
@@ -258,9 +311,3 @@ class Consumer(BaseTask):
             "manager_tid": self.host.manager_tid, "request_id": self.request_id,
             "gpus": list(self.gpu_ids), "host_pid": os.getpid(),
         }
-
-
-def _short(text: str | None, limit: int = 500) -> str | None:
-    if text is None:
-        return None
-    return text if len(text) <= limit else text[: limit - 3] + "..."

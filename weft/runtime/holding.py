@@ -23,7 +23,9 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from weft.broker import Broker
 from weft.errors import WeftError
@@ -34,7 +36,9 @@ log = logging.getLogger("weft.manager")
 
 MEMORY_LIMIT = 64 << 20  # bytes of held writes kept in memory before spilling
 
-Unit = list[tuple[str, str]]
+# A spill unit: a list of (queue, body) writes (one, or an atomic group), or a
+# settle fenced on its claim: {"writes": [...], "fence": {"queue", "id", ...}}.
+Unit = Any
 
 
 def spill_dir() -> Path:
@@ -73,15 +77,19 @@ class HoldingBatch(Batch):
     def _flush_writes(self) -> None:
         done = 0
         try:
-            groups = sorted(self._groups)
-            while done < len(self.writes):
-                group = next(((s, e) for s, e in groups if s == done), None)
+            starts = {g.start: g for g in self._groups}
+            while done < len(self.writes) or done in starts:
+                group = starts.get(done)
                 if group is not None:
-                    self.broker.write_atomic(self.writes[group[0]:group[1]])
-                    done = group[1]
+                    # Atomic, or fenced on its claim (weft/runtime/attempt.py): one unit.
+                    self._group(group, self.writes[group.start:group.end])
+                    self._groups.remove(group)
+                    done = group.end
+                    starts = {g.start: g for g in self._groups}
                 else:
                     queue, body = self.writes[done]
-                    self.broker.write(queue, body)
+                    if self._fits((queue, body)):
+                        self.broker.write(queue, body)
                     done += 1
         finally:
             self._drop_written(done)
@@ -89,7 +97,9 @@ class HoldingBatch(Batch):
     def _drop_written(self, done: int) -> None:
         if done:
             del self.writes[:done]
-            self._groups = [(s - done, e - done) for s, e in self._groups if e > done]
+            self._groups = [replace(g, start=g.start - done, end=g.end - done)
+                            for g in self._groups if g.end > done or
+                            (g.start >= done and g.start == g.end)]
 
     # -- bounding memory ------------------------------------------------------
     def bound(self) -> None:
@@ -121,12 +131,21 @@ class HoldingBatch(Batch):
         return count
 
     def _units_upto(self, size: int | None) -> tuple[list[Unit], int]:
+        """The oldest writes as spill units; a settle fenced on its claim keeps its
+        fence, so writing it back is still conditional on the claim."""
         units: list[Unit] = []
         done = taken = 0
-        groups = dict(self._groups)
+        groups = {g.start: g for g in self._groups}
         while done < len(self.writes) and (size is None or taken < size):
-            end = groups.get(done, done + 1)
-            units.append(list(self.writes[done:end]))
+            group = groups.get(done)
+            end = group.end if group is not None else done + 1
+            writes = list(self.writes[done:end])
+            if group is not None and group.claim is not None:
+                units.append({"writes": writes, "fence": {
+                    "queue": group.claim[0], "id": group.claim[1], "deletes": group.deletes,
+                    "move_to": group.move_to, "body": group.body, "keep": group.keep}})
+            else:
+                units.append(writes)
             taken += sum(len(q) + len(b) for q, b in self.writes[done:end])
             done = end
         return units, done
@@ -172,7 +191,18 @@ def write_back(broker: Broker, path: Path, *, start: int = 0,
         for index, line in enumerate(fh):
             if index < start:
                 continue
-            unit = [(str(q), str(b)) for q, b in json.loads(line)]
+            raw = json.loads(line)
+            if isinstance(raw, dict):  # a fenced settle: still only if the claim is there
+                fence = raw["fence"]
+                broker.settle_claim(str(fence["queue"]), int(fence["id"]),
+                                    writes=[(str(q), str(b)) for q, b in raw["writes"]],
+                                    deletes=[(str(q), int(i)) for q, i in fence["deletes"]],
+                                    move_to=fence.get("move_to"), body=fence.get("body"),
+                                    keep=bool(fence.get("keep")))
+                if progressed is not None:
+                    progressed(index + 1)
+                continue
+            unit = [(str(q), str(b)) for q, b in raw]
             if len(unit) > 1:
                 broker.write_atomic(unit)
             else:

@@ -1,9 +1,12 @@
 """Reading the spawn queue: parse, dead-letter, and pick what is runnable.
 
 Parsing is cached by message id, so a deep queue is parsed once, not once
-per dispatch step. A request that cannot be parsed or validated is moved
-(atomically, keeping its id) to ``weft.spawn.rejected`` with an event that
-names the problem; it never blocks the queue and never crashes the reader.
+per dispatch step. A request that cannot be parsed or validated, or whose
+taskspec names a tid other than its own message id (a task's TID *is* its
+spawn message's id, for every attempt), is moved (atomically, keeping its
+id, with its result and event in the same transaction) to
+``weft.spawn.rejected`` with the reason; it never blocks the queue and never
+crashes the reader, whatever the body holds.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from pydantic import ValidationError
 from weft.broker import Broker
 from weft.errors import describe_validation_error
 from weft.models import SpawnRequest, TaskSpec
-from weft.names import SPAWN_REJECTED, SPAWN_REQUESTS
+from weft.names import SPAWN_REQUESTS
+from weft.runtime import attempt
 from weft.runtime.batch import Batch
 from weft.runtime.gate import Gate
 
@@ -45,10 +49,21 @@ class Candidate:
 
 
 def parse(body: str, message_id: int) -> Candidate:
-    """Validate one spawn request; raise ValueError naming the problem."""
+    """Validate one spawn request; raise ValueError naming the problem (and nothing else)."""
+    try:
+        return _parse(body, message_id)
+    except ValueError:
+        raise
+    except RecursionError:
+        raise ValueError("not a usable spawn request: nested too deeply") from None
+    except Exception as exc:  # noqa: BLE001 - any body at all must become a reason
+        raise ValueError(f"not a usable spawn request: {type(exc).__name__}: {exc}") from None
+
+
+def _parse(body: str, message_id: int) -> Candidate:
     try:
         raw = json.loads(body)
-    except (ValueError, RecursionError) as exc:
+    except ValueError as exc:
         raise ValueError(f"not JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise ValueError("a spawn request must be a JSON object")
@@ -57,9 +72,13 @@ def parse(body: str, message_id: int) -> Candidate:
     except ValidationError as exc:
         raise ValueError(describe_validation_error(exc, what="spawn request")) from None
     spec = request.taskspec
+    own = attempt.tid_of(message_id)
+    if spec.tid is not None and spec.tid != own:
+        raise ValueError(f"taskspec tid {spec.tid} is not this request's id {own}: a task's "
+                         "TID is its spawn message's id (leave tid out)")
     updates: dict[str, Any] = {}
     if spec.tid is None:
-        updates["tid"] = str(message_id).zfill(19)
+        updates["tid"] = own
     if spec.request_id is None and request.request_id:
         updates["request_id"] = request.request_id
     if updates:
@@ -111,13 +130,19 @@ class Intake:
 
     def _candidate(self, body: str, mid: int) -> Candidate | None:
         cand = self._cache.get(mid)
-        if cand is None or cand.body != body:  # 'weft task edit' rewrites under the same id
+        # A retry (weft/runtime/attempt.py) and 'weft task edit' rewrite a request
+        # under the same id: a cached parse is good only for the body it came from.
+        if cand is None or cand.body != body:
             try:
                 cand = parse(body, mid)
             except ValueError as exc:
                 self.dead_letter(mid, str(exc))
                 return None
-            refusal = self.gate.refusal(cand.spec) if self.gate is not None else None
+            try:
+                refusal = self.gate.refusal(cand.spec) if self.gate is not None else None
+            except Exception as exc:  # noqa: BLE001 - one request must not end the reader
+                self.dead_letter(mid, f"cannot check the request: {type(exc).__name__}: {exc}")
+                return None
             if refusal is not None:
                 self.dead_letter(mid, refusal.error, reason=refusal.reason)
                 return None
@@ -128,35 +153,12 @@ class Intake:
         self._cache.pop(message_id, None)
 
     def dead_letter(self, message_id: int, problem: str, *, reason: str = "invalid_request") -> None:
-        moved = self.broker.move_one(SPAWN_REQUESTS, SPAWN_REJECTED, message_id=message_id)
-        if moved is None:
-            return
-        tid = str(message_id).zfill(19)
-        ids = _salvage_ids(moved[0])
-        # Release anyone waiting on this TID: the request will never run.
-        self.batch.write(f"T{tid}.outbox", {"v": 1, "type": "result", "tid": tid,
-                                            "status": "rejected", "reason": reason,
-                                            "error": problem[:500], "attempt": 1,
-                                            "finished_at": time.time(),
-                                            "request_id": ids.get("request_id")})
-        self.batch.event("task_rejected", tid, "rejected", manager_tid=self.manager_tid,
-                         reason=reason, error=problem[:500],
-                         details={"queue": SPAWN_REJECTED}, **ids)
-
-
-def _salvage_ids(body: str) -> dict[str, Any]:
-    """The request id and parent of a request that failed validation, when
-    they can still be read, so its rejection can be followed like any event."""
-    try:
-        raw = json.loads(body)
-    except ValueError:
-        return {}
-    if not isinstance(raw, dict):
-        return {}
-    spec = raw["taskspec"] if isinstance(raw.get("taskspec"), dict) else {}
-    ids = {"request_id": raw.get("request_id") or spec.get("request_id"),
-           "parent_tid": spec.get("parent_tid"), "name": spec.get("name")}
-    return {k: v for k, v in ids.items() if isinstance(v, str) and len(v) <= 200}
+        """Refuse one queued request: moved, result and event in one transaction."""
+        claim = attempt.Claim(SPAWN_REQUESTS, message_id)
+        body = self.broker.peek_one(SPAWN_REQUESTS, message_id=message_id)
+        ids = attempt.salvage_ids(body[0]) if body is not None else {}
+        attempt.dead_letter(self.broker, claim, problem=problem, manager_tid=self.manager_tid,
+                            reason=reason, ids=ids)
 
 
 def seconds_until(when: float | None) -> float | None:

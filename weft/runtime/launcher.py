@@ -65,6 +65,10 @@ class Launcher:
     def launch(self, op: dict[str, Any]) -> None:
         self.send(op)
 
+    def go(self, tid: str) -> None:
+        """The task's start is on record: let its process run the target."""
+        self.send({"op": "go", "tid": tid})
+
     def signal(self, tid: str, sig: str, reason: str | None, grace: float | None = None) -> None:
         self.send({"op": "signal", "tid": tid, "sig": sig, "reason": reason, "grace": grace})
 

@@ -27,9 +27,9 @@ from weft.context import Context
 from weft.errors import BrokerError
 from weft.models import TaskState
 from weft.names import SPAWN_REQUESTS
+from weft.runtime import attempt
 from weft.runtime.admission_hook import Policy, make_policy
 from weft.runtime.basetask import BaseTask
-from weft.runtime.batch import dumps
 from weft.runtime.consumer import Consumer
 from weft.runtime.dependencies import Resolver
 from weft.runtime.gate import Gate
@@ -50,6 +50,7 @@ log = logging.getLogger("weft.manager")
 
 CHILD_CONTROL_EVERY = 0.05
 STOP_GRACE = 5.0  # between TERM and KILL when the drain grace runs out
+log = logging.getLogger("weft.manager")
 
 
 class Manager(BaseTask):
@@ -86,6 +87,7 @@ class Manager(BaseTask):
         self._child_control_due = False
         self._selector = selectors.DefaultSelector()
         self._watched: tuple[int, int] | None = None
+        self._awaiting_go: list[str] = []  # started tasks whose start is not yet on record
         self.batch.listeners.append(log_task_event)
         self.stdin_feed = StdinFeed(self.broker)
         self.metrics = _start_metrics(self)  # None unless started with --metrics-addr
@@ -171,11 +173,8 @@ class Manager(BaseTask):
         for consumer in self.consumers.values():
             consumer.flush_stale_output(now)
         if self.batch:
-            requeued = self.batch.writes_to(SPAWN_REQUESTS)
-            self.batch.flush()
+            self._flush()
             active = True
-            if requeued:  # our own commits do not move data_version: look again
-                self._data_version = None
         if (wake or active) and self.dependencies.poll(now):
             self._data_version, active = None, True  # released requests: dispatch them now
         if active:
@@ -184,6 +183,7 @@ class Manager(BaseTask):
         if self.heartbeat.due(now):
             self._stop_if_broker_lost(now)
             self.heartbeat.beat(status="active")
+            self._check_claims()
             if self.outage.may_judge_peers(now) and \
                     recover_dead_managers(self.broker, self.batch, self.tid):
                 self._data_version = None
@@ -281,8 +281,61 @@ class Manager(BaseTask):
             self._launcher_lost()
             return True
         for frame in frames:
-            self._on_frame(frame)
+            try:
+                self._on_frame(frame)
+            except Exception as exc:  # noqa: BLE001 - one task's report must not end the manager
+                self._task_broke(str(frame.get("tid", "")), exc)
+        started = [f["tid"] for f in frames if f.get("ev") == "started" and f["tid"] in self.consumers]
+        if started:
+            # A forked task waits for the go-ahead until its task_started event is
+            # committed: recovery tells "never started" (requeue) from "started"
+            # (never again) by the log, so the two must never disagree.
+            self._awaiting_go.extend(started)
+            self._flush()
         return bool(frames)
+
+    def _flush(self) -> None:
+        requeued = self.batch.writes_to(SPAWN_REQUESTS)
+        self.batch.flush()
+        if requeued:  # our own commits do not move data_version: look again
+            self._data_version = None
+        if self._awaiting_go:
+            tids, self._awaiting_go = self._awaiting_go, []
+            for tid in tids:
+                consumer = self.consumers.get(tid)
+                if consumer is None or consumer.lost:
+                    continue  # not ours any more: it never gets to run
+                try:
+                    self.launcher.go(tid)
+                except LauncherLost:
+                    return  # its processes exit without running: handled as a lost launcher
+
+    def _task_broke(self, tid: str, exc: BaseException) -> None:
+        """Handling one task failed: fail that task with the reason and carry on."""
+        log.exception("handling task %s failed; the task fails, the manager carries on", tid)
+        consumer = self.consumers.get(tid)
+        if consumer is None:
+            return
+        self._signal_quietly(tid, "KILL", "internal_error")
+        try:
+            self._finish_lost(tid, f"{type(exc).__name__}: {exc}", reason="internal_error")
+        except Exception:  # noqa: BLE001 - the plainest settle there is, then move on
+            log.exception("could not settle task %s the usual way; failing it plainly", tid)
+            self.consumers.pop(tid, None)
+            self.policy.release(tid)
+            if consumer.claim is not None:
+                attempt.fail_now(self.broker, consumer.claim, error=f"{type(exc).__name__}: {exc}",
+                                 attempt=consumer.attempt, manager_tid=self.tid)
+
+    def _check_claims(self) -> None:
+        """Read back every running attempt's claim: one a peer took (this manager was
+        frozen past its lease) is not ours to settle; its process is stopped."""
+        for consumer in list(self.consumers.values()):
+            if consumer.claim is None or attempt.still_owned(self.broker, consumer.claim):
+                continue
+            self.consumers.pop(consumer.tid, None)
+            self.policy.release(consumer.tid)
+            consumer._lost()
 
     def _on_frame(self, frame: dict[str, Any]) -> None:
         consumer = self.consumers.get(frame.get("tid", ""))
@@ -429,27 +482,33 @@ class Manager(BaseTask):
         return launched
 
     def _claim_and_launch(self, cand: Candidate, gpu_ids: tuple[int, ...]) -> bool:
-        moved = self.broker.move_one(SPAWN_REQUESTS, self.queues["reserved"],
-                                     message_id=cand.message_id)
+        claim = attempt.claim(self.broker, cand.message_id, self.tid)
         self.intake.forget(cand.message_id)
-        if moved is None:
+        if claim is None:
             return False  # another manager won the race
-        if not self.policy.admit(self, cand, gpu_ids):
-            return False  # its group filled up or paused since the plan: claim put back
+        try:
+            if not self.policy.admit(self, cand, gpu_ids):
+                return False  # its group filled up or paused since the plan: claim put back
+            self._launch(cand, claim.message_id, gpu_ids)
+        except Exception as exc:  # noqa: BLE001 - one request must not end the manager
+            log.exception("launching task %s failed", cand.tid)
+            if cand.tid in self.consumers:
+                self._finish_lost(cand.tid, f"{type(exc).__name__}: {exc}",
+                                  reason="internal_error")
+            else:
+                self.policy.release(cand.tid)
+                attempt.dead_letter(self.broker, claim, problem=f"cannot launch: {exc}",
+                                    manager_tid=self.tid, reason="internal_error",
+                                    attempt=cand.request.attempt)
+        return True
+
+    def _launch(self, cand: Candidate, claim_id: int, gpu_ids: tuple[int, ...]) -> None:
+        work_id = attempt.hand_over(self.broker, cand.tid, cand.request.inbox_message,
+                                    attempt=cand.request.attempt)
         consumer = Consumer(cand.spec, request=cand.request, batch=self.batch, host=self,
-                            gpu_ids=gpu_ids)
-        if cand.request.attempt > 1:  # a work item an earlier attempt's host died holding
-            self.broker.delete_queue(consumer.queues["reserved"])
-        if cand.request.inbox_message is not None:
-            # The work item: written to the inbox, handed over (inbox -> reserved)
-            # at launch, deleted once the result is on the outbox.
-            queues = consumer.queues
-            work_id = self.broker.write(queues["inbox"], dumps(cand.request.inbox_message))
-            self.broker.move_one(queues["inbox"], queues["reserved"], message_id=work_id)
-            consumer.work_id = work_id
+                            claim_id=claim_id, work_id=work_id, gpu_ids=gpu_ids)
         consumer.spawning()
         self.consumers[consumer.tid] = consumer
-        consumer.claim_id = cand.message_id  # deleted by the consumer once settled
         env, unset = consumer.child_env(str(self.ctx.root))
         op = consumer.launch_op(env, unset, stdin=cand.request.inbox_message, request_json=cand.body)
         if self.intake.gate is not None:  # secrets' values, the allow-list
@@ -458,7 +517,6 @@ class Manager(BaseTask):
             self.launcher.launch(op)
         except LauncherLost:
             self._launcher_lost()
-        return True
 
 
 def _start_metrics(manager: Manager) -> Any:

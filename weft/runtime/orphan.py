@@ -23,6 +23,7 @@ The record's heartbeat is kept fresh while tasks run; the launcher writes
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -35,6 +36,7 @@ from weft.names import WORKERS_REGISTRY, task_queue
 from weft.runtime import registry
 from weft.runtime.batch import Batch, dumps
 from weft.runtime.consumer import Consumer
+from weft.runtime.outcome import lost
 from weft.runtime.recovery import (
     STARTED_EVENTS,
     attempt_events,
@@ -45,6 +47,7 @@ from weft.runtime.recovery import (
 from weft.runtime.tasklog import log_task_event
 
 CONTROL_EVERY = 0.1
+log = logging.getLogger("weft.orphan")
 
 
 class OrphanHost:
@@ -112,16 +115,17 @@ class OrphanHost:
         request = SpawnRequest.model_validate_json(task["request"])
         spec = request.taskspec.model_copy(update={"tid": task["tid"],
                                                    "request_id": task.get("request_id")})
+        events = attempt_events(self.broker, task["tid"], request.attempt)
+        recorded = any(e.get("event") in STARTED_EVENTS for e in events)
+        # Already started on record: built running. Otherwise the manager died between
+        # the launcher's "started" and its log write: the start is recorded now.
         consumer = Consumer(spec, request=request, batch=self.batch, host=self,
-                            work_id=task.get("work_id"), gpu_ids=tuple(task.get("gpu_ids") or ()))
-        consumer.claim_id = task.get("claim_id")
-        consumer.pid = pid
-        consumer.started_at = started_at
-        events = attempt_events(self.broker, consumer.tid, consumer.attempt)
-        if not any(e.get("event") in STARTED_EVENTS for e in events):
-            # The manager died between the launcher's "started" and its log write.
+                            claim_id=task.get("claim_id"), work_id=task.get("work_id"),
+                            gpu_ids=tuple(task.get("gpu_ids") or ()),
+                            state=TaskState.RUNNING if recorded else TaskState.SPAWNING,
+                            pid=pid, started_at=started_at)
+        if not recorded:
             consumer.started(pid, started_at)
-        consumer.state = TaskState.RUNNING
         self.batch.event("task_adopted", consumer.tid, "running", **consumer.event_fields(),
                          reason="manager_lost")
         self.consumers[consumer.tid] = consumer
@@ -130,11 +134,16 @@ class OrphanHost:
         consumer = self.consumers.get(frame.get("tid", ""))
         if consumer is None:
             return
-        if frame["ev"] == "out":
-            consumer.output(frame["s"], frame["d"])
-        elif frame["ev"] == "exit":
-            consumer.exited(frame)
-            del self.consumers[consumer.tid]
+        try:
+            if frame["ev"] == "out":
+                consumer.output(frame["s"], frame["d"])
+            elif frame["ev"] == "exit":
+                del self.consumers[consumer.tid]
+                consumer.exited(frame)
+        except Exception as exc:  # noqa: BLE001 - one task's report must not end the others
+            log.exception("finishing task %s failed", consumer.tid)
+            self.consumers.pop(consumer.tid, None)
+            consumer.finish(lost("internal_error", f"{type(exc).__name__}: {exc}"))
         self.batch.flush()
 
     def poll(self) -> None:

@@ -34,8 +34,8 @@ from typing import Any
 from weft.broker import Broker
 from weft.codec import loads_object
 from weft.models import TaskState
-from weft.names import SPAWN_REQUESTS, TASKS_LOG, WORKERS_REGISTRY, task_queue
-from weft.runtime import registry
+from weft.names import TASKS_LOG, WORKERS_REGISTRY, task_queue
+from weft.runtime import attempt, registry
 from weft.runtime.batch import HOST, Batch, dumps
 from weft.runtime.consumer import FINAL_EVENTS, Consumer
 from weft.runtime.outcome import lost
@@ -105,10 +105,10 @@ def settle_claims(broker: Broker, batch: Batch, *, owner_tid: str, my_tid: str,
     tally = Tally()
     reserved = task_queue(owner_tid, "reserved")
     for body, mid in list(broker.peek_all(reserved)):
-        tid, attempt = claim_identity(body, mid)
+        tid, number = claim_identity(body, mid)
         if tid in running:
             continue
-        events = attempt_events(broker, tid, attempt)
+        events = attempt_events(broker, tid, number)
         ended = any(e.get("event") in SETTLED_EVENTS for e in events)
         started = next((e for e in events if e.get("event") in STARTED_EVENTS), None)
         if not ended and started is not None and process_may_live(started):
@@ -119,19 +119,18 @@ def settle_claims(broker: Broker, batch: Batch, *, owner_tid: str, my_tid: str,
         claim = _take(broker, reserved, owner_tid, my_tid, mid)
         if claim is None:
             continue  # another peer took it
-        settled = attempt_settled(broker, batch, tid, attempt, events, owner_tid)
+        settled = attempt_settled(broker, batch, tid, number, events, owner_tid)
         if settled:
             # Died between the settling writes and the deletes: finish the deletes.
             if settled == "final":
                 broker.delete_queue(task_queue(tid, "reserved"))  # no later attempt exists
             batch.flush()
-            broker.delete(claim, [mid])
+            attempt.drop(broker, claim)
             tally.dropped += 1
-        elif started is not None or (launched or {}).get(tid) == attempt:
-            _finish_lost(broker, batch, my_tid, body, mid, started)
+        elif started is not None or (launched or {}).get(tid) == number:
+            _finish_lost(broker, batch, claim, body, started, my_tid)
             tally.finished_lost += 1
-        else:
-            _requeue(broker, batch, claim, body, mid, owner_tid)
+        elif attempt.requeue(broker, claim, event=_requeued_event(tid, body, owner_tid)):
             tally.requeued += 1
     return tally
 
@@ -203,55 +202,40 @@ def process_may_live(started: dict[str, Any]) -> bool:
     return created <= float(started.get("ts") or 0) + PID_REUSE_SLACK
 
 
-def _take(broker: Broker, reserved: str, owner_tid: str, my_tid: str, mid: int) -> str | None:
-    """Own the claim before acting on it; returns the queue it now sits in."""
+def _take(broker: Broker, reserved: str, owner_tid: str, my_tid: str,
+          mid: int) -> attempt.Claim | None:
+    """Own the claim before acting on it (a move of that exact message, which has one winner)."""
     if owner_tid == my_tid:
-        return reserved
+        return attempt.Claim(reserved, mid)
     mine = task_queue(my_tid, "reserved")
-    return mine if broker.move_one(reserved, mine, message_id=mid) is not None else None
+    if broker.move_one(reserved, mine, message_id=mid) is None:
+        return None
+    return attempt.Claim(mine, mid)
 
 
-def _ids_of(body: str) -> dict[str, str]:
-    """Request id and parent of a requeued request, so its events stay correlated."""
-    try:
-        raw = json.loads(body)
-        spec = raw.get("taskspec") or {}
-        ids = {"request_id": raw.get("request_id") or spec.get("request_id"),
-               "parent_tid": spec.get("parent_tid"), "name": spec.get("name")}
-    except (ValueError, AttributeError):
-        return {}
-    return {k: v for k, v in ids.items() if isinstance(v, str)}
+def _requeued_event(tid: str, body: str, owner_tid: str) -> str:
+    """The ``task_requeued`` event, its request id and parent kept so it stays correlated."""
+    return attempt.event_body("task_requeued", tid, "queued", reason="manager_lost",
+                              details={"from_manager": owner_tid}, **attempt.salvage_ids(body))
 
 
-def _requeue(broker: Broker, batch: Batch, claim: str, body: str, mid: int,
-             owner_tid: str) -> None:
-    tid = claim_identity(body, mid)[0]
-    # A half-written hand-off: drop the work item, the next claim writes it again.
-    broker.delete_queue(task_queue(tid, "inbox"))
-    broker.delete_queue(task_queue(tid, "reserved"))
-    if broker.move_one(claim, SPAWN_REQUESTS, message_id=mid) is not None:
-        batch.event("task_requeued", tid, "queued", reason="manager_lost",
-                    details={"from_manager": owner_tid}, **_ids_of(body))
-
-
-def _finish_lost(broker: Broker, batch: Batch, my_tid: str, body: str, mid: int,
-                 started: dict[str, Any] | None) -> None:
+def _finish_lost(broker: Broker, batch: Batch, claim: attempt.Claim, body: str,
+                 started: dict[str, Any] | None, my_tid: str) -> None:
     """Write the result of an attempt whose process and host are both gone."""
     from weft.runtime.intake import parse
 
     try:
-        cand = parse(body, mid)
-    except ValueError:
-        broker.move_one(task_queue(my_tid, "reserved"), SPAWN_REQUESTS, message_id=mid)
+        cand = parse(body, claim.message_id)
+    except ValueError as exc:
+        attempt.dead_letter(broker, claim, problem=str(exc), manager_tid=my_tid,
+                            ids=attempt.salvage_ids(body))
         return
-    consumer = Consumer(cand.spec, request=cand.request, batch=batch, host=_Settler(my_tid))
-    consumer.claim_id = mid
-    work = broker.peek_one(consumer.queues["reserved"])
-    consumer.work_id = work[1] if work else None
-    consumer.state = TaskState.RUNNING
-    if started is not None:
-        consumer.pid = started.get("pid")
-        consumer.started_at = started.get("ts")
+    work = broker.peek_one(task_queue(cand.tid, "reserved"))
+    consumer = Consumer(cand.spec, request=cand.request, batch=batch, host=_Settler(my_tid),
+                        claim_id=claim.message_id, work_id=work[1] if work else None,
+                        state=TaskState.RUNNING,
+                        pid=started.get("pid") if started else None,
+                        started_at=started.get("ts") if started else None)
     consumer.finish(lost("consumer_lost", "the task's manager and launcher died before it "
                                           "reported a result"))
     batch.flush()

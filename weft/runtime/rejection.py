@@ -34,9 +34,10 @@ from collections.abc import Callable
 from typing import Any
 
 from weft.broker import Broker
-from weft.names import SPAWN_REJECTED, SPAWN_REQUESTS, task_queue
+from weft.names import SPAWN_REQUESTS
 from weft.resources import Capacity, Request, Thresholds
 from weft.resources.project_fit import Seen, Verdict, judge, window_text
+from weft.runtime import attempt as attempt_
 from weft.runtime import registry
 from weft.runtime.batch import Batch
 
@@ -123,15 +124,10 @@ def reject(broker: Broker, batch: Batch, *, manager_tid: str, message_id: int, t
     Returns False when the request was gone already (another manager claimed
     or rejected it first); then nothing is written.
     """
-    if broker.move_one(SPAWN_REQUESTS, SPAWN_REJECTED, message_id=message_id) is None:
-        return False
     error = f"no manager can ever run this task: {reason}"
-    batch.write(task_queue(tid, "outbox"), {
-        "v": 1, "type": "result", "tid": tid, "status": "rejected", "exit_code": None,
-        "reason": REASON, "error": error, "attempt": attempt, "request_id": request_id,
-        "name": name, "finished_at": time.time(),
-    })
-    batch.event("task_rejected", tid, "rejected", manager_tid=manager_tid, reason=REASON,
-                error=error, request_id=request_id, name=name, parent_tid=parent_tid,
-                attempt=attempt, details={"queue": SPAWN_REJECTED, **(details or {})})
-    return True
+    ids = {k: v for k, v in (("request_id", request_id), ("name", name),
+                             ("parent_tid", parent_tid)) if v is not None}
+    # One fenced operation: the move, the result and the event (weft/runtime/attempt.py).
+    return attempt_.dead_letter(broker, attempt_.Claim(SPAWN_REQUESTS, message_id), problem=error,
+                                manager_tid=manager_tid, reason=REASON, ids=ids,
+                                attempt=attempt, details=details)

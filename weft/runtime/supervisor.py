@@ -53,6 +53,7 @@ class Proc:
     fds: dict[int, str] = field(default_factory=dict)
     result: ResultPipe = field(default_factory=lambda: ResultPipe(None))
     stdin: StdinPipe | None = None
+    go_fd: int | None = None  # write end of the go-ahead pipe, until the start is on record
     status: int | None = None
     rusage: Any = None
     killed_for: str | None = None
@@ -162,6 +163,8 @@ class Supervisor:
                 self._link_events = events
 
     def _next_timeout(self) -> float:
+        if self.link is not None and self.link.wants_write:
+            return 0.005  # a large report is draining to the manager: keep it moving
         if self.orphan is not None:
             return 0.05
         return 0.05 if self.procs else 1.0
@@ -195,6 +198,8 @@ class Supervisor:
         kind = op.get("op")
         if kind == "launch":
             self._launch(op)
+        elif kind == "go":
+            self.release(op["tid"])
         elif kind == "signal":
             self.signal_task(op["tid"], op["sig"], op.get("reason"), op.get("grace"))
         elif kind == "stdin":
@@ -231,6 +236,8 @@ class Supervisor:
         self.orphan = OrphanHost(self, root=self.root, manager_tid=self.manager_tid)
         self.orphan.take_over(list(self.procs.values()), self.memory.launched,
                               list(self.memory.recent.values()))
+        for tid in list(self.procs):  # adopted: every start is on record now
+            self.release(tid)
 
     # -- launching --------------------------------------------------------
     def _launch(self, op: dict[str, Any]) -> None:
@@ -242,6 +249,7 @@ class Supervisor:
         stdin_data = op.get("stdin")
         streamed = bool(op.get("stdin_stream"))
         in_r, in_w = os.pipe() if stdin_data is not None or streamed else (None, None)
+        go_r, go_w = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
         # Objects that exist now are never collected by this process again, so
@@ -251,15 +259,15 @@ class Supervisor:
         try:
             pid = os.fork()
         except OSError as exc:
-            for fd in (out_r, out_w, err_r, err_w, res_r, res_w, in_r, in_w):
+            for fd in (out_r, out_w, err_r, err_w, res_r, res_w, in_r, in_w, go_r, go_w):
                 if fd is not None:
                     os.close(fd)
             self.emit({"ev": "spawn_failed", "tid": tid, "error": f"fork failed: {exc.strerror}"})
             return
         if pid == 0:
-            self._become_child(op, out_w, err_w, res_w, in_r)
+            self._become_child(op, out_w, err_w, res_w, in_r, go_r)
         started = time.time()
-        for fd in (out_w, err_w, res_w, in_r):
+        for fd in (out_w, err_w, res_w, in_r, go_r):
             if fd is not None:
                 os.close(fd)
         timeout = op.get("timeout")
@@ -270,6 +278,7 @@ class Supervisor:
             started_at=started,
             deadline=time.monotonic() + timeout if timeout else None,
             result=ResultPipe(op.get("max_result")),
+            go_fd=go_w,
         )
         for fd, name in ((out_r, "stdout"), (err_r, "stderr"), (res_r, "result")):
             if fd is None:
@@ -290,8 +299,20 @@ class Supervisor:
         if streamed:
             self.emit({"ev": "stdin_wanted", "tid": tid})
 
+    def release(self, tid: str) -> None:
+        """Let a forked task run its target: its start is on record (see ``_become_child``)."""
+        proc = self.procs.get(tid)
+        if proc is None or proc.go_fd is None:
+            return
+        try:
+            os.write(proc.go_fd, b"g")
+        except OSError:
+            pass  # it died meanwhile: reaped as usual
+        os.close(proc.go_fd)
+        proc.go_fd = None
+
     def _become_child(self, op: dict[str, Any], out_w: int | None, err_w: int | None,
-                      res_w: int, in_r: int | None) -> None:
+                      res_w: int, in_r: int | None, go_r: int) -> None:
         try:
             gc.disable()
             os.setsid()
@@ -303,7 +324,15 @@ class Supervisor:
             os.dup2(out_w if out_w is not None else devnull, 1)
             os.dup2(err_w if err_w is not None else devnull, 2)
             os.dup2(res_w, 3, inheritable=False)
-            os.closerange(4, 1 << 16)
+            os.dup2(go_r, 4, inheritable=False)
+            os.closerange(5, 1 << 16)
+            # Wait for the go-ahead: sent once the task's start is on record, so a
+            # crash can never leave a task that ran with a log saying it never
+            # started (recovery would run it again). No go-ahead (the launcher
+            # died first, closing the pipe): exit without running anything.
+            if os.read(4, 1) != b"g":
+                os._exit(75)
+            os.close(4)
             _set_title(f"weft:{op['tid'][-10:]}:{op.get('name') or 'task'}:running")
             # Only the task's additions travel; apply them to the inherited environment.
             for key, value in (op.get("env") or {}).items():
@@ -439,6 +468,9 @@ class Supervisor:
             if proc.stdin is not None and proc.stdin.fd is not None:
                 self.by_fd.pop(proc.stdin.fd, None)
                 proc.stdin.close()
+            if proc.go_fd is not None:
+                os.close(proc.go_fd)
+                proc.go_fd = None
 
     def _finish(self, proc: Proc) -> None:
         del self.procs[proc.tid]
