@@ -42,6 +42,7 @@ import psutil
 
 PR_SET_CHILD_SUBREAPER = 36
 NOOP_MODULE = "peers_noop"
+WAIT_LIMIT = 180.0  # seconds for one batch to finish; a run past it is reported failed
 
 
 @dataclass
@@ -132,7 +133,9 @@ def weft_run(n: int, workload: str, slots: int | None) -> Sample:
                 return [client.submit(function=f"{NOOP_MODULE}:noop") for _ in range(n)]
 
         def wait(tasks: list[Any]) -> None:
-            bad = [t for t in tasks if t.wait(timeout=600).status != "completed"]
+            deadline = time.monotonic() + WAIT_LIMIT
+            bad = [t for t in tasks
+                   if t.wait(timeout=max(0.1, deadline - time.monotonic())).status != "completed"]
             if bad:
                 raise RuntimeError(f"weft: {len(bad)} tasks did not complete")
 
@@ -184,8 +187,10 @@ def huey_run(n: int, workload: str, workers: int = 2) -> Sample:
             return [task() for _ in range(n)]
 
         def wait(results: list[Any]) -> None:
+            deadline = time.monotonic() + WAIT_LIMIT
             for r in results:
-                r.get(blocking=True, timeout=600, backoff=1.0, max_delay=0.01)
+                r.get(blocking=True, timeout=max(0.1, deadline - time.monotonic()),
+                      backoff=1.0, max_delay=0.01)
 
         return timed(n, submit, wait, keep={consumer.pid})
     finally:
@@ -283,12 +288,17 @@ def measure(n: int, repeats: int, weft_slots: list[int | None],
     loads = []
     for i in range(repeats):
         for row, workload, run in runs:
-            s = run(n)
+            try:
+                s = run(n)
+            except Exception as exc:  # noqa: BLE001 - one failed cell must not end the run
+                log(f"repeat {i + 1}/{repeats} {row} {workload}: failed ({type(exc).__name__}: "
+                    f"{exc}); not counted")
+                continue
             samples[(row, workload)].append(s)
             loads.append(os.getloadavg()[0])
             log(f"repeat {i + 1}/{repeats} {row} {workload}: {s.tasks_per_s:.0f} tasks/s, "
                 f"{s.cpu_ms_per_task:.2f} ms CPU/task (load {loads[-1]:.1f})")
-    cells = {f"{row}|{w}": _cell(ss) for (row, w), ss in samples.items()}
+    cells = {f"{row}|{w}": _cell(ss) for (row, w), ss in samples.items() if ss}
     return {"tasks": n, "repeats": repeats, "skipped": skipped, "cells": cells,
             "load_avg_1m": {"min": min(loads, default=0), "max": max(loads, default=0)}}
 
