@@ -23,7 +23,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
+# Measure the code of this checkout (not whichever weft is pip-installed), in
+# this process and in every manager, launcher and task it starts.
+_REPO = str(Path(__file__).resolve().parent.parent)
+sys.path.insert(0, _REPO)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [_REPO, os.environ.get("PYTHONPATH", "")]))
+
+import psutil  # noqa: E402
 
 
 def _cpu(proc: psutil.Process) -> tuple[float, float]:

@@ -3,6 +3,7 @@
     python benchmarks/run.py            # full suite (a few minutes on 2 cores)
     python benchmarks/run.py --quick    # smaller counts, for a smoke run
     python benchmarks/run.py --only throughput,latency --huey
+    python benchmarks/run.py --peers    # weft beside huey and task-spooler (peers.py)
 
 Every figure is measured through the public Python API or the installed
 ``weft`` command, in a fresh project directory, with a warm manager unless
@@ -26,8 +27,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from weft.models import SpawnRequest
-from weft.names import SPAWN_REQUESTS
+# Measure the code of this checkout (not whichever weft is pip-installed), in
+# this process and in every manager, launcher and task it starts.
+_REPO = str(Path(__file__).resolve().parent.parent)
+sys.path.insert(0, _REPO)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [_REPO, os.environ.get("PYTHONPATH", "")]))
+
+from weft.models import SpawnRequest  # noqa: E402
+from weft.names import SPAWN_REQUESTS  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 NOOP_MODULE = "weft_bench_jobs"
@@ -261,11 +269,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", default="")
     parser.add_argument("--huey", action="store_true", help="also run huey's SQLite consumer")
+    parser.add_argument("--peers", action="store_true",
+                        help="only the side-by-side table: weft, huey, task-spooler (peers.py)")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats (--peers)")
+    parser.add_argument("--tasks", type=int, default=1000, help="tasks per workload (--peers)")
+    parser.add_argument("--weft-slots", default="default,2",
+                        help="weft rows for --peers: comma-separated slot counts or 'default'")
     parser.add_argument("--json", dest="json_path", default=str(HERE / "results" / "latest.json"))
     args = parser.parse_args()
     quick = args.quick
     only = set(filter(None, args.only.split(",")))
     sys.path.insert(0, str(HERE))
+    if args.peers:
+        return run_peers(args)
 
     def want(name: str) -> bool:
         return not only or name in only
@@ -293,6 +309,21 @@ def main() -> None:
     Path(args.json_path).write_text(json.dumps(report, indent=2))
     _print_table(report)
     print(f"\nJSON: {args.json_path}")
+
+
+def run_peers(args: argparse.Namespace) -> None:
+    import peers  # type: ignore[import-not-found]
+
+    slots = [None if s.strip() == "default" else int(s) for s in args.weft_slots.split(",")]
+    result = peers.measure(args.tasks, args.repeats, slots, log=lambda m: print(m, flush=True))
+    result["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count(),
+                         "load_avg": os.getloadavg()}
+    path = Path(args.json_path).with_name("peers.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
+    print()
+    print(peers.render(result))
+    print(f"\nJSON: {path}")
 
 
 def _print_table(report: dict[str, Any]) -> None:

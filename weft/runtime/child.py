@@ -28,7 +28,10 @@ import sys
 import traceback
 from typing import Any, NoReturn
 
-from weft.runtime import allowlist, containment
+# ``calls`` (pickle, base64, weft.models.values) is imported here, in the launcher,
+# once: the Python API marks every function task "pickle", and importing it in each
+# forked child cost 7 ms of CPU per task (docs/performance.md).
+from weft.runtime import allowlist, calls, containment
 
 _DEFAULT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGPIPE, signal.SIGHUP)
 
@@ -161,9 +164,9 @@ def _pickle_codec(launch: dict[str, Any]) -> Any:
     """:mod:`weft.runtime.calls` when the spec's values travel pickled, else None."""
     if launch.get("serializer") != "pickle":
         return None
-    from weft.runtime import calls
-
     return calls
+
+
 def _missing_target(exc: Exception, module_name: str) -> str | None:
     """Why the target does not exist (module or attribute missing), or None when
     the module exists but failed while importing (its traceback then matters)."""

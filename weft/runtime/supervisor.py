@@ -32,6 +32,7 @@ from typing import Any
 from weft.runtime import child
 from weft.runtime.containment import Containment
 from weft.runtime.frames import FrameSocket, PeerClosed
+from weft.runtime.launch_memory import LaunchMemory
 from weft.runtime.result_pipe import ResultPipe
 from weft.runtime.stdin_pipe import StdinPipe
 
@@ -39,8 +40,6 @@ KILL_GRACE = 2.0
 DRAIN_GRACE = 1.0
 SAMPLE_EVERY = 0.25
 READ_SIZE = 1 << 16
-LAUNCHED_MEMORY = 10_000
-RECENT_RESULTS = 64 << 20  # bytes of recent results kept for an orphan host
 BACKLOG = 4 << 20  # bytes of frames waiting for the manager before we stop reading output
 
 
@@ -79,11 +78,7 @@ class Supervisor:
         self.by_fd: dict[int, Proc] = {}
         self.by_pid: dict[int, Proc] = {}
         self.orphan: Any = None
-        self.launched: dict[str, int] = {}
-        # The last reports sent to the manager: if it dies before recording one, the
-        # orphan host records it instead of re-running or failing the task.
-        self.recent: dict[str, tuple[Proc, dict[str, Any]]] = {}
-        self._recent_bytes = 0
+        self.memory = LaunchMemory()
         self.stopping = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -239,7 +234,8 @@ class Supervisor:
             if proc.stdin is not None:
                 proc.stdin.add(None, eof=True)
         self.orphan = OrphanHost(self, root=self.root, manager_tid=self.manager_tid)
-        self.orphan.take_over(list(self.procs.values()), self.launched, list(self.recent.values()))
+        self.orphan.take_over(list(self.procs.values()), self.memory.launched,
+                              list(self.memory.recent.values()))
         for tid in list(self.procs):  # adopted: every start is on record now
             self.release(tid)
 
@@ -298,18 +294,10 @@ class Supervisor:
             self.by_fd[in_w] = proc
         self.procs[tid] = proc
         self.by_pid[pid] = proc
-        self._remember_launch(tid, op)
+        self.memory.launch(tid, int((op.get("task") or {}).get("attempt") or 1), self.procs)
         self.emit({"ev": "started", "tid": tid, "pid": pid, "t": started})
         if streamed:
             self.emit({"ev": "stdin_wanted", "tid": tid})
-
-    def _remember_launch(self, tid: str, op: dict[str, Any]) -> None:
-        """Which attempt of which task this launcher forked: if the manager dies before
-        recording a report, the orphan host must not let that attempt run again."""
-        self.launched.pop(tid, None)
-        self.launched[tid] = int((op.get("task") or {}).get("attempt") or 1)
-        if len(self.launched) > LAUNCHED_MEMORY:
-            del self.launched[next(iter(self.launched))]
 
     def release(self, tid: str) -> None:
         """Let a forked task run its target: its start is on record (see ``_become_child``)."""
@@ -400,16 +388,6 @@ class Supervisor:
         self.by_fd.pop(fd, None)
         proc.fds.pop(fd, None)
         os.close(fd)
-
-    def _remember_report(self, proc: Proc, frame: dict[str, Any]) -> None:
-        """Keep recent reports for the orphan host, but not unbounded: large results
-        (the manager records each within moments) are forgotten past RECENT_RESULTS bytes."""
-        self.recent[proc.tid] = (proc, frame)
-        self._recent_bytes += proc.result.size
-        while len(self.recent) > LAUNCHED_MEMORY or (
-                self._recent_bytes > RECENT_RESULTS and len(self.recent) > 1):
-            old, _ = self.recent.pop(next(iter(self.recent)))
-            self._recent_bytes -= old.result.size
 
     # -- signals, deadlines, limits --------------------------------------
     def signal_task(self, tid: str, sig: str, reason: str | None, grace: float | None) -> None:
@@ -517,7 +495,8 @@ class Supervisor:
             "started_at": proc.started_at,
             "t": time.time(),
         }
-        self._remember_report(proc, frame)
+        # If the manager dies before recording it, the orphan host records it instead.
+        self.memory.report(proc, frame, proc.result.size)
         self.emit(frame)
 
 
