@@ -79,39 +79,6 @@ def _bound_lock_waits(seconds: float) -> None:
     _timestamp.TS_RETRY_MAX_ELAPSED = seconds
 
 
-def _check_before_open(path: Path) -> None:
-    """Refuse at once a broker that cannot work (simplebroker would retry for seconds).
-
-    Opening files is allowed only while this process has no connection open:
-    closing *any* descriptor of a file drops every POSIX lock the process
-    holds on it, SQLite's included.
-    """
-    idle = not _OPEN
-    fault = faults.before_open(path, may_open=idle)
-    if fault is None and idle and path.exists():
-        fault = faults.damage(path) if _header_wrong(path) else None
-    if fault is not None:
-        raise BrokerError(f"broker error at {path}: {fault.detail}")
-
-
-def _header_wrong(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(16)
-    except OSError:
-        return False  # let the connection report it
-    return bool(head) and head != faults.SQLITE_HEADER
-
-
-def _friendly(exc: BaseException, where: str) -> BrokerError:
-    """One line for a failed broker operation: the cause when one is found, else SQLite's words."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if where.startswith("postgres"):
-        return BrokerError(f"broker error at {where}: {text}")
-    fault = faults.explain(Path(where), str(exc), may_open=not _OPEN)
-    return BrokerError(f"broker error at {where}: {fault.detail if fault else text}")
-
-
 class _Shared:
     """One session and one open core per (process, target), shared by every Broker.
 
@@ -169,7 +136,7 @@ class Broker:
                     shared = _SHARED[self._key] = _Shared(target, config, changes)
                 shared.users += 1
         except (sqlite3.Error, _SBError, OSError, RuntimeError, ValueError) as exc:
-            raise _friendly(exc, description) from None
+            raise faults.as_broker_error(exc, description, may_open=not _OPEN) from None
         self._shared = shared
         self._core = shared.core
         self._lock = shared.lock
@@ -200,7 +167,7 @@ class Broker:
             },
         )
         fresh = not path.exists()
-        _check_before_open(path)
+        faults.refuse_unusable(path, may_open=not _OPEN)
         old_umask = os.umask(0o077) if fresh else None
         try:
             broker = cls(str(path), config=config, description=str(path))
@@ -234,7 +201,7 @@ class Broker:
             with self._lock:
                 return fn()
         except (sqlite3.Error, _SBError, OSError) as exc:
-            raise _friendly(exc, self.description) from None
+            raise faults.as_broker_error(exc, self.description, may_open=not _OPEN) from None
 
     def _look(self, fn: Callable[[], T]) -> T:
         """A read: on Postgres, tried once more when it fails.

@@ -10,11 +10,13 @@ database header and SQLite's own integrity check) and names the first cause
 it finds: missing, read-only, permission denied, locked or corrupt. No
 message suggests removing a file.
 
-Two entry points:
+Entry points:
 
 - :func:`before_open`: the cheap checks (a few ``stat``-like calls) that
-  stop simplebroker from retrying a hopeless open for its whole lock timeout.
-- :func:`explain`: after an error, the cause behind the symptom; it opens the
+  stop simplebroker from retrying a hopeless open for its whole lock timeout;
+  :func:`refuse_unusable` raises what it (or a wrong header) finds.
+- :func:`explain`: after an error, the cause behind the symptom
+  (:func:`as_broker_error` wraps it as the one-line BrokerError); it opens the
   file only when the caller says no connection is open in this process
   (closing any descriptor of a file drops the process's POSIX locks on it,
   SQLite's included).
@@ -30,6 +32,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from weft.errors import BrokerError
+
 SQLITE_HEADER = b"SQLite format 3\x00"
 _FS_IOC_GETFLAGS = 0x80086601  # Linux: read the chattr flags of an open file
 _FS_IMMUTABLE_FL = 0x10
@@ -44,6 +48,38 @@ class Fault:
 
     kind: str  # "missing" | "read-only" | "permission" | "locked" | "corrupt"
     detail: str
+
+
+def refuse_unusable(path: Path, *, may_open: bool) -> None:
+    """Refuse at once a broker that cannot work (simplebroker would retry for seconds).
+
+    ``may_open``: this process has no broker connection open, so files may be
+    opened to look: closing *any* descriptor of a file drops every POSIX
+    lock the process holds on it, SQLite's included.
+    """
+    fault = before_open(path, may_open=may_open)
+    if fault is None and may_open and path.exists():
+        fault = damage(path) if _header_wrong(path) else None
+    if fault is not None:
+        raise BrokerError(f"broker error at {path}: {fault.detail}")
+
+
+def as_broker_error(exc: BaseException, where: str, *, may_open: bool) -> BrokerError:
+    """One line for a failed broker operation: the cause when one is found, else SQLite's words."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if where.startswith("postgres"):
+        return BrokerError(f"broker error at {where}: {text}")
+    fault = explain(Path(where), str(exc), may_open=may_open)
+    return BrokerError(f"broker error at {where}: {fault.detail if fault else text}")
+
+
+def _header_wrong(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        return False  # let the connection report it
+    return bool(head) and head != SQLITE_HEADER
 
 
 def before_open(path: Path, *, may_open: bool = True) -> Fault | None:
