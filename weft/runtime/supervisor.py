@@ -26,13 +26,13 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from weft.runtime import child
 from weft.runtime.containment import Containment
 from weft.runtime.frames import FrameSocket, PeerClosed
 from weft.runtime.launch_memory import LaunchMemory
+from weft.runtime.launched import Proc, now_or_never
 from weft.runtime.result_pipe import ResultPipe
 from weft.runtime.stdin_pipe import StdinPipe
 
@@ -41,31 +41,6 @@ DRAIN_GRACE = 1.0
 SAMPLE_EVERY = 0.25
 READ_SIZE = 1 << 16
 BACKLOG = 4 << 20  # bytes of frames waiting for the manager before we stop reading output
-
-
-@dataclass
-class Proc:
-    tid: str
-    pid: int
-    launch: dict[str, Any]
-    started_at: float
-    deadline: float | None
-    fds: dict[int, str] = field(default_factory=dict)
-    result: ResultPipe = field(default_factory=lambda: ResultPipe(None))
-    stdin: StdinPipe | None = None
-    go_fd: int | None = None  # write end of the go-ahead pipe, until the start is on record
-    status: int | None = None
-    rusage: Any = None
-    killed_for: str | None = None
-    kill_at: float | None = None
-    reaped_at: float | None = None
-    peak_rss_mb: float = 0.0
-    cpu_s: float = 0.0
-    next_sample: float = 0.0
-
-    @property
-    def done(self) -> bool:
-        return self.status is not None and not self.fds
 
 
 class Supervisor:
@@ -498,11 +473,6 @@ class Supervisor:
         # If the manager dies before recording it, the orphan host records it instead.
         self.memory.report(proc, frame, proc.result.size)
         self.emit(frame)
-
-
-def now_or_never(proc: Proc) -> bool:
-    """Sample tasks without limits only when they run long enough to matter."""
-    return time.time() - proc.started_at < 1.0
 
 
 def _set_title(title: str) -> None:
