@@ -254,14 +254,17 @@ def sync_modes(n: int) -> dict[str, Any]:
 
 
 def huey_side_by_side(n: int) -> dict[str, Any] | None:
-    """The same no-op command workload on huey's SQLite consumer, if installed."""
-    try:
-        import huey  # noqa: F401
-    except ImportError:
-        return None
-    from benchmarks_huey import run_huey  # type: ignore[import-not-found]
+    """The same no-op shell and function workloads on huey's SQLite consumer (peers.py), if installed."""
+    import peers  # type: ignore[import-not-found]
 
-    return run_huey(n)
+    if peers.huey_available() is None:
+        return None
+    out = {}
+    for workload in ("shell", "fn"):
+        sample = peers.huey_run(n, workload, workers=4)
+        out[workload] = {"tasks": n, "tasks_per_s": round(sample.tasks_per_s, 1),
+                         "cpu_ms_per_task": round(sample.cpu_ms_per_task, 2), "workers": 4}
+    return out
 
 
 def main() -> None:
