@@ -185,3 +185,18 @@ def manager(project: Project, client: Any) -> Any:
     info = client.workers.start()
     project.track(info.pid)
     return info
+
+
+def cli_json(proc: subprocess.CompletedProcess[str]) -> Any:
+    """The JSON a successful ``weft ... --json`` printed (fails the test with its stderr otherwise)."""
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture
+def cli_manager(project: Project) -> dict[str, Any]:
+    """A manager started by the CLI (``weft worker start``), tracked for reaping."""
+    info = cli_json(project.cli("worker", "start", "--json"))
+    if info.get("pid"):
+        project.track(int(info["pid"]))
+    return info

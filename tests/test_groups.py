@@ -5,29 +5,15 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from conftest import wait_for
-
-
-@pytest.fixture
-def cli_manager(project):
-    """A manager started by the CLI, so it runs this checkout's code."""
-    proc = project.cli("worker", "start", "--json")
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
-
-
-def _json(proc):
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+from conftest import cli_json, wait_for
 
 
 def _group(project, name):
-    return next(g for g in _json(project.cli("group", "list", "--json")) if g["group"] == name)
+    return next(g for g in cli_json(project.cli("group", "list", "--json")) if g["group"] == name)
 
 
 def _rows(project, *args):
-    return _json(project.cli("task", "list", "--json", *args))
+    return cli_json(project.cli("task", "list", "--json", *args))
 
 
 def test_parallel_limit_spans_two_managers(project):
@@ -77,11 +63,11 @@ def test_group_bad_input(project):
 def test_a_limit_counts_the_tasks_of_other_managers(project, client):
     """Manager A runs the group's only slot and is paused; manager B must wait."""
     assert project.cli("group", "add", "one", "--parallel", "1").returncode == 0
-    a = _json(project.cli("worker", "start", "--json"))["tid"]
+    a = cli_json(project.cli("worker", "start", "--json"))["tid"]
     first = client.submit(command=["sleep", "30"], group="one")
     wait_for(lambda: first.status()["status"] == "running", what="the first task running")
     assert project.cli("task", "pause", a).returncode == 0
-    b = _json(project.cli("worker", "start", "--json"))["tid"]
+    b = cli_json(project.cli("worker", "start", "--json"))["tid"]
     second = client.submit(command=["echo", "second"], group="one")
     other = client.submit(command=["echo", "other"])
     assert other.wait(timeout=30).status == "completed"  # B dispatches...

@@ -6,19 +6,12 @@ Python API (100 CLI processes would take 20 s on the 2-core VM)."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from conftest import wait_for
-
-
-def _json(proc):
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+from conftest import cli_json, wait_for
 
 
 def _rows(project):
-    return {r["tid"]: r for r in _json(project.cli("task", "list", "--json"))}
+    return {r["tid"]: r for r in cli_json(project.cli("task", "list", "--json"))}
 
 
 def _started(project, tids):
@@ -56,10 +49,10 @@ def test_pueue_style_session(project, client):
     failed = next(t for t in fast if rows[t]["status"] == "failed")
     new = project.cli("task", "restart", failed).stdout.strip()
     assert project.cli("result", new, "--timeout", "30").returncode == 1
-    assert _json(project.cli("status", new, "--json"))["restarted_from"] == failed
+    assert cli_json(project.cli("status", new, "--json"))["restarted_from"] == failed
 
     # bulk-stop by label: the ten 'sweep=s' tasks of the paused group
-    stopped = _json(project.cli("task", "stop", "--label", "sweep=s", "--json"))
+    stopped = cli_json(project.cli("task", "stop", "--label", "sweep=s", "--json"))
     assert {o["tid"] for o in stopped} == set(slow[:10])
     assert {o["status"] for o in stopped} == {"cancelled"}
 
@@ -73,7 +66,7 @@ def test_pueue_style_session(project, client):
              timeout=30, what="slow group completed")
 
     # tidy the completed ones, keep the rest for a post-mortem
-    report = _json(project.cli("tidy", "--status", "completed", "--older-than", "0s", "--json"))
+    report = cli_json(project.cli("tidy", "--status", "completed", "--older-than", "0s", "--json"))
     assert report["tasks_dropped"] >= 38 + 45
     statuses = {r["status"] for r in _rows(project).values()}
     assert "completed" not in statuses and {"failed", "killed", "cancelled"} <= statuses

@@ -11,14 +11,6 @@ import pytest
 from conftest import wait_for
 
 
-@pytest.fixture
-def cli_manager(project):
-    """A manager started by the CLI, so it runs this checkout's code."""
-    proc = project.cli("worker", "start", "--json")
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
-
-
 def _one_line(proc, code):
     assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
     lines = proc.stderr.strip().splitlines()

@@ -7,37 +7,24 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import wait_for
+from conftest import cli_json, wait_for
 
 from weft.errors import UsageError
 
 
-@pytest.fixture
-def cli_manager(project):
-    """A manager started by the CLI, so it runs this checkout's code."""
-    proc = project.cli("worker", "start", "--json")
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
-
-
-def _json(proc):
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
-
-
 def _status(project, tid):
-    return _json(project.cli("status", tid, "--json"))
+    return cli_json(project.cli("status", tid, "--json"))
 
 
 def _row(project, tid):
-    return next(t for t in _json(project.cli("task", "list", "--json")) if t["tid"] == tid)
+    return next(t for t in cli_json(project.cli("task", "list", "--json")) if t["tid"] == tid)
 
 
 def test_restart_failed_task_with_new_env_and_command(project, cli_manager):
     proc = project.cli("run", "--name", "flaky", "--label", "k=v", "--env", "A=1", "--",
                        "sh", "-c", "echo a=$A; exit 3")
     assert proc.returncode == 3 and proc.stdout == "a=1\n"
-    old = _json(project.cli("task", "list", "--json", "--name", "flaky"))[0]
+    old = cli_json(project.cli("task", "list", "--json", "--name", "flaky"))[0]
     assert old["target"] == "sh -c echo a=$A; exit 3" and old["labels"] == {"k": "v"}
     # same spec again
     again = project.cli("task", "restart", old["tid"]).stdout.strip()
@@ -94,14 +81,14 @@ def test_task_list_filters_and_reasons(project):
                     "--priority", "5", "--", "echo", "a", env=env).stdout.strip()
     b = project.cli("run", "--hold", "--label", "s=2", "--name", "bee", "--function",
                     "os:getcwd").stdout.strip()
-    rows = _json(project.cli("task", "list", "--json", "--label", "s=1"))
+    rows = cli_json(project.cli("task", "list", "--json", "--label", "s=1"))
     assert [r["tid"] for r in rows] == [a]
     assert rows[0]["group"] == "g" and rows[0]["priority"] == 5
     assert rows[0]["waiting"].startswith("delayed until")
-    assert [r["tid"] for r in _json(project.cli("task", "list", "--json", "--group", "g"))] == [a]
-    held = _json(project.cli("task", "list", "--json", "--status", "held"))
+    assert [r["tid"] for r in cli_json(project.cli("task", "list", "--json", "--group", "g"))] == [a]
+    held = cli_json(project.cli("task", "list", "--json", "--status", "held"))
     assert [(r["tid"], r["name"], r["target"]) for r in held] == [(b, "bee", "os:getcwd()")]
-    assert [r["tid"] for r in _json(project.cli("task", "list", "--json", "--group",
+    assert [r["tid"] for r in cli_json(project.cli("task", "list", "--json", "--group",
                                                 "default"))] == [b]
     text = project.cli("task", "list").stdout
     assert "s=1" in text and "delayed until" in text and "echo a" in text
@@ -113,7 +100,7 @@ def test_bulk_stop_by_label_leaves_nothing_to_start(project, cli_manager, client
     queued = [client.submit(command=["sleep", "60"], labels={"sweep": "x"}).tid
               for _ in range(6)]
     other = client.submit(command=["true"], delay=60, labels={"sweep": "y"}).tid
-    out = _json(project.cli("task", "stop", "--label", "sweep=x", "--json"))
+    out = cli_json(project.cli("task", "stop", "--label", "sweep=x", "--json"))
     assert {o["tid"] for o in out} == {running, *queued}
     started_before = {e["tid"] for e in project.events() if e.get("event") == "task_started"}
     # the manager keeps dispatching: a new task runs, and none of the matched ones starts
@@ -153,11 +140,11 @@ def test_api_cancel_by_label_and_hold(client):
 def test_tidy_completed_only_keeps_failures(project, cli_manager):
     assert project.cli("run", "true").returncode == 0
     assert project.cli("run", "false").returncode == 1
-    done = {t["status"]: t["tid"] for t in _json(project.cli("task", "list", "--json"))}
-    dry = _json(project.cli("tidy", "--status", "completed", "--older-than", "0s", "--dry-run",
+    done = {t["status"]: t["tid"] for t in cli_json(project.cli("task", "list", "--json"))}
+    dry = cli_json(project.cli("tidy", "--status", "completed", "--older-than", "0s", "--dry-run",
                             "--json"))
     assert dry["tasks_to_drop"] == 1
-    assert _json(project.cli("tidy", "--status", "completed", "--older-than", "0s",
+    assert cli_json(project.cli("tidy", "--status", "completed", "--older-than", "0s",
                              "--json"))["tasks_dropped"] == 1
     assert project.rows(f"T{done['completed']}.outbox") == []
     assert project.rows(f"T{done['failed']}.outbox")  # kept for a post-mortem
@@ -170,7 +157,7 @@ def test_edit_queued_task_priority_env_group(project):
     wait_for(lambda: _status(project, blocker)["status"] == "running", what="blocker running")
     first = project.cli("run", "--no-wait", "--", "sh", "-c", "echo first $X").stdout.strip()
     second = project.cli("run", "--no-wait", "--", "sh", "-c", "echo second $X").stdout.strip()
-    out = _json(project.cli("task", "edit", second, "--priority", "10", "--env", "X=1",
+    out = cli_json(project.cli("task", "edit", second, "--priority", "10", "--env", "X=1",
                             "--group", "g", "--json"))
     assert out == {"tid": second, "priority": 10, "group": "g", "env": ["X"]}
     row = _row(project, second)

@@ -3,24 +3,17 @@ elapsed clock stops (issue 14, "status that tells the truth")."""
 
 from __future__ import annotations
 
-import json
-
-from conftest import wait_for
-
-
-def _json(proc):
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+from conftest import cli_json, wait_for
 
 
 def test_paused_manager_and_task_shown_as_paused(project, client):
-    mgr = _json(project.cli("worker", "start", "--json"))["tid"]
+    mgr = cli_json(project.cli("worker", "start", "--json"))["tid"]
     task = client.submit(command=["sleep", "30"])
     wait_for(lambda: task.status()["status"] == "running", what="running")
     assert project.cli("task", "pause", task.tid).returncode == 0
     assert project.cli("task", "pause", mgr).returncode == 0
     # at once, before the manager's next heartbeat
-    [worker] = _json(project.cli("worker", "list", "--json"))
+    [worker] = cli_json(project.cli("worker", "list", "--json"))
     assert worker["shown_status"] == "paused" and worker["status"] == "active"
     assert "paused" in project.cli("worker", "list").stdout
     assert "(paused)" in project.cli("worker", "status").stdout
@@ -33,7 +26,7 @@ def test_paused_manager_and_task_shown_as_paused(project, client):
     wait_for(lambda: client.snapshot()["at"] > snap["at"] + 0.3, what="time passing")
     assert client.snapshot()["running"][0]["elapsed"] == first  # the clock stopped
     assert project.cli("task", "resume", mgr).returncode == 0
-    [worker] = _json(project.cli("worker", "list", "--json"))
+    [worker] = cli_json(project.cli("worker", "list", "--json"))
     assert worker["shown_status"] == "active"
     assert project.cli("task", "resume", task.tid).returncode == 0
     wait_for(lambda: (client.snapshot()["running"] or [{}])[0].get("elapsed", 0) > first,
