@@ -326,6 +326,20 @@ class Broker:
     def insert(self, queue: str, body: str, message_id: int) -> None:
         self._call(lambda: self._core.insert_messages([(queue, body, message_id)]))
 
+    def insert_drawn(self, count: int, build: Callable[[list[int]], Sequence[tuple[str, str, int]]]
+                     ) -> list[tuple[str, str, int]]:
+        """``count`` ids drawn and the (queue, body, id) rows ``build`` makes of them
+        inserted, in ONE transaction (see :mod:`weft.broker.bulk`)."""
+        from weft.broker import bulk
+
+        def checked(ids: list[int]) -> Sequence[tuple[str, str, int]]:
+            rows = build(ids)
+            for _queue, text, _mid in rows:
+                self.check_size(text)
+            return rows
+
+        return self._call(lambda: bulk.insert_drawn(self._core, self.backend, count, checked))
+
     # -- moving and deleting ---------------------------------------------
     def move_one(
         self,

@@ -18,6 +18,7 @@ from weft.cli.jobs import job_group
 from weft.cli.observe import events_cmd, logs_cmd, metrics_cmd, wait_cmd
 from weft.cli.ops import queue_group, tidy_cmd
 from weft.cli.run import run_cmd
+from weft.cli.submit import submit_cmd
 from weft.cli.tasks import result_cmd, status_cmd, task_group
 from weft.cli.workers import worker_group
 
@@ -72,6 +73,7 @@ def init_cmd(path: str | None, backend: str | None, dsn: str | None, schema: str
 
 
 cli.add_command(run_cmd)
+cli.add_command(submit_cmd)
 cli.add_command(result_cmd)
 cli.add_command(status_cmd)
 cli.add_command(task_group)

@@ -381,6 +381,18 @@ class WeftClient:
 
         return Run(self, submit_many(self, specs, common))
 
+    def submit_lines(self, lines: Iterable[str], *, shell: bool = False,
+                     **common: Any) -> Iterator[list[str]]:
+        """Queue one command task per line (``weft submit -``); see :mod:`weft.client.bulk`.
+
+        Every line is checked before this returns (InvalidSpec names the first
+        bad line; nothing is queued); the iterator then queues them in
+        batches of one transaction each, yielding each batch's TIDs.
+        """
+        from weft.client.bulk import submit_lines
+
+        return submit_lines(self, lines, shell=shell, **common)
+
     def watcher(self) -> Dispatcher:
         """The background watcher behind :meth:`Task.add_done_callback` (one per client)."""
         from weft.client.dispatch import Dispatcher
