@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from weft.broker import Broker
 from weft.errors import BrokerError, BrokerUnavailable, WaitTimeout
-from weft.runtime.wakeup import Backoff
+from weft.runtime.wakeup import Backoff, ChangeSignal
 
 T = TypeVar("T")
 FOLLOW_CAP = 0.05  # a human watching a stream does not need 5 ms latency
@@ -31,28 +31,40 @@ def poll_until(broker: Broker, check: Callable[[], T | None], *, timeout: float 
     WaitTimeout.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
-    backoff = Backoff()
     outage = _Outage(notify)
     version = outage.attempt(broker.data_version)
-    while True:
-        found = outage.attempt(check)
-        if found is not None:
-            return found
+    found = outage.attempt(check)
+    if found is not None:
+        return found
+    backoff = Backoff(signal=ChangeSignal.for_broker(broker))  # a commit ends a wait at once
+    try:
         while True:
-            if deadline is not None and time.monotonic() >= deadline:
-                outage.raise_if_down(timeout)
-                raise WaitTimeout(f"timed out after {timeout:g}s waiting for {what}")
-            pause = outage.pause() if outage.down else backoff.timeout()
-            if deadline is not None:
-                pause = min(pause, max(0.0, deadline - time.monotonic()))
-            time.sleep(pause)
-            current = outage.attempt(broker.data_version)
-            if current is None or outage.down:
-                break  # the backend cannot tell (or is away): look again, still backing off
-            if current != version:
-                version = current
-                backoff.reset()
-                break
+            _wait_for_version(broker, backoff, outage, version, deadline, timeout, what)
+            version = outage.attempt(broker.data_version)
+            found = outage.attempt(check)
+            if found is not None:
+                return found
+    finally:
+        backoff.close()
+
+
+def _wait_for_version(broker: Broker, backoff: Backoff, outage: _Outage, version: int | None,
+                      deadline: float | None, timeout: float | None, what: str) -> None:
+    """Return once the broker's data version differs from ``version`` (or cannot be told)."""
+    while True:
+        if deadline is not None and time.monotonic() >= deadline:
+            outage.raise_if_down(timeout)
+            raise WaitTimeout(f"timed out after {timeout:g}s waiting for {what}")
+        pause = outage.pause() if outage.down else backoff.timeout()
+        if deadline is not None:
+            pause = min(pause, max(0.0, deadline - time.monotonic()))
+        backoff.sleep(pause)
+        current = outage.attempt(broker.data_version)
+        if current is None or outage.down:
+            return  # the backend cannot tell (or is away): look again, still backing off
+        if current != version:
+            backoff.reset()
+            return
 
 
 def open_waiting(open_broker: Callable[[], Broker], *, timeout: float | None,

@@ -1,34 +1,179 @@
-"""How long to sleep between looks at the broker.
+"""How long to wait between looks at the broker, and what can end a wait early.
 
 SQLite has no push notification, but ``PRAGMA data_version`` is a cheap
 "did anyone commit?" check. Right after activity we look again almost at
 once (a short busy burst: the next message usually follows quickly), then
-back off geometrically to a cap, and to a longer cap after a long idle so an
-idle manager costs next to nothing.
+back off geometrically to a cap, and to a longer cap after a long idle.
+
+On Linux a :class:`ChangeSignal` makes the long waits free: every commit
+to a SQLite broker writes its ``-wal`` file, and inotify on the broker's
+directory turns that write into a readable file descriptor, so a waiter
+blocks on it (with the launcher's pipe, in a manager) instead of looking
+20 times a second, and wakes within a fraction of a millisecond of any
+process's commit. The write lands a moment before the commit is visible
+(SQLite updates its WAL index just after), so a signal that finds nothing
+new is followed by the short burst again. Where there is no inotify (not
+Linux, a PostgreSQL broker, the per-user instance limit reached) waiting
+falls back to the looks alone; with a signal the looks are only a safety
+net, at :data:`SIGNAL_CAP`.
 """
 
 from __future__ import annotations
 
+import os
+import select
 import time
+from pathlib import Path
+from typing import Any
 
 BURST = 0.0005
 CAP = 0.005
 IDLE_AFTER = 10.0
 IDLE_CAP = 0.05
+# With a change signal an idle waiter needs no looks to see a commit; it still
+# wakes this often for its own timers (heartbeat, a delayed task coming due).
+SIGNAL_CAP = 0.25
+# How long after a wake the short burst lasts (a commit follows its WAL write
+# within microseconds; a slow disk with synchronous=FULL may take longer).
+SIGNAL_BURST = 0.05
+
+_IN_MODIFY, _IN_CREATE, _IN_MOVED_TO = 0x2, 0x100, 0x80
+_libc: Any = None
+
+
+class ChangeSignal:
+    """A descriptor that becomes readable when a file in the broker's directory is written."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    @classmethod
+    def for_broker(cls, broker: Any) -> ChangeSignal | None:
+        """One for ``broker`` (a weft Broker), or None where it cannot be had."""
+        if getattr(broker, "backend", None) != "sqlite":
+            return None
+        return cls.watch(Path(broker.description).parent)
+
+    @classmethod
+    def watch(cls, directory: Path) -> ChangeSignal | None:
+        libc = _inotify()
+        if libc is None:
+            return None
+        fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if fd < 0:
+            return None  # e.g. the per-user instance limit: wait by looking alone
+        if libc.inotify_add_watch(fd, os.fsencode(directory),
+                                  _IN_MODIFY | _IN_CREATE | _IN_MOVED_TO) < 0:
+            os.close(fd)
+            return None
+        return cls(fd)
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def drain(self) -> bool:
+        """Read every pending event; True if there was any."""
+        seen = False
+        while True:
+            try:
+                if not os.read(self.fd, 65536):
+                    return seen
+            except (BlockingIOError, InterruptedError):
+                return seen
+            except OSError:
+                return seen
+            seen = True
+
+    def wait(self, timeout: float) -> bool:
+        """Block until a change or ``timeout``; True if woken by a change."""
+        try:
+            ready, _, _ = select.select([self.fd], [], [], max(0.0, timeout))
+        except InterruptedError:
+            return False
+        return bool(ready) and self.drain()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            try:
+                os.close(self.fd)
+            finally:
+                self.fd = -1
+
+
+def _inotify() -> Any:
+    """libc with inotify, loaded once; None off Linux or when it cannot be loaded."""
+    global _libc
+    if _libc is None:
+        _libc = False
+        if hasattr(os, "O_CLOEXEC") and os.uname().sysname == "Linux":
+            try:
+                import ctypes
+
+                lib = ctypes.CDLL(None, use_errno=True)
+                lib.inotify_init1.argtypes = [ctypes.c_int]
+                lib.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+                _libc = lib
+            except (OSError, AttributeError):
+                _libc = False
+    return _libc or None
 
 
 class Backoff:
-    def __init__(self, *, burst: float = BURST, cap: float = CAP) -> None:
+    """The next wait's length. With a ``signal``, the waits after the short
+    burst that follows activity are long: the signal, not the looks, sees commits."""
+
+    def __init__(self, *, burst: float = BURST, cap: float = CAP,
+                 signal: ChangeSignal | None = None) -> None:
         self.burst = burst
         self.cap = cap
+        self.signal = signal
+        self._watched = False
+        self._signalled = float("-inf")
         self.reset()
 
     def reset(self) -> None:
+        """Activity: look again soon (without a signal: the next message usually follows)."""
         self._delay = self.burst
         self._since = time.monotonic()
 
-    def timeout(self) -> float:
+    def timeout(self, *, idle: bool = True) -> float:
+        """The next wait. ``idle`` False (a manager with tasks running): no long signal waits."""
+        now = time.monotonic()
+        if self.signal is not None and idle:
+            if now - self._signalled >= SIGNAL_BURST:
+                return SIGNAL_CAP  # the signal will wake us
+            cap = self.cap  # just signalled: its commit may be a moment from visible
+        else:
+            cap = IDLE_CAP if now - self._since > IDLE_AFTER else self.cap
         delay = self._delay
-        cap = IDLE_CAP if time.monotonic() - self._since > IDLE_AFTER else self.cap
         self._delay = min(cap, self._delay * 1.5)
         return delay
+
+    def sleep(self, pause: float) -> None:
+        """Wait ``pause`` seconds, or less when the signal fires."""
+        if self.signal is None:
+            time.sleep(pause)
+        elif self.signal.wait(pause):
+            self._signalled_now()
+
+    def _signalled_now(self) -> None:
+        self._signalled = time.monotonic()
+        self._delay = self.burst
+
+    def watch(self, selector: Any) -> None:
+        """Have ``selector`` (a selectors.BaseSelector) also wake on :attr:`signal`; once."""
+        if self.signal is not None and not self._watched:
+            import selectors
+
+            selector.register(self.signal.fileno(), selectors.EVENT_READ)
+            self._watched = True
+
+    def woke(self) -> None:
+        """After a select that included :attr:`signal`: take its events; burst if any."""
+        if self.signal is not None and self.signal.drain():
+            self._signalled_now()
+
+    def close(self) -> None:
+        if self.signal is not None:
+            self.signal.close()
+            self.signal = None
