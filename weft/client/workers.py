@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from weft.errors import ManagerUnavailable, NotFound, UsageError, WaitTimeout
 from weft.names import WORKERS_REGISTRY
 from weft.pathsafety import NOFOLLOW, open_private, private_dir
-from weft.runtime import outage, registry
+from weft.runtime import registry
 from weft.runtime.batch import dumps
 
 if TYPE_CHECKING:
@@ -65,8 +65,8 @@ class Workers:
         for entry in registry.read_all(self.client.broker).values():
             rec = entry.record
             state = registry.liveness(rec, now)
-            if rec.get("host") == registry.HOST and (held := outage.state_of(entry.tid)):
-                rec = {**rec, "broker_outage": {**held, "text": outage.describe(held)}}
+            if rec.get("host") == registry.HOST and (held := _outage().state_of(entry.tid)):
+                rec = {**rec, "broker_outage": {**held, "text": _outage().describe(held)}}
             if all or state == "active":
                 from weft.client.paused import manager_paused
 
@@ -286,3 +286,10 @@ def _check_gpu_ids(simulate: str | None, gpu_ids: builtins.list[int]) -> None:
     if unknown:
         raise UsageError(f"--gpu-ids: unknown GPU id(s) {unknown}; this host has "
                          f"{have or 'none'}")
+
+
+def _outage() -> Any:
+    """weft.runtime.outage, imported when a listing needs it (not by every submit)."""
+    from weft.runtime import outage
+
+    return outage
