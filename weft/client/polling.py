@@ -36,7 +36,13 @@ def poll_until(broker: Broker, check: Callable[[], T | None], *, timeout: float 
     found = outage.attempt(check)
     if found is not None:
         return found
-    backoff = Backoff(signal=ChangeSignal.for_broker(broker))  # a commit ends a wait at once
+    # A commit ends the wait at once (no looks in between). A process that has
+    # not loaded ctypes yet (a short CLI command) does so only for a wait that
+    # outlasts the first burst.
+    if ChangeSignal.cheap():
+        backoff = Backoff(signal=ChangeSignal.for_broker(broker))
+    else:
+        backoff = Backoff(later=lambda: ChangeSignal.for_broker(broker))
     try:
         while True:
             _wait_for_version(broker, backoff, outage, version, deadline, timeout, what)

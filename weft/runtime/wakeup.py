@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import select
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,11 @@ class ChangeSignal:
             os.close(fd)
             return None
         return cls(fd)
+
+    @staticmethod
+    def cheap() -> bool:
+        """Can one be had for a few syscalls (inotify already loaded in this process)?"""
+        return bool(_libc)
 
     def fileno(self) -> int:
         return self.fd
@@ -123,10 +129,16 @@ class Backoff:
     burst that follows activity are long: the signal, not the looks, sees commits."""
 
     def __init__(self, *, burst: float = BURST, cap: float = CAP,
-                 signal: ChangeSignal | None = None) -> None:
+                 signal: ChangeSignal | None = None,
+                 later: Callable[[], ChangeSignal | None] | None = None) -> None:
+        """``later`` opens a signal once the first burst has passed without
+        success: a wait that ends at once (most short ones) then never loads
+        ctypes (1-2 ms of a short command's start)."""
         self.burst = burst
         self.cap = cap
         self.signal = signal
+        self._later = later
+        self._born = time.monotonic()
         self._watched = False
         self._signalled = float("-inf")
         self.reset()
@@ -139,6 +151,8 @@ class Backoff:
     def timeout(self, *, idle: bool = True) -> float:
         """The next wait. ``idle`` False (a manager with tasks running): no long signal waits."""
         now = time.monotonic()
+        if self._later is not None and now - self._born > SIGNAL_BURST:
+            self.signal, self._later = self._later(), None
         if self.signal is not None and idle:
             if now - self._signalled >= SIGNAL_BURST:
                 return SIGNAL_CAP  # the signal will wake us
