@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from weft.broker import Broker
 from weft.errors import BrokerError, BrokerUnavailable, WaitTimeout
-from weft.runtime.wakeup import Backoff, ChangeSignal
+from weft.runtime.wakeup import CAP, Backoff, ChangeSignal
 
 T = TypeVar("T")
 FOLLOW_CAP = 0.05  # a human watching a stream does not need 5 ms latency
@@ -36,13 +36,7 @@ def poll_until(broker: Broker, check: Callable[[], T | None], *, timeout: float 
     found = outage.attempt(check)
     if found is not None:
         return found
-    # A commit ends the wait at once (no looks in between). A process that has
-    # not loaded ctypes yet (a short CLI command) does so only for a wait that
-    # outlasts the first burst.
-    if ChangeSignal.cheap():
-        backoff = Backoff(signal=ChangeSignal.for_broker(broker))
-    else:
-        backoff = Backoff(later=lambda: ChangeSignal.for_broker(broker))
+    backoff = _backoff(broker)  # a commit ends the wait at once, no looks in between
     try:
         while True:
             _wait_for_version(broker, backoff, outage, version, deadline, timeout, what)
@@ -132,16 +126,27 @@ def wait_for_change(broker: Broker, version: int | None, *, timeout: float | Non
     ``timeout`` passes); return the version now. For followers that print
     what is new: they look again only when someone committed something."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    backoff = Backoff(cap=FOLLOW_CAP)
-    while True:
-        current = broker.data_version()
-        if current is not None and current != version:
-            return current
-        if deadline is not None and time.monotonic() >= deadline:
-            return current
-        pause = FOLLOW_CAP if current is None else backoff.timeout()
-        if deadline is not None:
-            pause = min(pause, max(0.0, deadline - time.monotonic()))
-        time.sleep(pause)
-        if current is None:
-            return None  # no change detection on this backend: look again after a pause
+    backoff = _backoff(broker, cap=FOLLOW_CAP)
+    try:
+        while True:
+            current = broker.data_version()
+            if current is not None and current != version:
+                return current
+            if deadline is not None and time.monotonic() >= deadline:
+                return current
+            pause = FOLLOW_CAP if current is None else backoff.timeout()
+            if deadline is not None:
+                pause = min(pause, max(0.0, deadline - time.monotonic()))
+            backoff.sleep(pause)
+            if current is None:
+                return None  # no change detection on this backend: look again after a pause
+    finally:
+        backoff.close()
+
+
+def _backoff(broker: Broker, *, cap: float = CAP) -> Backoff:
+    """A back-off that a commit cuts short. A process that has not loaded ctypes
+    yet (a short CLI command) loads it only for a wait that outlasts the first burst."""
+    if ChangeSignal.cheap():
+        return Backoff(cap=cap, signal=ChangeSignal.for_broker(broker))
+    return Backoff(cap=cap, later=lambda: ChangeSignal.for_broker(broker))
