@@ -18,6 +18,7 @@ from weft.runtime.wakeup import CAP, Backoff, ChangeSignal
 T = TypeVar("T")
 FOLLOW_CAP = 0.05  # a human watching a stream does not need 5 ms latency
 OUTAGE_RETRY_CAP = 2.0  # seconds between looks while the broker is unreachable
+_SHORT_LIVED = False
 
 
 def poll_until(broker: Broker, check: Callable[[], T | None], *, timeout: float | None,
@@ -144,9 +145,15 @@ def wait_for_change(broker: Broker, version: int | None, *, timeout: float | Non
         backoff.close()
 
 
+def short_lived() -> None:
+    """This process is a short command: open the change signal (and load ctypes,
+    1-2 ms) only for a wait that outlasts the first burst. The CLI says so."""
+    global _SHORT_LIVED
+    _SHORT_LIVED = True
+
+
 def _backoff(broker: Broker, *, cap: float = CAP) -> Backoff:
-    """A back-off that a commit cuts short. A process that has not loaded ctypes
-    yet (a short CLI command) loads it only for a wait that outlasts the first burst."""
-    if ChangeSignal.cheap():
+    """A back-off that a commit cuts short (see :func:`short_lived`)."""
+    if not _SHORT_LIVED or ChangeSignal.cheap():
         return Backoff(cap=cap, signal=ChangeSignal.for_broker(broker))
     return Backoff(cap=cap, later=lambda: ChangeSignal.for_broker(broker))
