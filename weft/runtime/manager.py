@@ -154,6 +154,8 @@ class Manager(BaseTask):
         version = self.broker.data_version()
         changed = version != self._data_version or version is None
         self._data_version = version
+        if changed:
+            self.backoff.noticed()
         due = self.intake.next_due is not None and self.intake.next_due <= time.time()
         due |= self.policy.retry_due(now)  # deferred on live readings: look again
         wake = changed or due or active

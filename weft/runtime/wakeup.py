@@ -37,6 +37,9 @@ SIGNAL_CAP = 0.25
 # How long after a wake the short burst lasts (a commit follows its WAL write
 # within microseconds; a slow disk with synchronous=FULL may take longer).
 SIGNAL_BURST = 0.05
+# After a change was seen, the signal is accounted for; a few quick looks
+# still cover a second commit whose write woke us a moment before it is visible.
+SEEN_GRACE = 0.002
 
 _IN_MODIFY, _IN_CREATE, _IN_MOVED_TO = 0x2, 0x100, 0x80
 _libc: Any = None
@@ -147,6 +150,11 @@ class Backoff:
         """Activity: look again soon (without a signal: the next message usually follows)."""
         self._delay = self.burst
         self._since = time.monotonic()
+        self.noticed()
+
+    def noticed(self) -> None:
+        """A change was seen: the signal that announced it needs no burst of looks."""
+        self._signalled = min(self._signalled, time.monotonic() - SIGNAL_BURST + SEEN_GRACE)
 
     def timeout(self, *, idle: bool = True) -> float:
         """The next wait. ``idle`` False (a manager with tasks running): no long signal waits."""
