@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ with Broker.open(Path(sys.argv[1]), Settings.from_env({})) as b:
     b.write("elsewhere", "hello")
 """
 
+PG_DSN = os.environ.get("WEFT_TEST_PG_DSN", "")  # read at import: `project` clears WEFT_*
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
 
 
@@ -99,5 +101,40 @@ def test_with_a_signal_an_idle_wait_is_long_and_a_fresh_signal_brings_the_burst_
     assert backoff.signal is None
 
 
-def test_no_signal_for_a_postgres_broker():
-    assert ChangeSignal.for_broker(SimpleNamespace(backend="postgres", description="x")) is None
+def test_no_signal_without_a_feed_or_a_file():
+    assert ChangeSignal.for_broker(SimpleNamespace(backend="postgres", change_feed=lambda: None)) is None
+    assert ChangeSignal.for_broker(SimpleNamespace(backend="redis", description="x")) is None
+
+
+@pytest.mark.postgres
+def test_a_notify_makes_the_postgres_signal_readable(project, monkeypatch):
+    """PostgreSQL: the LISTEN socket is the signal; a write elsewhere wakes the wait."""
+    if not PG_DSN:
+        pytest.skip("PostgreSQL not reachable: set WEFT_TEST_PG_DSN (CI starts one)")
+    import uuid
+
+    from weft.broker import Broker
+    from weft.broker.postgres import drop_schema
+    from weft.settings import Settings
+
+    schema = f"weft_test_{uuid.uuid4().hex[:12]}"
+    env = {"WEFT_BROKER_BACKEND": "postgres", "WEFT_BROKER_TARGET": PG_DSN,
+           "WEFT_BROKER_SCHEMA": schema}
+    try:
+        with Broker.open(project.root, Settings.from_env(env)) as broker:
+            broker.write("setup", "x")  # the schema exists before the other process writes
+            signal = ChangeSignal.for_broker(broker)
+            assert signal is not None and signal.fileno() >= 0
+            signal.drain()
+            version = broker.data_version()
+            code = ("import sys; from pathlib import Path; from weft.broker import Broker; "
+                    "from weft.settings import Settings; "
+                    f"b = Broker.open(Path(sys.argv[1]), Settings.from_env({env!r})); "
+                    "b.write('elsewhere', 'hello'); b.close()")
+            subprocess.run([sys.executable, "-c", code, str(project.root)], check=True,
+                           timeout=60, env={"PYTHONPATH": str(ROOT)})
+            assert signal.wait(10.0) is True
+            assert broker.data_version() != version
+            signal.close()
+    finally:
+        drop_schema(PG_DSN, schema)

@@ -451,6 +451,10 @@ class Broker:
             return self._call(self._shared.changes.version)
         return self._call(self._core.get_data_version)
 
+    def change_feed(self) -> ChangeFeed | None:
+        """Postgres: the LISTEN feed behind :meth:`data_version` (waiters select on it)."""
+        return self._shared.changes
+
     def vacuum(self) -> None:
         self._call(lambda: self._core.vacuum(compact=True))
 

@@ -37,9 +37,9 @@ SIGNAL_CAP = 0.25
 # How long after a wake the short burst lasts (a commit follows its WAL write
 # within microseconds; a slow disk with synchronous=FULL may take longer).
 SIGNAL_BURST = 0.05
-# After a change was seen, the signal is accounted for; a few quick looks
-# still cover a second commit whose write woke us a moment before it is visible.
-SEEN_GRACE = 0.002
+# After a change was seen, the signal is accounted for; two more looks still
+# cover a second commit whose write woke us a moment before it was visible.
+SEEN_LOOKS = (0.0005, 0.005)
 
 _IN_MODIFY, _IN_CREATE, _IN_MOVED_TO = 0x2, 0x100, 0x80
 _libc: Any = None
@@ -54,7 +54,10 @@ class ChangeSignal:
     @classmethod
     def for_broker(cls, broker: Any) -> ChangeSignal | None:
         """One for ``broker`` (a weft Broker), or None where it cannot be had."""
-        if getattr(broker, "backend", None) != "sqlite":
+        backend = getattr(broker, "backend", None)
+        if backend == "postgres":
+            return FeedSignal.of(broker.change_feed())
+        if backend != "sqlite":
             return None
         return cls.watch(Path(broker.description).parent)
 
@@ -109,6 +112,54 @@ class ChangeSignal:
                 self.fd = -1
 
 
+class FeedSignal(ChangeSignal):
+    """PostgreSQL: the LISTEN connection's socket, readable when a NOTIFY arrives.
+
+    Its notifications are counted into the feed (so ``data_version`` moves)
+    as they are taken. The connection is the broker's, not ours to close; if
+    it breaks and is reopened, :meth:`fileno` is the new socket.
+    """
+
+    def __init__(self, feed: Any) -> None:
+        super().__init__(-1)
+        self.feed = feed
+
+    @classmethod
+    def of(cls, feed: Any) -> FeedSignal | None:
+        if feed is None or feed.fileno() is None:
+            return None
+        return cls(feed)
+
+    def fileno(self) -> int:
+        fd = self.feed.fileno()
+        return -1 if fd is None else int(fd)
+
+    def drain(self) -> bool:
+        return bool(self.feed.take())
+
+    def wait(self, timeout: float) -> bool:
+        fd = self.fileno()
+        if fd < 0:
+            time.sleep(max(0.0, timeout))
+            return False
+        try:
+            ready, _, _ = select.select([fd], [], [], max(0.0, timeout))
+        except (InterruptedError, OSError, ValueError):
+            return False
+        return bool(ready) and self.drain()
+
+    def close(self) -> None:
+        self.feed = _NoFeed()
+
+
+class _NoFeed:
+    def fileno(self) -> None:
+        return None
+
+    def take(self) -> bool:
+        return False
+
+
 def _inotify() -> Any:
     """libc with inotify, loaded once; None off Linux or when it cannot be loaded."""
     global _libc
@@ -142,8 +193,9 @@ class Backoff:
         self.signal = signal
         self._later = later
         self._born = time.monotonic()
-        self._watched = False
+        self._watched = -1
         self._signalled = float("-inf")
+        self._looks: list[float] = []
         self.reset()
 
     def reset(self) -> None:
@@ -154,7 +206,10 @@ class Backoff:
 
     def noticed(self) -> None:
         """A change was seen: the signal that announced it needs no burst of looks."""
-        self._signalled = min(self._signalled, time.monotonic() - SIGNAL_BURST + SEEN_GRACE)
+        if self._signalled > float("-inf"):
+            now = time.monotonic()
+            self._signalled = float("-inf")
+            self._looks = [now + delay for delay in SEEN_LOOKS]
 
     def timeout(self, *, idle: bool = True) -> float:
         """The next wait. ``idle`` False (a manager with tasks running): no long signal waits."""
@@ -162,9 +217,12 @@ class Backoff:
         if self._later is not None and now - self._born > SIGNAL_BURST:
             self.signal, self._later = self._later(), None
         if self.signal is not None and idle:
+            while self._looks and self._looks[0] <= now:
+                self._looks.pop(0)
             if now - self._signalled >= SIGNAL_BURST:
-                return SIGNAL_CAP  # the signal will wake us
-            cap = self.cap  # just signalled: its commit may be a moment from visible
+                # the signal will wake us; a seen change leaves two looks to make
+                return self._looks.pop(0) - now if self._looks else SIGNAL_CAP
+            cap = self.cap  # just signalled, nothing seen: the commit may be a moment away
         else:
             cap = IDLE_CAP if now - self._since > IDLE_AFTER else self.cap
         delay = self._delay
@@ -183,12 +241,22 @@ class Backoff:
         self._delay = self.burst
 
     def watch(self, selector: Any) -> None:
-        """Have ``selector`` (a selectors.BaseSelector) also wake on :attr:`signal`; once."""
-        if self.signal is not None and not self._watched:
-            import selectors
+        """Have ``selector`` (a selectors.BaseSelector) also wake on :attr:`signal`
+        (again after its descriptor changed: a PostgreSQL feed that reconnected)."""
+        fd = self.signal.fileno() if self.signal is not None else -1
+        if fd == self._watched:
+            return
+        import selectors
 
-            selector.register(self.signal.fileno(), selectors.EVENT_READ)
-            self._watched = True
+        if self._watched >= 0:
+            try:
+                selector.unregister(self._watched)
+            except (KeyError, ValueError, OSError):
+                pass
+        self._watched = -1
+        if fd >= 0:
+            selector.register(fd, selectors.EVENT_READ)
+            self._watched = fd
 
     def woke(self) -> None:
         """After a select that included :attr:`signal`: take its events; burst if any."""
