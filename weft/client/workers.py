@@ -75,6 +75,12 @@ class Workers:
                                         str(rec.get("host")), rec, paused))
         return sorted(infos, key=lambda w: w.tid)
 
+    def _any_live(self) -> bool:
+        """Is a manager active? (What a submit needs to know: no outage state, no pause.)"""
+        now = time.time()
+        return any(registry.liveness(entry.record, now) == "active"
+                   for entry in registry.read_all(self.client.broker).values())
+
     def status(self, tid: str | None = None) -> WorkerInfo:
         """One manager's record (short TIDs work); without ``tid``, the oldest live one."""
         workers = self.list(all=True)
@@ -144,7 +150,7 @@ class Workers:
         if time.monotonic() < self._live_until:
             return None
         with self._start_lock():
-            if self.list():
+            if self._any_live():
                 self._live_until = time.monotonic() + 2.0
                 return None
             info = self.start()
