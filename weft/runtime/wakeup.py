@@ -194,6 +194,7 @@ class Backoff:
         self._later = later
         self._born = time.monotonic()
         self._watched = -1
+        self._idle = True
         self._signalled = float("-inf")
         self._looks: list[float] = []
         self.reset()
@@ -214,6 +215,7 @@ class Backoff:
     def timeout(self, *, idle: bool = True) -> float:
         """The next wait. ``idle`` False (a manager with tasks running): no long signal waits."""
         now = time.monotonic()
+        self._idle = idle
         if self._later is not None and now - self._born > SIGNAL_BURST:
             self.signal, self._later = self._later(), None
         if self.signal is not None and idle:
@@ -242,8 +244,10 @@ class Backoff:
 
     def watch(self, selector: Any) -> None:
         """Have ``selector`` (a selectors.BaseSelector) also wake on :attr:`signal`
-        (again after its descriptor changed: a PostgreSQL feed that reconnected)."""
-        fd = self.signal.fileno() if self.signal is not None else -1
+        while idle (again after its descriptor changed: a PostgreSQL feed that
+        reconnected). A busy manager is not woken by its own commits: its
+        launcher's pipe and the plain back-off pace it, as before."""
+        fd = self.signal.fileno() if self.signal is not None and self._idle else -1
         if fd == self._watched:
             return
         import selectors
@@ -260,7 +264,7 @@ class Backoff:
 
     def woke(self) -> None:
         """After a select that included :attr:`signal`: take its events; burst if any."""
-        if self.signal is not None and self.signal.drain():
+        if self.signal is not None and self._watched >= 0 and self.signal.drain():
             self._signalled_now()
 
     def close(self) -> None:
