@@ -23,7 +23,6 @@ from weft.errors import ManagerUnavailable, NotFound, UsageError, WaitTimeout
 from weft.names import WORKERS_REGISTRY
 from weft.pathsafety import NOFOLLOW, open_private, private_dir
 from weft.runtime import registry
-from weft.runtime.batch import dumps
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -237,7 +236,7 @@ class Workers:
     def _write_stopped(self, entry: registry.Entry, reason: str) -> None:
         broker = self.client.broker
         record = dict(entry.record, status="stopped", stop_reason=reason, heartbeat_at=time.time())
-        broker.write(WORKERS_REGISTRY, dumps(record))
+        broker.write(WORKERS_REGISTRY, json.dumps(record, separators=(",", ":"), default=str))
         broker.delete(WORKERS_REGISTRY, [entry.message_id])
 
 
