@@ -109,10 +109,13 @@ class ChangeFeed:
         self._conn = conn
         self._listening = False
         self._last_tick = time.monotonic()
+        # A manager dispatches on writes and moves only, which all notify: it
+        # turns the tick off (weft.runtime.wakeup) and so takes no timed looks.
+        self.ticks = True
 
     def version(self) -> int:
         now = time.monotonic()
-        if now - self._last_tick >= TICK:
+        if self.ticks and now - self._last_tick >= TICK:
             self._last_tick = now
             self.count += 1
         try:
@@ -154,6 +157,7 @@ class ChangeFeed:
             self._conn = connect(self.dsn)
         self._conn.execute(f'LISTEN "{channel(self.schema)}"')
         self._listening = True
+        self.count += 1  # what was written before we listened was not announced: look
         return self._conn
 
     def _drop(self) -> None:

@@ -75,7 +75,7 @@ class Manager(BaseTask):
         self.presence = BrokerPresence(ctx)
         self.outage = Outage(tid, root=ctx.root, max_outage=options.get("max_broker_outage"),
                              lease=ctx.settings.heartbeat_interval * LEASE_FACTOR + LEASE_SLACK)
-        self.backoff = Backoff(signal=ChangeSignal.for_broker(self.broker))  # commits wake us
+        self.backoff = Backoff(signal=ChangeSignal.for_broker(self.broker, untimed=True))  # commits wake us
         self.stop_reason: str | None = None
         self.kill_now = False
         self.draining_since: float | None = None

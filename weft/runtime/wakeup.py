@@ -52,11 +52,19 @@ class ChangeSignal:
         self.fd = fd
 
     @classmethod
-    def for_broker(cls, broker: Any) -> ChangeSignal | None:
-        """One for ``broker`` (a weft Broker), or None where it cannot be had."""
+    def for_broker(cls, broker: Any, *, untimed: bool = False) -> ChangeSignal | None:
+        """One for ``broker`` (a weft Broker), or None where it cannot be had.
+
+        ``untimed`` (a manager): on PostgreSQL, turn off the change counter's
+        twice-a-second tick, which stands in for deletes and claims (they send
+        no NOTIFY); a manager dispatches on writes and moves only.
+        """
         backend = getattr(broker, "backend", None)
         if backend == "postgres":
-            return FeedSignal.of(broker.change_feed())
+            signal = FeedSignal.of(broker.change_feed())
+            if signal is not None and untimed:
+                signal.feed.ticks = False
+            return signal
         if backend != "sqlite":
             return None
         return cls.watch(Path(broker.description).parent)
