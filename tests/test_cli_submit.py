@@ -32,6 +32,10 @@ def test_a_bad_line_is_named_and_nothing_is_queued(project):
     assert proc.stdout == ""
     assert project.rows(SPAWN_REQUESTS) == []
     assert [e for e in project.events() if e.get("event") == "task_submitted"] == []
+    empty = project.cli("submit", "-", input="true\n'' arg\n")
+    assert empty.returncode == 2
+    assert empty.stderr.splitlines()[-1] == "weft: error: line 2: the command is empty"
+    assert project.rows(SPAWN_REQUESTS) == []
 
 
 def test_options_apply_to_every_line_and_shell_runs_each_line(project, cli_manager, client):

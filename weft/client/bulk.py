@@ -83,6 +83,8 @@ def parse_lines(lines: Iterable[str], *, shell: bool) -> list[tuple[int, list[st
             argv = shlex.split(line)
         except ValueError as exc:
             raise InvalidSpec(f"line {number}: {exc}") from None
+        if not argv or not argv[0]:
+            raise InvalidSpec(f"line {number}: the command is empty")
         commands.append((number, argv))
     return commands
 
