@@ -106,11 +106,7 @@ class ChangeSignal:
 
     def wait(self, timeout: float) -> bool:
         """Block until a change or ``timeout``; True if woken by a change."""
-        try:
-            ready, _, _ = select.select([self.fd], [], [], max(0.0, timeout))
-        except InterruptedError:
-            return False
-        return bool(ready) and self.drain()
+        return _readable(self.fileno(), timeout) and self.drain()
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -150,11 +146,7 @@ class FeedSignal(ChangeSignal):
         if fd < 0:
             time.sleep(max(0.0, timeout))
             return False
-        try:
-            ready, _, _ = select.select([fd], [], [], max(0.0, timeout))
-        except (InterruptedError, OSError, ValueError):
-            return False
-        return bool(ready) and self.drain()
+        return _readable(fd, timeout) and self.drain()
 
     def close(self) -> None:
         self.feed = _NoFeed()
@@ -165,6 +157,16 @@ class _NoFeed:
         return None
 
     def take(self) -> bool:
+        return False
+
+
+def _readable(fd: int, timeout: float) -> bool:
+    """Wait up to ``timeout`` s for ``fd`` to be readable (poll: no 1024-descriptor limit)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    try:
+        return bool(poller.poll(max(0.0, timeout) * 1000))
+    except (InterruptedError, OSError):
         return False
 
 
