@@ -336,7 +336,13 @@ class QueueBlobStore(BlobStore):
                 yield base64.b64decode(body)
 
     def exists(self, sha256: str, size: int) -> bool:
-        return _indexed(self.broker, _checked(sha256))
+        """Whole means indexed: the index is written after every chunk, with the size."""
+        ids = self.broker.find_ids(INDEX, f'"sha256": "{_checked(sha256)}"', limit=1)
+        found = self.broker.peek_one(INDEX, message_id=ids[0]) if ids else None
+        try:
+            return found is not None and int(json.loads(found[0])["size"]) == size
+        except (ValueError, KeyError, TypeError):
+            return False
 
     def sweep_partial(self, older_than: float) -> int:
         cutoff, gone = time.time() - older_than, 0
