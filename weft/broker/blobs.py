@@ -126,7 +126,7 @@ class BlobStore(ABC):
     def read_all(self, sha256: str) -> bytes:
         return b"".join(self.read(sha256))
 
-    def read_bytes(self, sha256: str) -> bytearray:
+    def read_bytes(self, sha256: str) -> bytes | bytearray:
         """The whole blob in one buffer, checked against ``sha256`` once (BlobError if not).
 
         For a reader that needs it whole anyway (a result value): one
@@ -207,20 +207,16 @@ class FileBlobStore(BlobStore):
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def read_bytes(self, sha256: str) -> bytearray:
-        """Read straight into one buffer of the file's size; hash it once."""
+    def read_bytes(self, sha256: str) -> bytes | bytearray:
+        """Read the file in one call (one buffer of its size); hash it once."""
         path = self.root / _checked(sha256)[:2] / sha256
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         except FileNotFoundError:
             raise BlobError(f"blob {sha256[:12]} is missing (removed by weft tidy?)") from None
         with open(fd, "rb", buffering=0) as fh:
-            data = bytearray(os.fstat(fd).st_size)
-            view, got = memoryview(data), 0
-            while got < len(data) and (n := fh.readinto(view[got:])):
-                got += n
-            view.release()
-        if got != len(data) or hashlib.sha256(data).hexdigest() != sha256:
+            data = fh.read()
+        if hashlib.sha256(data).hexdigest() != sha256:
             raise BlobError(f"blob {sha256[:12]} is corrupt: its bytes do not match its sha256")
         return data
 
