@@ -37,12 +37,17 @@ import base64
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from weft.broker.blobs import BlobStore, BlobWriter, FileBlobStore
 from weft.errors import BlobError, InvalidSpec, WeftError
-from weft.models import TaskState, values
-from weft.runtime.outcome import Outcome
+from weft.models import values
+
+if TYPE_CHECKING:
+    from weft.broker.blobs import BlobStore, BlobWriter
+    from weft.runtime.outcome import Outcome
+
+# Imported by every launcher (through weft.runtime.child), so what only a large
+# result or the recording host needs (the blob store, Outcome) is imported when used.
 
 DEFAULT_CHUNK: Final = 1 << 20
 DEFAULT_CAP: Final = 1 << 30
@@ -152,6 +157,8 @@ def _store(where: dict[str, Any]) -> BlobStore:
         raise BlobError("the task was launched without its project's blob store")
     root = Path(where["root"])
     if where.get("backend", "sqlite") == "sqlite":
+        from weft.broker.blobs import FileBlobStore
+
         return FileBlobStore(root / ".weft" / "blobs")
     from weft import context
     from weft.broker import Broker
@@ -196,4 +203,7 @@ def admit(outcome: Outcome, store: Callable[[], BlobStore], cap: int) -> Outcome
 
 
 def _failed(reason: str, error: str) -> Outcome:
+    from weft.models import TaskState
+    from weft.runtime.outcome import Outcome
+
     return Outcome(TaskState.FAILED, 1, reason=reason, error=error)
