@@ -2,7 +2,7 @@
 
     python benchmarks/payloads.py [--big-mb 100] [--huge-mb 1024]
     python benchmarks/payloads.py --api-only [--result-mb 50] [--array-len 1000000]
-                                  [--huge-result-mb 200] [--repeats 3]
+                                  [--huge-result-mb 200] [--repeats 3] [--postgres DSN]
 
 In a fresh project with one manager, runs through the real CLI:
 
@@ -18,7 +18,8 @@ point is the manager's and launcher's peak RSS (the value must not pass
 through them whole). Each value is checked against a digest the task sends
 beside it. Per case: wall time, the task's own time (start to result) and
 CPU, and the CPU and peak RSS of the client, the manager and the launcher.
-``--api-only`` runs just these; ``--no-api`` skips them.
+``--api-only`` runs just these; ``--no-api`` skips them. ``--postgres DSN``
+runs everything on a fresh schema of that server instead of SQLite.
 
 For each CLI case: wall time, peak RSS of the client (``/usr/bin/time``), of the
 manager and of its launcher (sampled every 20 ms with psutil, so a peak
@@ -76,7 +77,7 @@ class PeakSampler:
 def run_case(root: Path, env: dict[str, str], procs: dict[str, psutil.Process], argv: list[str],
              *, stdin: Path | None, stdout: Path | None) -> dict[str, Any]:
     broker = root / ".weft" / "broker.db"
-    size0 = broker.stat().st_size
+    size0 = broker.stat().st_size if broker.exists() else None  # None: PostgreSQL
     with PeakSampler(procs) as sampler:
         t0 = time.perf_counter()
         with open(stdin or os.devnull, "rb") as fin, open(stdout or os.devnull, "wb") as fout:
@@ -90,7 +91,8 @@ def run_case(root: Path, env: dict[str, str], procs: dict[str, psutil.Process], 
     client_mb = int(proc.stderr.decode().strip().splitlines()[-1]) / 1024
     return {"wall_s": round(wall, 2), "client_mb": round(client_mb, 1),
             **{f"{k}_mb": round(v, 1) for k, v in sampler.peaks.items()},
-            "broker_growth_mb": round((broker.stat().st_size - size0) / 2**20, 2)}
+            "broker_growth_mb": (None if size0 is None
+                                 else round((broker.stat().st_size - size0) / 2**20, 2))}
 
 
 API_MODULE = '''
@@ -197,10 +199,16 @@ def main() -> None:
     parser.add_argument("--huge-result-mb", type=int, default=200,
                         help="a bytes result this large, for peak RSS (0: skip)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--postgres", metavar="DSN",
+                        help="use a fresh schema on this PostgreSQL server (dropped after)")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="weft-payloads-"))
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("WEFT_")},
+    backend = {} if not args.postgres else {
+        "WEFT_BROKER_BACKEND": "postgres", "WEFT_BROKER_TARGET": args.postgres,
+        "WEFT_BROKER_SCHEMA": f"weft_bench_{os.getpid()}"}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("WEFT_")}, **backend,
            "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    os.environ.update(backend)
     os.environ["PYTHONPATH"] = env["PYTHONPATH"]  # the manager this client starts, too
     sys.path.insert(0, str(REPO))
     from weft import WeftClient
@@ -220,6 +228,10 @@ def main() -> None:
         client.workers.stop(all=True, timeout=60)
         client.close()
         shutil.rmtree(root, ignore_errors=True)
+        if args.postgres:
+            from weft.broker.postgres import drop_schema
+
+            drop_schema(args.postgres, backend["WEFT_BROKER_SCHEMA"])
     _print_table(report)
     print(json.dumps(report))
 
