@@ -269,9 +269,11 @@ def _print_table(report: dict[str, Any]) -> None:
                 if isinstance(r, dict) and n.startswith("api_") == api}
         if not rows:
             continue
-        print(f"{'case':<22}" + "".join(f"{c:>15}" for c in cols))
+        widths = [max(15, len(c) + 2) for c in cols]
+        print(f"{'case':<22}" + "".join(f"{c:>{w}}" for c, w in zip(cols, widths, strict=True)))
         for name, row in rows.items():
-            print(f"{name:<22}" + "".join(f"{row.get(c, '-')!s:>15}" for c in cols))
+            print(f"{name:<22}" + "".join(f"{row.get(c, '-')!s:>{w}}"
+                                          for c, w in zip(cols, widths, strict=True)))
 
 
 if __name__ == "__main__":
