@@ -74,6 +74,10 @@ def test_a_value_that_cannot_be_sent_is_one_clear_error(tmp_path):
     assert line["error"].startswith("cannot send the result: the return value: cannot pickle")
     line = result_blob.report({1, 2}, _launch(tmp_path, serializer="json"))
     assert "not JSON-serialisable" in line["error"]
+    nowhere = {**_launch(tmp_path), "result_store": {"root": "", "chunk": CHUNK}}
+    line = result_blob.report(os.urandom(200_000), nowhere)  # the store fails: no retry
+    assert line == {"error": "cannot store the result: "
+                             "the task was launched without its project's blob store"}
     assert _leftovers(tmp_path) == []
 
 

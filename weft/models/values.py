@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from weft.errors import InvalidSpec
+from weft.errors import BrokerError, InvalidSpec
 
 PICKLE_KEY: Final = "$pickle"
 Serializer = Literal["auto", "json", "pickle"]
@@ -159,6 +159,11 @@ def encode_call(args: Sequence[Any], kwargs: Mapping[str, Any], *,
     return encoded_args, encoded_kwargs, wire
 
 
+# What a sink raises when it cannot take more (the cap, a full disk, the blob store
+# unreachable): never a reason to pickle the value another way.
+_SINK_FAILURES = (StopWriting, OSError, BrokerError)
+
+
 class _Buffer(io.BytesIO):
     def restart(self) -> None:
         self.seek(0)
@@ -183,12 +188,13 @@ def dump(value: Any, sink: Any, *, field: str = "value") -> None:
     ``sink`` has ``write(bytes-like)`` and ``restart()`` (forget what was
     written: the cloudpickle fallback starts again). The C pickler hands a
     large ``bytes`` or array buffer to ``write`` as it is, uncopied. A sink
-    that raises :class:`StopWriting` or OSError ends the pickling there.
+    that raises :class:`StopWriting`, OSError or BrokerError (the blob store
+    failed) ends the pickling there: that error propagates.
     """
     try:
         _Pickler(sink, _main_module()).dump(value)
         return
-    except (StopWriting, OSError):
+    except _SINK_FAILURES:
         raise
     except Exception as exc:  # noqa: BLE001 - pickle raises many kinds
         first = exc
@@ -203,7 +209,7 @@ def dump(value: Any, sink: Any, *, field: str = "value") -> None:
         raise InvalidSpec(f"{field}: cannot pickle a {_kind(value)} ({_why(first)}){hint}") from None
     try:
         cloudpickle.dump(value, sink, protocol=pickle.HIGHEST_PROTOCOL)
-    except (StopWriting, OSError):
+    except _SINK_FAILURES:
         raise
     except Exception as exc:  # noqa: BLE001
         raise InvalidSpec(f"{field}: cannot pickle a {_kind(value)} ({_why(exc)})") from None
