@@ -25,6 +25,20 @@ JOBS = textwrap.dedent('''
 
     def big_list(n):
         return [float(i) for i in range(n)]
+
+    class Stall:
+        """Pickling it marks a file and hangs: the result is half-written by then."""
+        def __init__(self, mark):
+            self.mark = mark
+
+        def __reduce__(self):
+            import time
+            open(self.mark, "w").close()
+            time.sleep(120)
+            return (Stall, (self.mark,))
+
+    def half_written(n, mark):
+        return (random.Random(7).randbytes(n), Stall(mark))
 ''')
 
 
@@ -152,6 +166,23 @@ def test_a_large_result_goes_to_the_blob_store_from_the_task_not_through_its_hos
     shown = _weft(project, "result", "--json", result.tid)  # the envelope, read when asked
     assert shown.returncode == 0, shown.stderr
     assert values.decode(json.loads(shown.stdout)["value"]) == result.value
+
+
+def test_a_task_killed_while_it_stores_its_result_leaves_no_reference(project, client, manager,
+                                                                     payload_jobs):
+    from weft.broker.blobs import blob_store
+
+    mark = project.root / "writing"
+    task = client.submit(function="payload_jobs:half_written", args=[3_000_000, str(mark)],
+                         serializer="pickle")
+    wait_for(mark.exists, timeout=60, what="the task to be storing its result")
+    partial = list((project.root / ".weft" / "blobs" / "tmp").iterdir())
+    assert len(partial) == 1 and partial[0].stat().st_size >= 3_000_000
+    task.kill()
+    result = task.wait(timeout=60)
+    assert result.status == "killed" and result.raw.get("value_blob") is None
+    assert blob_store(client.broker).usage()["blobs"] == 0  # nothing whole, nothing referred to
+    assert pid_alive(manager.pid)
 
 
 def test_an_over_size_result_fails_the_task_not_the_manager(project, client, payload_jobs,
