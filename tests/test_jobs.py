@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 from conftest import Project, pid_alive, wait_for
 
 from weft.client.client import WeftClient
-from weft.jobs import progress
+from weft.jobs import progress, stopping
 from weft.names import JOBS_PROGRESS
 
 STEPS = '''
@@ -231,6 +232,45 @@ def test_stop_mid_fan_out_cancels_the_rest(project: Project, api: Any) -> None:
                and e["event"] == "task_started"]
     assert all(e["ts"] <= ended.finished_at for e in started)
     assert len(_children(api, handle.tid)) == len(kids)  # nothing submitted since
+
+
+def test_a_bare_stop_mid_fan_out_lets_no_child_start_afterwards(project: Project,
+                                                                 api: Any) -> None:
+    """`weft task stop JOB` (no job handle): once it returns no child starts, however
+    slow the job's own process is to notice; queued children end cancelled."""
+    handle = api.job(_job(project, 100, parallel=8, delay=0.4))
+    wait_for(lambda: len(_children(api, handle.tid)) >= 12, timeout=60,
+             what="the fan-out under way")
+    proc = project.cli("task", "stop", handle.tid[-8:], "--json")
+    returned = time.time()
+    assert proc.returncode == 0, proc.stderr
+    reply = json.loads(proc.stdout)
+    assert reply["ok"] and reply["details"]["children"]["unfinished"] == []
+    kids = _children(api, handle.tid)
+    assert 12 <= len(kids) < 100
+    assert all(api.task(t).done() for t in kids.values()), "a child still going after STOP"
+    ended = handle.task.wait(timeout=30)
+    assert ended.status == "cancelled" and ended.reason == "stop", ended
+    assert _children(api, handle.tid) == kids  # nothing queued since
+    started = [e for e in project.events() if e.get("parent_tid") == handle.tid
+               and e["event"] == "task_started"]
+    assert started and max(e["ts"] for e in started) <= returned
+    statuses = {api.task(t).wait().status for t in kids.values()}
+    assert statuses <= {"completed", "cancelled"} and "cancelled" in statuses
+
+
+def test_the_fence_refuses_a_child_once_the_job_is_stopped(project: Project) -> None:
+    """The broker decides, not the job's process: after close, submit_child queues nothing."""
+    with WeftClient(project.root, auto_start=False) as c:
+        job = str(c.broker.generate_id()).zfill(19)
+        fence = stopping.open_fence(c.broker, job)
+        assert fence is not None and stopping.open_fence(c.broker, job) == fence
+        assert progress.submit_child(c.broker, job, "s", 0, '{"x":1}', fence=fence) is not None
+        stopping.close(c.broker, job, command="STOP", reason=None)
+        assert progress.submit_child(c.broker, job, "s", 1, '{"x":2}', fence=fence) is None
+        assert stopping.open_fence(c.broker, job) is None  # a resumed job sees the stop
+        assert list(_children(c, job)) == [("s", 0)]
+        assert len(project.rows("weft.spawn.requests")) == 1
 
 
 def test_pause_holds_further_items_until_resume(project: Project, api: Any) -> None:
