@@ -335,6 +335,48 @@ def test_a_killed_job_is_resumed_by_another_manager_without_repeats(
         assert len(starts) == 1, f"child {tid} started {len(starts)} times"
 
 
+def test_a_job_process_killed_alone_is_resumed_by_its_live_manager(project: Project,
+                                                                    api: Any) -> None:
+    """kill -9 of the job's process only (its manager lives on): the manager retries it
+    (consumer_lost) and the new attempt resumes; each item runs exactly once."""
+    handle = api.job(_job(project, 24, parallel=4, delay=0.2))
+    wait_for(lambda: len(_children(api, handle.tid)) >= 8, timeout=60,
+             what="the fan-out under way")
+    before = _children(api, handle.tid)
+    pid = int(handle.task.status()["pid"])
+    os.kill(pid, signal.SIGKILL)
+    summary = handle.wait(timeout=90)
+    assert summary["status"] == "completed", summary
+    assert summary["output"] == sum(i * i for i in range(24))
+    events = handle.task.events()
+    assert [e["reason"] for e in events if e["event"] == "task_retrying"] == ["consumer_lost"]
+    assert handle.task.wait().attempt == 2
+    after = _children(api, handle.tid)
+    assert len(after) == 26 and all(after[key] == tid for key, tid in before.items())
+    for tid in after.values():
+        starts = [e for e in api.task(tid).events() if e["event"] == "task_started"]
+        assert len(starts) == 1, f"child {tid} started {len(starts)} times"
+
+
+def test_kill_of_a_job_ends_it_killed_with_its_children(project: Project, api: Any) -> None:
+    """An operator's KILL is not a crash: the job is not resumed, and no child starts."""
+    handle = api.job(_job(project, 40, parallel=4, delay=0.3))
+    wait_for(lambda: len(_children(api, handle.tid)) >= 6, timeout=60,
+             what="the fan-out under way")
+    reply = api.cancel(handle.tid, kill=True)
+    returned = time.time()
+    assert reply[0]["status"] is not None
+    ended = handle.task.wait(timeout=30)
+    assert ended.status == "killed" and ended.attempt == 1
+    kids = _children(api, handle.tid)
+    assert all(api.task(t).done() for t in kids.values())
+    assert {api.task(t).wait().status for t in kids.values()} <= {"completed", "killed",
+                                                                  "cancelled"}
+    started = [e for e in project.events() if e.get("parent_tid") == handle.tid
+               and e["event"] == "task_started"]
+    assert max(e["ts"] for e in started) <= returned
+
+
 def test_job_files_are_not_found_cleanly(project: Project) -> None:
     proc = project.cli("job", "run", str(Path(project.root) / "missing.toml"))
     assert proc.returncode == 2 and "cannot read job file" in proc.stderr
