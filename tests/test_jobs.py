@@ -273,6 +273,28 @@ def test_the_fence_refuses_a_child_once_the_job_is_stopped(project: Project) -> 
         assert len(project.rows("weft.spawn.requests")) == 1
 
 
+def test_logs_follow_streams_every_child_until_the_job_ends(project: Project, api: Any) -> None:
+    """`weft task logs JOB --follow`, started before any child exists, prints each
+    child's lines prefixed by step and item as they come, then ends with the job."""
+    job = {"name": "echoes", "steps": [
+        {"name": "list", "command": "sleep 0.5; printf 'a\\nb\\nc\\nd\\n'"},
+        {"name": "shout", "map": "lines", "parallel": 2, "command": "echo got {item}"},
+        {"name": "count", "command": "wc -l"},
+    ]}
+    handle = api.job(job)
+    follower = project.popen("task", "logs", handle.tid, "--follow")
+    out, err = follower.communicate(timeout=60)
+    assert follower.returncode == 0, err
+    assert handle.task.done()  # it ended because the job did
+    lines = out.splitlines()
+    for i, item in enumerate("abcd"):
+        assert f"shout[{i}] got {item}" in lines, out
+    assert "list[0] a" in lines and "count[0] 4" in lines
+    assert any(line.startswith("# shout[3] ") and "result  completed" in line for line in lines)
+    order = [lines.index(f"shout[{i}] got {c}") for i, c in enumerate("abcd")]
+    assert lines.index("list[0] a") < min(order) and max(order) < lines.index("count[0] 4")
+
+
 def test_pause_holds_further_items_until_resume(project: Project, api: Any) -> None:
     handle = api.job(_job(project, 12, parallel=2, delay=0.3))
     wait_for(lambda: len(_children(api, handle.tid)) >= 4, timeout=60, what="fan-out under way")
