@@ -13,10 +13,12 @@ from typing import Any
 
 import pytest
 from conftest import Project, pid_alive, wait_for
+from test_backend_contract import Backend, backend, broker  # noqa: F401 - the fixtures
 
+from weft.broker import Broker
 from weft.client.client import WeftClient
 from weft.jobs import progress, stopping
-from weft.names import JOBS_PROGRESS
+from weft.names import JOBS_CONTROL, JOBS_PROGRESS, SPAWN_REQUESTS
 
 STEPS = '''
 import json
@@ -71,6 +73,17 @@ def _max_overlap(results: list[Any]) -> int:
 
 @pytest.fixture
 def api(project: Project) -> Any:
+    c = WeftClient(project.root)
+    try:
+        project.track(c.workers.start().pid)
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def backend_api(backend: Backend, project: Project) -> Any:  # noqa: F811
+    """:func:`api` on each backend (PostgreSQL when WEFT_TEST_PG_DSN is set)."""
     c = WeftClient(project.root)
     try:
         project.track(c.workers.start().pid)
@@ -234,43 +247,54 @@ def test_stop_mid_fan_out_cancels_the_rest(project: Project, api: Any) -> None:
     assert len(_children(api, handle.tid)) == len(kids)  # nothing submitted since
 
 
-def test_a_bare_stop_mid_fan_out_lets_no_child_start_afterwards(project: Project,
-                                                                 api: Any) -> None:
-    """`weft task stop JOB` (no job handle): once it returns no child starts, however
-    slow the job's own process is to notice; queued children end cancelled."""
-    handle = api.job(_job(project, 100, parallel=8, delay=0.4))
-    wait_for(lambda: len(_children(api, handle.tid)) >= 12, timeout=60,
+@pytest.mark.parametrize("how", ["tid", "bulk"])
+def test_a_bare_stop_mid_fan_out_lets_no_child_start_afterwards(
+        project: Project, backend_api: Any, backend: Backend, how: str) -> None:  # noqa: F811
+    """`weft task stop JOB` (no job handle), or a bulk stop that matches the job: once
+    it returns no child starts, however slow the job's own process is to notice;
+    queued children end cancelled."""
+    handle = backend_api.job(_job(project, 100, parallel=8, delay=0.4))
+    wait_for(lambda: len(_children(backend_api, handle.tid)) >= 12, timeout=60,
              what="the fan-out under way")
-    proc = project.cli("task", "stop", handle.tid[-8:], "--json")
+    which = [handle.tid[-8:]] if how == "tid" else ["--name", "job:squares"]
+    proc = project.cli("task", "stop", *which, "--json")
     returned = time.time()
     assert proc.returncode == 0, proc.stderr
     reply = json.loads(proc.stdout)
-    assert reply["ok"] and reply["details"]["children"]["unfinished"] == []
-    kids = _children(api, handle.tid)
+    if how == "tid":
+        assert reply["ok"] and reply["details"]["children"]["unfinished"] == []
+    else:
+        assert [o["tid"] for o in reply] == [handle.tid] and "children" in reply[0]["reply"]
+    kids = _children(backend_api, handle.tid)
     assert 12 <= len(kids) < 100
-    assert all(api.task(t).done() for t in kids.values()), "a child still going after STOP"
+    assert all(backend_api.task(t).done() for t in kids.values()), "a child still going after STOP"
     ended = handle.task.wait(timeout=30)
     assert ended.status == "cancelled" and ended.reason == "stop", ended
-    assert _children(api, handle.tid) == kids  # nothing queued since
-    started = [e for e in project.events() if e.get("parent_tid") == handle.tid
+    assert _children(backend_api, handle.tid) == kids  # nothing queued since
+    started = [e for e in backend_api.events() if e.get("parent_tid") == handle.tid
                and e["event"] == "task_started"]
     assert started and max(e["ts"] for e in started) <= returned
-    statuses = {api.task(t).wait().status for t in kids.values()}
+    statuses = {backend_api.task(t).wait().status for t in kids.values()}
     assert statuses <= {"completed", "cancelled"} and "cancelled" in statuses
 
 
-def test_the_fence_refuses_a_child_once_the_job_is_stopped(project: Project) -> None:
-    """The broker decides, not the job's process: after close, submit_child queues nothing."""
-    with WeftClient(project.root, auto_start=False) as c:
-        job = str(c.broker.generate_id()).zfill(19)
-        fence = stopping.open_fence(c.broker, job)
-        assert fence is not None and stopping.open_fence(c.broker, job) == fence
-        assert progress.submit_child(c.broker, job, "s", 0, '{"x":1}', fence=fence) is not None
-        stopping.close(c.broker, job, command="STOP", reason=None)
-        assert progress.submit_child(c.broker, job, "s", 1, '{"x":2}', fence=fence) is None
-        assert stopping.open_fence(c.broker, job) is None  # a resumed job sees the stop
-        assert list(_children(c, job)) == [("s", 0)]
-        assert len(project.rows("weft.spawn.requests")) == 1
+def test_the_fence_refuses_a_child_once_the_job_is_stopped(broker: Broker) -> None:  # noqa: F811
+    """The broker decides, not the job's process: after close, submit_child queues
+    nothing (on each backend: the check and the insert are one transaction)."""
+    job = str(broker.generate_id()).zfill(19)
+    fence = stopping.open_fence(broker, job)
+    assert fence is not None and stopping.open_fence(broker, job) == fence
+    assert stopping.is_open(broker, job)
+    first = progress.submit_child(broker, job, "s", 0, '{"x":1}', fence=fence)
+    assert first is not None
+    stopping.close(broker, job, command="STOP", reason=None)
+    assert not stopping.is_open(broker, job)
+    assert progress.submit_child(broker, job, "s", 1, '{"x":2}', fence=fence) is None
+    assert stopping.open_fence(broker, job) is None  # a resumed job sees the stop
+    assert progress.children(progress.records(broker, job)) == {("s", 0): first}
+    assert [int(first)] == [mid for _body, mid in broker.peek_all(SPAWN_REQUESTS)]
+    stopping.forget(broker, job)
+    assert list(broker.peek_all(JOBS_CONTROL)) == []
 
 
 def test_logs_follow_streams_every_child_until_the_job_ends(project: Project, api: Any) -> None:
