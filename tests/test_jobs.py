@@ -276,6 +276,7 @@ def test_a_bare_stop_mid_fan_out_lets_no_child_start_afterwards(
     assert started and max(e["ts"] for e in started) <= returned
     statuses = {backend_api.task(t).wait().status for t in kids.values()}
     assert statuses <= {"completed", "cancelled"} and "cancelled" in statuses
+    assert list(backend_api.broker.peek_all(JOBS_CONTROL)) == []  # nothing left behind
 
 
 def test_the_fence_refuses_a_child_once_the_job_is_stopped(broker: Broker) -> None:  # noqa: F811

@@ -84,7 +84,8 @@ class JobRun:
                 break
             if not self._advance():
                 marker = self.client.wait_for_change(marker, timeout=POLL)
-        stopping.forget(self.broker, self.tid)
+        if not self.stopping:  # a stopped job keeps its stopped record: a retry must see it
+            stopping.forget(self.broker, self.tid)
         return self._summary()
 
     def _on_term(self, _signum: int, _frame: Any) -> None:

@@ -104,7 +104,8 @@ def stop_job(task: Task, command: str, *, timeout: float, reason: str | None) ->
     Returns the job's own reply, its ``details["children"]`` counting the
     children cancelled while queued, those stopped while running, and the
     TIDs of any that had not ended by the deadline (their manager did not
-    answer in time).
+    answer in time). The job itself is waited for too (within ``timeout``),
+    then its records here are dropped.
     """
     client = task.client
     broker = client.broker
@@ -115,13 +116,13 @@ def stop_job(task: Task, command: str, *, timeout: float, reason: str | None) ->
     reply = task.send_control(command, timeout=timeout, reason=reason)
     running = [tid for tid in kids if tid not in cancelled and not client.task(tid).done()]
     for tid in running:
-        try:
-            client.task(tid).send_control(command, timeout=max(0.5, _left(deadline)),
-                                          reason=reason or f"job {task.tid} stopped")
+        try:  # control, not send_control: a child that is a job stops its own children
+            client.task(tid).control(command, timeout=max(0.5, _left(deadline)),
+                                     reason=reason or f"job {task.tid} stopped")
         except WeftError:
             pass  # no answer: waited for below, and reported if it has not ended
     unfinished = _wait_ended(client, running, deadline)
-    if client.task(task.tid).done():
+    if not _wait_ended(client, [task.tid], deadline):  # the job ends by the STOP: tidy up
         forget(broker, task.tid)
     reply.setdefault("details", {})["children"] = {
         "cancelled": len(cancelled), "stopped": len(running) - len(unfinished),
