@@ -1,7 +1,8 @@
 """What a job has submitted, recorded so a restarted job resumes exactly where it was.
 
 Each child of a job is written together with its progress record in one
-transaction (:meth:`Broker.insert_atomic`): the child's spawn request (its
+transaction (fenced on the job's open record, :mod:`weft.jobs.stopping`,
+so a stopped job queues nothing more): the child's spawn request (its
 message id is the child's TID) and ``{"job", "step", "item", "tid"}`` on
 ``weft.jobs.progress``. So after any crash either both exist or neither
 does: a restarted job reads the records, knows every child it already

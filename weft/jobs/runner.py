@@ -14,8 +14,9 @@ the children still queued and stops the running ones before returning;
 PAUSE (SIGSTOP of this process) holds further steps while running children
 go on. Children are queued fenced on the job's open record, so a STOP that
 this process has not yet seen still stops the queueing at once
-(:mod:`weft.jobs.stopping`). The return value lists each step's outcome; a failed step whose
-``on_error`` is not ``continue`` cancels what remains and fails the job.
+(:mod:`weft.jobs.stopping`). The return value lists each step's outcome; a
+failed step whose ``on_error`` is not ``continue`` cancels what remains and
+fails the job.
 """
 
 from __future__ import annotations
