@@ -18,6 +18,7 @@ from test_backend_contract import Backend, backend, broker  # noqa: F401 - the f
 from weft.broker import Broker
 from weft.client.client import WeftClient
 from weft.jobs import progress, stopping
+from weft.jobs.handle import RESUME_RETRIES
 from weft.names import JOBS_CONTROL, JOBS_PROGRESS, SPAWN_REQUESTS
 
 STEPS = '''
@@ -403,6 +404,32 @@ def test_a_job_process_killed_alone_is_resumed_by_its_live_manager(project: Proj
     for tid in after.values():
         starts = [e for e in api.task(tid).events() if e["event"] == "task_started"]
         assert len(starts) == 1, f"child {tid} started {len(starts)} times"
+
+
+def test_a_job_that_keeps_dying_ends_failed_when_its_resumes_run_out(project: Project,
+                                                                       api: Any) -> None:
+    """Resuming is bounded: a job whose process dies at every attempt ends ``failed``
+    (consumer_lost) after RESUME_RETRIES resumes, and never queued a child twice."""
+    job = {"name": "doomed", "steps": [{"name": "hold", "command": ["sleep", "60"]},
+                                       {"name": "never", "command": ["true"]}]}
+    handle = api.job(job)
+    for attempt in range(1, RESUME_RETRIES + 2):
+        def started(attempt: int = attempt) -> Any:
+            starts = [e for e in handle.task.events() if e["event"] == "task_started"]
+            return starts[-1]["pid"] if len(starts) == attempt else None
+
+        pid = wait_for(started, timeout=30, what=f"attempt {attempt} running")
+        if attempt == 1:
+            wait_for(lambda: _children(api, handle.tid), what="the first step queued")
+        os.kill(int(pid), signal.SIGKILL)
+    ended = handle.task.wait(timeout=30)
+    assert ended.status == "failed" and ended.reason == "consumer_lost", ended
+    assert ended.attempt == RESUME_RETRIES + 1
+    records = [r for r in progress.records(api.broker, handle.tid) if r.get("kind") == "child"]
+    assert [(r["step"], r["item"]) for r in records] == [("hold", 0)]  # queued once
+    child = api.task(records[0]["tid"])
+    assert [e["event"] for e in child.events()].count("task_started") <= 1
+    api.cancel(child.tid)  # no process of the job is left to stop it
 
 
 def test_kill_of_a_job_ends_it_killed_with_its_children(project: Project, api: Any) -> None:
