@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from weft.broker import Broker
 from weft.codec import loads_object
-from weft.errors import WeftError
+from weft.errors import WaitTimeout, WeftError
 from weft.jobs import progress
 from weft.names import JOBS_CONTROL, SPAWN_HELD, SPAWN_REQUESTS, SPAWN_WAITING
 
@@ -113,7 +113,11 @@ def stop_job(task: Task, command: str, *, timeout: float, reason: str | None) ->
     close(broker, task.tid, command=command, reason=reason)
     kids = list(progress.children(progress.records(broker, task.tid)).values())
     cancelled = [tid for tid in kids if _cancel_queued(broker, tid, command)]
-    reply = task.send_control(command, timeout=timeout, reason=reason)
+    unanswered: WaitTimeout | None = None
+    try:
+        reply = task.send_control(command, timeout=timeout, reason=reason)
+    except WaitTimeout as exc:  # the job's manager did not answer: its children still stop
+        reply, unanswered = {}, exc
     running = [tid for tid in kids if tid not in cancelled and not client.task(tid).done()]
     for tid in running:
         try:  # control, not send_control: a child that is a job stops its own children
@@ -122,6 +126,8 @@ def stop_job(task: Task, command: str, *, timeout: float, reason: str | None) ->
         except WeftError:
             pass  # no answer: waited for below, and reported if it has not ended
     unfinished = _wait_ended(client, running, deadline)
+    if unanswered is not None:
+        raise unanswered
     if not _wait_ended(client, [task.tid], deadline):  # the job ends by the STOP: tidy up
         forget(broker, task.tid)
     reply.setdefault("details", {})["children"] = {
