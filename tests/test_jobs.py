@@ -280,6 +280,27 @@ def test_a_bare_stop_mid_fan_out_lets_no_child_start_afterwards(
     assert list(backend_api.broker.peek_all(JOBS_CONTROL)) == []  # nothing left behind
 
 
+def test_stop_of_a_frozen_job_lets_no_child_start_afterwards(project: Project,
+                                                              api: Any) -> None:
+    """The job's process is paused (SIGSTOP: as slow as it gets) when STOP comes: the
+    children it queued earlier still never start once the STOP returns."""
+    handle = api.job(_job(project, 60, parallel=8, delay=0.4))
+    wait_for(lambda: len(_children(api, handle.tid)) >= 12, timeout=60,
+             what="the fan-out under way")
+    assert handle.task.pause()["ok"]
+    proc = project.cli("task", "stop", handle.tid, "--json")
+    returned = time.time()
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["details"]["children"]["unfinished"] == []
+    ended = handle.task.wait(timeout=30)
+    assert ended.status == "cancelled" and ended.reason == "stop", ended
+    kids = _children(api, handle.tid)
+    assert all(api.task(t).done() for t in kids.values())
+    started = [e for e in project.events() if e.get("parent_tid") == handle.tid
+               and e["event"] == "task_started"]
+    assert started and max(e["ts"] for e in started) <= returned
+
+
 def test_the_fence_refuses_a_child_once_the_job_is_stopped(broker: Broker) -> None:  # noqa: F811
     """The broker decides, not the job's process: after close, submit_child queues
     nothing (on each backend: the check and the insert are one transaction)."""

@@ -118,13 +118,11 @@ def stop_job(task: Task, command: str, *, timeout: float, reason: str | None) ->
         reply = task.send_control(command, timeout=timeout, reason=reason)
     except WaitTimeout as exc:  # the job's manager did not answer: its children still stop
         reply, unanswered = {}, exc
+    if reply.get("status") == "paused":  # frozen, it would end only by the KILL after the grace
+        _quietly(task, "RESUME", deadline)
     running = [tid for tid in kids if tid not in cancelled and not client.task(tid).done()]
-    for tid in running:
-        try:  # control, not send_control: a child that is a job stops its own children
-            client.task(tid).control(command, timeout=max(0.5, _left(deadline)),
-                                     reason=reason or f"job {task.tid} stopped")
-        except WeftError:
-            pass  # no answer: waited for below, and reported if it has not ended
+    for tid in running:  # control: a child that is a job stops its own children too
+        _quietly(client.task(tid), command, deadline, reason=reason or f"job {task.tid} stopped")
     unfinished = _wait_ended(client, running, deadline)
     if unanswered is not None:
         raise unanswered
@@ -137,6 +135,13 @@ def stop_job(task: Task, command: str, *, timeout: float, reason: str | None) ->
         reply["reply"] = (f"{reply['reply']}; children: {len(cancelled)} cancelled while queued, "
                           f"{len(running)} stopped")
     return reply
+
+
+def _quietly(task: Task, command: str, deadline: float, *, reason: str | None = None) -> None:
+    try:
+        task.control(command, timeout=max(0.5, _left(deadline)), reason=reason)
+    except WeftError:
+        pass  # no answer: what it should have done is waited for, and reported if not done
 
 
 def _cancel_queued(broker: Broker, tid: str, command: str) -> bool:
