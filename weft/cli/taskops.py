@@ -98,6 +98,8 @@ stop_cmd = _make_cancel("stop", """Stop tasks gracefully: SIGTERM to each proces
 \b
 A queued or held task is taken off the queue and ends 'cancelled'. With
 filters, every matching task is stopped; none of them starts afterwards.
+Stopping a job also stops its children: its queued ones are cancelled, its
+running ones stopped, and none starts once the command returns.
 \b
   weft task stop 4412345678
   weft task stop --label sweep=lr --status queued

@@ -80,9 +80,13 @@ def cancel(client: WeftClient, selector: Selector, *, kill: bool = False,
     command = "KILL" if kill else "STOP"
     outcomes: list[dict[str, Any]] = []
     to_signal: list[str] = []
+    from weft.jobs.stopping import is_open
+
     for row in select(client, selector):
         task = client.task(row["tid"])
-        if row["status"] in WAITING and task._cancel_if_queued(command):
+        # A job (even one waiting to be resumed) is stopped below, with its children.
+        if row["status"] in WAITING and not is_open(client.broker, row["tid"]) \
+                and task._cancel_if_queued(command):
             outcomes.append({"tid": row["tid"], "status": "cancelled",
                              "reply": "cancelled before it started"})
         else:
