@@ -354,11 +354,30 @@ def test_sweep_keeps_referenced_blobs_and_drops_the_rest(broker: Broker) -> None
         sha for sha, _, _ in store.entries()}
 
 
+def test_a_half_written_blob_is_swept_and_a_whole_one_kept(broker: Broker) -> None:
+    """A writer killed mid-blob (a task process writing its result) leaves a temporary
+    file or queue: never visible as a blob, removed by the sweep once old."""
+    from weft.broker.blobs import blob_store
+
+    store = blob_store(broker)
+    whole = store.put(b"w" * 2000)
+    writer = store.writer()
+    writer.write(b"half" * 200_000)  # never closed: its process "died" here
+    assert store.usage() == {"blobs": 1, "bytes": 2000}
+    assert store.exists(whole["sha256"], 2000) and not store.exists(whole["sha256"], 1999)
+    assert store.sweep_partial(older_than=3600) == 0  # too young: may still be written
+    assert store.sweep_partial(older_than=-60) == 1
+    assert store.sweep_partial(older_than=-60) == 0
+    assert store.read_all(whole["sha256"]) == b"w" * 2000
+
+
 def test_large_output_result_and_stdin_cross_as_blobs(backend: Backend, project: Project,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """Past the chunk size, output, results and stdin live in the blob store,
     byte-exact, on every backend."""
+    from weft.broker.blobs import blob_store
     from weft.client.client import WeftClient
+    from weft.models import values
 
     monkeypatch.setenv("WEFT_CHUNK_KB", "64")
     with WeftClient(project.root) as client:
@@ -372,6 +391,16 @@ def test_large_output_result_and_stdin_cross_as_blobs(backend: Backend, project:
         assert all(len(b) < 100_000 for b in bodies)  # no message carries more than a chunk
         big = client.run(function="builtins:str", args=["y" * 300_000], timeout=60)
         assert big.value == "y" * 300_000 and big.raw.get("value_blob")
+        # A pickled value past the chunk size: stored by the task process itself (raw
+        # pickle, no base64), only its reference in the result message.
+        raw = client.run(function="os:urandom", args=[300_000], serializer="pickle", timeout=60)
+        ref = raw.raw["value_blob"]
+        assert ref["encoding"] == "pickle" and raw.raw["value"] is None
+        assert type(raw.value) is bytes and len(raw.value) == 300_000
+        stored = blob_store(client.broker).read_bytes(ref["sha256"])
+        assert values.decode(values.RawPickle(stored)) == raw.value
+        body = client.broker.peek_all(f"T{raw.tid}.outbox")
+        assert all(len(b) < 10_000 for b, _ in body)
 
 
 # -- end to end ---------------------------------------------------------------

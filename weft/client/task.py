@@ -51,7 +51,7 @@ class Task:
     def _final(self, *, value: bool = True) -> Result | None:
         """The Result, if the task has one; ``value=False``: without reading a value
         that is in the blob store (a check that only asks whether it ended)."""
-        from weft.client.payloads import KEEP, TaskOutput, result_value
+        from weft.client.payloads import KEEP, TaskOutput, result_value, wire_reader
 
         broker = self.client.broker
         final = _last_message(broker, task_queue(self.tid, "outbox"))
@@ -62,6 +62,7 @@ class Task:
             output.keep(KEEP)
         return Result.from_message(final, output=output,
                                    value=result_value(broker, final) if value else None,
+                                   read_wire=wire_reader(broker, final),
                                    allow_pickle=self.client.context.settings.allow_pickle)
 
     def wait(self, timeout: float | None = None) -> Result:

@@ -13,7 +13,10 @@ Outcome lines::
     {"exit_code": N}                      command exited
     {"signal": N}                         command killed by signal N
     {"value": <json>}                     function returned (serializer "pickle":
-                                          encoded by weft.runtime.calls)
+                                          encoded by weft.models.values)
+    {"value_blob": {"sha256", "size",     function returned a value larger than a
+                    "encoding"}}          chunk: it is in the blob store already
+                                          (weft.runtime.result_blob)
     {"error": "...", "traceback": "..."}  function raised (or bad target)
                                           (+ "exception": pickled, with serializer "pickle")
     {"spawn_error": "...", "exit_code": 126|127}
@@ -31,7 +34,8 @@ from typing import Any, NoReturn
 # ``calls`` (pickle, base64, weft.models.values) is imported here, in the launcher,
 # once: the Python API marks every function task "pickle", and importing it in each
 # forked child cost 7 ms of CPU per task (docs/performance.md).
-from weft.runtime import allowlist, calls, containment
+# ``result_blob`` likewise: every function task's result goes through it.
+from weft.runtime import allowlist, calls, containment, result_blob
 
 _DEFAULT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGPIPE, signal.SIGHUP)
 
@@ -151,13 +155,7 @@ def _run_function(launch: dict[str, Any], cwd: str) -> dict[str, Any]:
         if calls is not None:
             failure["exception"] = calls.encode_exception(exc)
         return failure
-    if calls is not None:
-        return calls.encode_result(value)
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError) as exc:
-        return {"error": f"return value is not JSON-serialisable: {exc}"}
-    return {"value": value}
+    return result_blob.report(value, launch)
 
 
 def _pickle_codec(launch: dict[str, Any]) -> Any:
