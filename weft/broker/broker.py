@@ -203,9 +203,9 @@ class Broker:
             raise BrokerError("a broker connection was carried across fork; open a new one")
         try:
             with self._lock:
-                start = perf_counter()
+                start, retries = perf_counter(), STATS.lock_retries
                 out = fn()
-                STATS.observe(op, perf_counter() - start)
+                STATS.observe(op, perf_counter() - start, retries)
                 return out
         except (sqlite3.Error, _SBError, OSError) as exc:
             raise faults.as_broker_error(exc, self.description, may_open=not _OPEN) from None

@@ -10,9 +10,10 @@ transaction of :meth:`~weft.broker.broker.Broker.settle_claim`), ``delete``,
 Lock waits: SQLite first waits inside its busy handler (``WEFT_BUSY_TIMEOUT``,
 5 s by default; that time shows only as operation latency); when it gives up
 with "database is locked", simplebroker tries the operation again until the
-lock timeout. :func:`watch_lock_retries` counts those tries and the time
-between the first and the last, on SQLite and on PostgreSQL (where the
-backend marks lock and serialization conflicts retryable the same way).
+lock timeout. :func:`watch_lock_retries` counts those tries, and the time
+of every operation that met one is added up, on SQLite and on PostgreSQL
+(where the backend marks lock and serialization conflicts retryable the same
+way).
 
 The counts are per process and start at zero in a forked child. A manager
 publishes :func:`snapshot` in its registry record on every heartbeat, so
@@ -25,11 +26,7 @@ from __future__ import annotations
 
 import os
 from bisect import bisect_left
-from collections.abc import Callable
-from time import perf_counter
-from typing import Any, TypeVar
-
-T = TypeVar("T")
+from typing import Any
 
 # 50 µs to 30 s: a hot SQLite write is ~0.1 ms, a busy one waits seconds.
 BOUNDS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -49,7 +46,11 @@ class OpStats:
         self.lock_wait_seconds = 0.0
         self.oversize = 0
 
-    def observe(self, op: str, seconds: float) -> None:
+    def observe(self, op: str, seconds: float, retries_before: int) -> None:
+        """One operation of kind ``op`` took ``seconds``; it met a lock if
+        :attr:`lock_retries` moved past ``retries_before`` meanwhile."""
+        if self.lock_retries != retries_before:
+            self.lock_wait_seconds += seconds
         counts = self.counts.get(op)
         if counts is None:
             counts = self.counts[op] = [0] * (len(BOUNDS) + 1)
@@ -72,38 +73,21 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=STATS.reset)
 
 
-def timed(op: str, fn: Callable[[], T]) -> T:
-    """``fn()``, its duration counted under ``op`` when it returns."""
-    start = perf_counter()
-    out = fn()
-    STATS.observe(op, perf_counter() - start)
-    return out
-
-
 def watch_lock_retries(core: Any) -> None:
     """Count simplebroker's retries of operations that found the database locked.
 
-    simplebroker runs each statement through its core's ``_run_with_retry``,
-    which calls the operation again after a lock error. Wrapping the
-    operation on this one core sees every try; nothing else changes. A
-    simplebroker without that method leaves the counts at zero.
+    simplebroker runs each statement through its core's ``_run_with_retry``;
+    after a lock error, and only then, its stop condition asks the core's
+    ``_operation_progress_token`` whether anyone else made progress. Counting
+    those questions counts the failed tries at no cost to an operation that
+    succeeds at once. A simplebroker without that method leaves the count at zero.
     """
-    original = getattr(core, "_run_with_retry", None)
-    if original is None:
+    token = getattr(core, "_operation_progress_token", None)
+    if token is None:
         return
 
-    def run_with_retry(operation: Callable[[], T], **kwargs: Any) -> T:
-        starts: list[float] = []
+    def counted() -> object:
+        STATS.lock_retries += 1
+        return token()
 
-        def attempt() -> T:
-            starts.append(perf_counter())
-            return operation()
-
-        try:
-            return original(attempt, **kwargs)
-        finally:
-            if len(starts) > 1:
-                STATS.lock_retries += len(starts) - 1
-                STATS.lock_wait_seconds += starts[-1] - starts[0]
-
-    core._run_with_retry = run_with_retry
+    core._operation_progress_token = counted

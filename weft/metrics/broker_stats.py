@@ -24,8 +24,8 @@ def broker_families(managers: list[dict[str, Any]]) -> list[Any]:
                                   "Operations tried again because the database was locked.",
                                   labels=["manager"])
     waited = CounterMetricFamily("weft_broker_lock_wait_seconds",
-                                 "Time between the first try of a locked operation and the "
-                                 "last.", labels=["manager"])
+                                 "Time spent in operations that found the database locked.",
+                                 labels=["manager"])
     oversize = CounterMetricFamily("weft_broker_oversize_messages",
                                    "Messages refused for exceeding the broker's size limit.",
                                    labels=["manager"])
