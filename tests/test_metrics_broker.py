@@ -4,8 +4,10 @@ from the process counters (weft/broker/opstats.py) to the exposition."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
+import uuid
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -108,3 +110,35 @@ def test_a_record_without_broker_counts_yields_no_series():
     got = _samples(_render([{"tid": "OLD"}, {"tid": "M", "broker": {"ops": {"write": {"n": [1, 2]}}}}]))
     assert not [k for k in got if k[0].startswith("weft_broker_operation")]
     assert ("weft_broker_lock_retries_total", (("manager", "M"),)) in got
+
+
+PG_DSN = os.environ.get("WEFT_TEST_PG_DSN", "")  # read at import: fixtures clear WEFT_*
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_database_and_blob_sizes_and_timing_on_each_backend(backend, tmp_path):
+    from weft.broker.blobs import blob_store
+    from weft.metrics.exposition import render
+
+    env: dict[str, str] = {}
+    if backend == "postgres":
+        if not PG_DSN:
+            pytest.skip("PostgreSQL not reachable: set WEFT_TEST_PG_DSN (CI starts one)")
+        env = {"WEFT_BROKER_BACKEND": "postgres", "WEFT_BROKER_TARGET": PG_DSN,
+               "WEFT_BROKER_SCHEMA": f"weft_test_{uuid.uuid4().hex[:12]}"}
+    (tmp_path / ".weft").mkdir()
+    STATS.reset()
+    broker = Broker.open(tmp_path, Settings.from_env(env))
+    try:
+        blob_store(broker).put(b"x" * 5000)
+        got = _samples(render(broker))
+        assert got[("weft_broker_database_bytes", ())] > 5000
+        assert got[("weft_blob_store_bytes", ())] == 5000
+        assert sum(STATS.counts["read"]) >= 1 and STATS.counts["read"][-1] == 0  # none > 30 s
+    finally:
+        broker.close()
+        STATS.reset()
+        if backend == "postgres":
+            from weft.broker.postgres import drop_schema
+
+            drop_schema(PG_DSN, env["WEFT_BROKER_SCHEMA"])
