@@ -112,7 +112,12 @@ def test_live_gpu_readings_on_a_managers_endpoint(project):
     addr = wait_for(lambda: project.registry().get(json.loads(proc.stdout)["tid"], {})
                     .get("metrics_addr"), what="the metrics address")
     with urllib.request.urlopen(f"http://{addr}/metrics", timeout=5) as r:
-        got = _samples(r.read().decode())
+        text = r.read().decode()
+    got = _samples(text)
+    if shutil.which("promtool"):  # the endpoint's families lint clean too
+        proc = subprocess.run(["promtool", "check", "metrics"], input=text,
+                              capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
     tid = json.loads(proc.stdout)["tid"]
     key = (("gpu", "0"), ("manager", tid))
     assert got[("weft_gpu_memory_used_bytes", key)] == 250 * 1024 * 1024
