@@ -115,9 +115,9 @@ def test_live_gpu_readings_on_a_managers_endpoint(project):
         text = r.read().decode()
     got = _samples(text)
     if shutil.which("promtool"):  # the endpoint's families lint clean too
-        proc = subprocess.run(["promtool", "check", "metrics"], input=text,
+        lint = subprocess.run(["promtool", "check", "metrics"], input=text,
                               capture_output=True, text=True, timeout=30)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert lint.returncode == 0, lint.stdout + lint.stderr
     tid = json.loads(proc.stdout)["tid"]
     key = (("gpu", "0"), ("manager", tid))
     assert got[("weft_gpu_memory_used_bytes", key)] == 250 * 1024 * 1024
