@@ -267,7 +267,8 @@ class Broker:
 
     def settle_claim(self, queue: str, message_id: int, *, writes: Sequence[tuple[str, str]] = (),
                      deletes: Sequence[tuple[str, int]] = (), move_to: str | None = None,
-                     body: str | None = None, keep: bool = False) -> bool:
+                     body: str | None = None, keep: bool = False,
+                     ids: Sequence[int] | None = None) -> bool:
         """The fenced operation: act on one exact claim, or do nothing and say so.
 
         In ONE transaction: remove message ``message_id`` from ``queue`` (or,
@@ -277,7 +278,9 @@ class Broker:
         is written and the answer is False. Used for every settle, recovery,
         dead-letter and cancel (see :mod:`weft.runtime.attempt`). With ``keep``
         the claim is only checked (and locked) and stays where it is: a write
-        made only while the attempt is still this owner's (its start).
+        made only while the attempt is still this owner's (its start). ``ids``
+        (from :meth:`generate_id`) gives the writes their ids, for a group whose
+        parts name each other (a job's child and the record of it).
         """
         for _queue, text in writes:
             self.check_size(text)
@@ -285,7 +288,8 @@ class Broker:
             self.check_size(body)
 
         def run() -> bool:
-            ids = [self._core.generate_timestamp() for _ in writes]
+            given = list(ids) if ids is not None else \
+                [self._core.generate_timestamp() for _ in writes]
             with self._core.sidecar(transaction=True) as tx:
                 if keep:
                     lock = " FOR UPDATE" if self.backend == "postgres" else ""
@@ -304,7 +308,7 @@ class Broker:
                                  (move_to, body, queue, message_id), fetch=True)
                 if not list(hit):
                     return False  # nothing written: the transaction holds no change
-                for (dst, text), mid in zip(writes, ids, strict=True):
+                for (dst, text), mid in zip(writes, given, strict=True):
                     tx.run("INSERT INTO messages (queue, body, ts) VALUES (?, ?, ?)",
                            (dst, text, mid))
                 for dst, mid in deletes:

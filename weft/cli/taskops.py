@@ -101,6 +101,8 @@ stop_cmd = _make_cancel("stop", """Stop tasks gracefully: SIGTERM to each proces
 A queued or held task is taken off the queue and ends 'cancelled'. With
 several TIDs or with filters, every one is stopped and listed (with --json:
 a list of {tid, status, reply}); none of them starts afterwards.
+Stopping a job also stops its children: its queued ones are cancelled, its
+running ones stopped, and none starts once the command returns.
 \b
   weft task stop 4412345678
   weft task stop 4412345678 4412345999 4412346123

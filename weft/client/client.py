@@ -327,13 +327,14 @@ class WeftClient:
 
         return job_tree(self.broker, self.resolve_tid(tid))
 
-    def job_log(self, tid: str) -> Iterator[dict[str, Any]] | None:
-        """A job's log with every child's entries tagged by step and item; None if
-        ``tid`` is not a job (use :meth:`task_log`)."""
+    def job_log(self, tid: str, *, follow: bool = False) -> Iterator[dict[str, Any]] | None:
+        """A job's log with every child's entries tagged by step and item (``follow``:
+        as they are written, until the job and its children end); None if ``tid``
+        is not a job (use :meth:`task_log`)."""
         from weft.jobs.logs import is_job, job_log
 
         full = self.resolve_tid(tid)
-        return job_log(self.broker, full) if is_job(self.broker, full) else None
+        return job_log(self.broker, full, follow=follow) if is_job(self.broker, full) else None
 
     def resolve_after(self, after: Any) -> list[str]:
         """Full TIDs of the tasks ``after`` names; InvalidSpec if one is unknown."""

@@ -91,14 +91,18 @@ def cancel_tids(client: WeftClient, tids: list[str], *, kill: bool = False,
     and their answers awaited, so none of the tasks can start meanwhile.
     """
     command = "KILL" if kill else "STOP"
+    from weft.jobs.stopping import is_open
+
     outcomes: dict[str, dict[str, Any]] = {}
     for tid in tids:
-        if (waiting is None or tid in waiting) and client.task(tid)._cancel_if_queued(command):
+        # A job (even one waiting to be resumed) is stopped below, with its children.
+        if (waiting is None or tid in waiting) and not is_open(client.broker, tid) \
+                and client.task(tid)._cancel_if_queued(command):
             outcomes[tid] = {"tid": tid, "status": "cancelled",
                              "reply": "cancelled before it started"}
     for tid in tids:
         if tid in outcomes:
-            continue  # running, ended, or claimed while we looked
+            continue  # running, ended, a job, or claimed while we looked
         try:
             reply = client.task(tid).control(command, timeout=timeout)
             outcomes[tid] = {"tid": tid, "status": reply.get("status"),
