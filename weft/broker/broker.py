@@ -19,12 +19,14 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from time import perf_counter
 from typing import Any, TypeVar, cast
 
 from simplebroker import BrokerSession, resolve_config
 from simplebroker._constants import BrokerError as _SBError
 
 from weft.broker import faults, postgres
+from weft.broker.opstats import STATS, watch_lock_retries
 from weft.broker.postgres import ChangeFeed, redact
 from weft.errors import BrokerError
 from weft.settings import Settings
@@ -93,6 +95,7 @@ class _Shared:
             self.session = BrokerSession.connect(target, config=config)
             self.cm = self.session.connection()
             self.core = self.cm.__enter__()
+            watch_lock_retries(self.core)
         except BaseException:
             if changes is not None:
                 changes.close()
@@ -194,12 +197,16 @@ class Broker:
         return cls(None, config=config, description=f"postgres schema {schema} at {redact(dsn)}",
                    connect=connect)
 
-    def _call(self, fn: Callable[[], T]) -> T:
+    def _call(self, fn: Callable[[], T], op: str = "other") -> T:
+        """Run ``fn`` under the connection lock, timed as ``op`` (weft.broker.opstats)."""
         if os.getpid() != self._pid:
             raise BrokerError("a broker connection was carried across fork; open a new one")
         try:
             with self._lock:
-                return fn()
+                start, retries = perf_counter(), STATS.lock_retries
+                out = fn()
+                STATS.observe(op, perf_counter() - start, retries)
+                return out
         except (sqlite3.Error, _SBError, OSError) as exc:
             raise faults.as_broker_error(exc, self.description, may_open=not _OPEN) from None
 
@@ -212,19 +219,19 @@ class Broker:
         are never repeated here (their first try may have committed).
         """
         try:
-            return self._call(fn)
+            return self._call(fn, "read")
         except BrokerError:
             if self.backend != "postgres":
                 raise
-            return self._call(fn)
+            return self._call(fn, "read")
 
     # -- identity ---------------------------------------------------------
     def generate_id(self) -> int:
-        return self._call(self._core.generate_timestamp)
+        return self._call(self._core.generate_timestamp, "id")
 
     # -- writing ----------------------------------------------------------
     def write(self, queue: str, body: str) -> int:
-        return self._call(lambda: self._core.write(queue, body))
+        return self._call(lambda: self._core.write(queue, body), "write")
 
     def write_many(self, records: list[tuple[str, str]]) -> list[int]:
         """Write several messages, in order, holding the connection lock once.
@@ -240,7 +247,7 @@ class Broker:
         def run() -> list[int]:
             return [core.write(queue, body) for queue, body in records]
 
-        return self._call(run)
+        return self._call(run, "write")
 
     def write_atomic(self, records: list[tuple[str, str]]) -> list[int]:
         """Write several messages in ONE transaction: all of them or none survive a crash.
@@ -256,7 +263,7 @@ class Broker:
             self._core.insert_messages([(q, b, i) for (q, b), i in zip(records, ids, strict=True)])
             return ids
 
-        return self._call(run)
+        return self._call(run, "write")
 
     def settle_claim(self, queue: str, message_id: int, *, writes: Sequence[tuple[str, str]] = (),
                      deletes: Sequence[tuple[str, int]] = (), move_to: str | None = None,
@@ -310,12 +317,13 @@ class Broker:
                     _notify(tx, {dst for dst, _ in writes} | ({move_to} if move_to else set()))
             return True
 
-        return self._call(run)
+        return self._call(run, "settle")
 
     def check_size(self, body: str) -> None:
         """Raise MessageTooLarge for a body the broker would refuse."""
         size = len(body.encode("utf-8", "surrogatepass"))
         if size > self.max_message_size:
+            STATS.oversize += 1
             raise MessageTooLarge(size, self.max_message_size)
 
     def insert_atomic(self, records: list[tuple[str, str, int]]) -> None:
@@ -325,10 +333,10 @@ class Broker:
         and the record of it): all of them or none survive a crash.
         """
         if records:
-            self._call(lambda: self._core.insert_messages(records))
+            self._call(lambda: self._core.insert_messages(records), "write")
 
     def insert(self, queue: str, body: str, message_id: int) -> None:
-        self._call(lambda: self._core.insert_messages([(queue, body, message_id)]))
+        self._call(lambda: self._core.insert_messages([(queue, body, message_id)]), "write")
 
     # -- moving and deleting ---------------------------------------------
     def move_one(
@@ -346,7 +354,7 @@ class Broker:
                 exact_timestamp=message_id,
                 require_unclaimed=require_unclaimed,
                 with_timestamps=True,
-            )
+            ), "move"
         ))
 
     def move_all(self, src: str, dst: str) -> int:
@@ -358,16 +366,16 @@ class Broker:
     def delete(self, queue: str, ids: list[int]) -> int:
         if not ids:
             return 0
-        return self._call(lambda: self._core.delete_message_ids(queue, ids))
+        return self._call(lambda: self._core.delete_message_ids(queue, ids), "delete")
 
     def delete_queue(self, queue: str) -> int:
-        return self._call(lambda: self._core.delete(queue))
+        return self._call(lambda: self._core.delete(queue), "delete")
 
     def read_one(self, queue: str, *, message_id: int | None = None) -> Message | None:
         """Remove and return one message: for queues nobody must lose (replies)."""
         return cast("Message | None", self._call(
-            lambda: self._core.claim_one(queue, exact_timestamp=message_id, with_timestamps=True)
-        ))
+            lambda: self._core.claim_one(queue, exact_timestamp=message_id, with_timestamps=True),
+            "claim"))
 
     # -- looking ----------------------------------------------------------
     def peek_one(self, queue: str, *, message_id: int | None = None) -> Message | None:
@@ -438,11 +446,11 @@ class Broker:
         :mod:`weft.broker.postgres`).
         """
         if self._shared.changes is not None:
-            return self._call(self._shared.changes.version)
-        return self._call(self._core.get_data_version)
+            return self._call(self._shared.changes.version, "poll")
+        return self._call(self._core.get_data_version, "poll")
 
     def vacuum(self) -> None:
-        self._call(lambda: self._core.vacuum(compact=True))
+        self._call(lambda: self._core.vacuum(compact=True), "vacuum")
 
     # -- lifetime ---------------------------------------------------------
     def close(self) -> None:
