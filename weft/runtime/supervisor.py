@@ -191,7 +191,7 @@ class Supervisor:
         if self.link is None:
             return
         try:
-            self.link.send(frame)
+            self.link.send(frame, flush=False)  # written at the end of this loop turn
         except PeerClosed:
             self._lose_manager()
             self.emit(frame)  # the orphan host now takes it
