@@ -21,6 +21,9 @@ Outcome lines::
 
 from __future__ import annotations
 
+# The C functions behind ``signal.signal``: the wrapper converts every answer to an
+# enum, Python code whose first run in a fresh fork copies a few dozen pages.
+import _signal
 import json
 import os
 import signal
@@ -56,11 +59,13 @@ def _report(result_fd: int, outcome: dict[str, Any]) -> None:
         sys.stderr.flush()
     except (OSError, ValueError):
         pass
-    try:
-        line = json.dumps(outcome, default=str)
-    except (TypeError, ValueError) as exc:
-        line = json.dumps({"error": f"cannot encode outcome: {exc}"})
-    data = (line + "\n").encode()
+    data = _fast_line(outcome)
+    if data is None:
+        try:
+            line = json.dumps(outcome, default=str)
+        except (TypeError, ValueError) as exc:
+            line = json.dumps({"error": f"cannot encode outcome: {exc}"})
+        data = (line + "\n").encode()
     while data:
         try:
             written = os.write(result_fd, data)
@@ -69,6 +74,21 @@ def _report(result_fd: int, outcome: dict[str, Any]) -> None:
         except OSError:
             return
         data = data[written:]
+
+
+def _fast_line(outcome: dict[str, Any]) -> bytes | None:
+    """A command's outcome (``{"exit_code": N}`` or ``{"signal": N}``) without the json
+    module: in a fresh fork every first-run line of Python costs page copies."""
+    if len(outcome) == 1:
+        for key in ("exit_code", "signal"):
+            value = outcome.get(key)
+            if type(value) is int:
+                return b'{"%s": %d}\n' % (key.encode(), value)
+    return None
+
+
+def _ignore(_signum: int, _frame: Any) -> None:
+    """A handler, not SIG_IGN: ``exec`` resets it to the default for the command."""
 
 
 def _prepare_and_run(launch: dict[str, Any]) -> dict[str, Any]:
@@ -89,8 +109,8 @@ def _prepare_and_run(launch: dict[str, Any]) -> dict[str, Any]:
 def _run_command(argv: list[str], env: Any) -> dict[str, Any]:
     # A handler (not SIG_IGN) so the command gets default dispositions after
     # exec while this process survives a group SIGTERM long enough to report.
-    signal.signal(signal.SIGTERM, lambda *_: None)
-    signal.signal(signal.SIGINT, lambda *_: None)
+    _signal.signal(signal.SIGTERM, _ignore)
+    _signal.signal(signal.SIGINT, _ignore)
     try:
         pid = os.posix_spawnp(argv[0], argv, env, setsigdef=_DEFAULT_SIGNALS)
     except FileNotFoundError:

@@ -18,6 +18,7 @@ through :mod:`weft.runtime.orphan`, then exits.
 
 from __future__ import annotations
 
+import _signal
 import argparse
 import gc
 import os
@@ -36,6 +37,9 @@ from weft.runtime.launched import Proc, now_or_never
 from weft.runtime.result_pipe import ResultPipe
 from weft.runtime.stdin_pipe import StdinPipe
 
+_CHILD_DEFAULTS = tuple(int(s) for s in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM,
+                                           signal.SIGPIPE))
+_SIG_DFL = int(signal.SIG_DFL)
 KILL_GRACE = 2.0
 DRAIN_GRACE = 1.0
 SAMPLE_EVERY = 0.25
@@ -292,8 +296,8 @@ class Supervisor:
             gc.disable()
             os.setsid()
             signal.set_wakeup_fd(-1)
-            for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
-                signal.signal(sig, signal.SIG_DFL)
+            for sig in _CHILD_DEFAULTS:
+                _signal.signal(sig, _SIG_DFL)  # the C call: see weft.runtime.child
             devnull = os.open(os.devnull, os.O_RDWR)
             os.dup2(in_r if in_r is not None else devnull, 0)
             os.dup2(out_w if out_w is not None else devnull, 1)
