@@ -39,12 +39,16 @@ from weft.runtime import allowlist, calls, containment
 _DEFAULT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGPIPE, signal.SIGHUP)
 
 
-def run(launch: dict[str, Any], result_fd: int) -> NoReturn:
-    """Run the target described by ``launch`` and ``os._exit``. Never returns."""
+def run(launch: dict[str, Any], result_fd: int, env: Any = None) -> NoReturn:
+    """Run the target described by ``launch`` and ``os._exit``. Never returns.
+
+    ``env``: the command's environment, when the caller built it (see
+    :func:`weft.runtime.forking.command_env`); else ``os.environ``.
+    """
     outcome: dict[str, Any]
     containment.enter(launch)  # own cgroup if delegated; adopt detached descendants
     try:
-        outcome = _prepare_and_run(launch)
+        outcome = _prepare_and_run(launch, env)
     except BaseException as exc:  # noqa: BLE001 - the child must always report
         outcome = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
     containment.end_descendants()  # the task has ended: so does everything it started
@@ -91,7 +95,7 @@ def _ignore(_signum: int, _frame: Any) -> None:
     """A handler, not SIG_IGN: ``exec`` resets it to the default for the command."""
 
 
-def _prepare_and_run(launch: dict[str, Any]) -> dict[str, Any]:
+def _prepare_and_run(launch: dict[str, Any], env: Any = None) -> dict[str, Any]:
     if launch.get("refused"):  # the manager could not supply what the task needs
         return {"spawn_error": launch["refused"], "exit_code": 126}
     cwd = launch.get("cwd")
@@ -102,7 +106,7 @@ def _prepare_and_run(launch: dict[str, Any]) -> dict[str, Any]:
             return {"spawn_error": f"cannot enter working directory {cwd!r}: {exc.strerror}",
                     "exit_code": 126}
     if launch.get("argv") is not None:
-        return _run_command(launch["argv"], os.environ)
+        return _run_command(launch["argv"], os.environ if env is None else env)
     return _run_function(launch, cwd or os.getcwd())
 
 

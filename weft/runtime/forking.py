@@ -28,6 +28,10 @@ _CHILD_DEFAULTS = tuple(int(s) for s in (signal.SIGCHLD, signal.SIGINT, signal.S
                                            signal.SIGPIPE))
 
 
+# The launcher's environment, read once: it never changes, and forks inherit it.
+_BASE_ENV: dict[bytes, bytes] = dict(os.environb)
+
+
 @dataclass
 class Pipes:
     """One launch's pipes: (read, write) ends, None where the launch has no such stream."""
@@ -109,14 +113,35 @@ def become_child(op: dict[str, Any], pipes: Pipes) -> NoReturn:
             os._exit(75)
         os.close(4)
         set_title(f"weft:{op['tid'][-10:]}:{op.get('name') or 'task'}:running")
-        # Only the task's additions travel; apply them to the inherited environment.
-        for key, value in (op.get("env") or {}).items():
-            os.environ[key] = value
-        for key in op.get("unset_env") or ():
-            os.environ.pop(key, None)
-        child.run(op, 3)
+        env = command_env(op)
+        if env is None:
+            # Only the task's additions travel; apply them to the inherited environment.
+            for key, value in (op.get("env") or {}).items():
+                os.environ[key] = value
+            for key in op.get("unset_env") or ():
+                os.environ.pop(key, None)
+        child.run(op, 3, env)
     except BaseException:  # noqa: BLE001
         os._exit(70)
+
+
+def command_env(op: dict[str, Any]) -> dict[bytes, bytes] | None:
+    """A command's environment as bytes, built from the launcher's without touching
+    ``os.environ`` (whose Python-level updates copy some 40 pages in a fresh fork);
+    None for a function (its code reads ``os.environ``) or a task that changes
+    ``PATH`` (``posix_spawnp`` searches the caller's own ``PATH``)."""
+    if op.get("argv") is None:
+        return None
+    delta: dict[str, str] = op.get("env") or {}
+    unset = op.get("unset_env") or ()
+    if "PATH" in delta or "PATH" in unset:
+        return None
+    env = _BASE_ENV.copy()
+    for key, value in delta.items():
+        env[os.fsencode(key)] = os.fsencode(value)
+    for key in unset:
+        env.pop(os.fsencode(key), None)
+    return env
 
 
 def set_title(title: str) -> None:
