@@ -319,12 +319,6 @@ class Broker:
             )
         ))
 
-    def move_ids(self, src: str, dst: str, ids: Sequence[int]) -> list[int]:
-        """Move several exact messages in ONE transaction; returns the ids moved."""
-        if not ids:
-            return []
-        return self._call(lambda: commit.move_ids(self._core, self.backend, src, dst, ids))
-
     def move_all(self, src: str, dst: str) -> int:
         moved = 0
         while self.move_one(src, dst) is not None:

@@ -155,18 +155,3 @@ def notify(tx: Any, queues: set[str]) -> None:
         tx.run("SELECT pg_notify('simplebroker_' || substr(md5(current_schema()), 1, 24), ?)",
                (queue,), fetch=True)
 
-
-def move_ids(core: Any, backend: str, src: str, dst: str, ids: Sequence[int]) -> list[int]:
-    """Move the pending messages ``ids`` from ``src`` to ``dst`` (ids kept) in one
-    transaction; returns the ids that were there to move (the others were taken)."""
-    moved: list[int] = []
-    with core.sidecar(transaction=True) as tx:
-        for start in range(0, len(ids), 500):
-            page = list(ids[start:start + 500])
-            marks = ",".join("?" * len(page))
-            moved.extend(int(row[0]) for row in tx.run(
-                f"UPDATE messages SET queue = ? WHERE queue = ? AND ts IN ({marks}) "
-                "AND NOT claimed RETURNING ts", (dst, src, *page), fetch=True))
-        if backend == "postgres" and moved:
-            notify(tx, {dst})
-    return sorted(moved)
