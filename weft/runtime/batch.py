@@ -115,7 +115,7 @@ class Batch:
         self.writes, self._groups = self.writes[end:], []
         self.deletes, self.last_deletes = defaultdict(list), defaultdict(list)
         if units:
-            self._commit(units, fences)
+            self._tell_lost(self._commit(units, fences))
         if self.writes and not self._groups:
             self.flush()  # what a lost claim's on_lost wrote (its claim_lost event)
 
@@ -156,11 +156,18 @@ class Batch:
                 units.extend(commit.Deletes(q, ids) for q, ids in deletes.items() if ids)
         return units, fences, done, taken
 
-    def _commit(self, units: list[commit.Unit], fences: list[_Group]) -> None:
+    def _commit(self, units: list[commit.Unit], fences: list[_Group]) -> list[_Group]:
+        """One transaction; returns the fenced groups whose claim was gone."""
         held, _ids = self.broker.commit(units)
-        for group, ok in zip(fences, held, strict=True):
-            if not ok and group.on_lost is not None:
-                group.on_lost()  # may add writes (its claim_lost event): flushed next time
+        return [group for group, ok in zip(fences, held, strict=True) if not ok]
+
+    @staticmethod
+    def _tell_lost(lost: list[_Group]) -> None:
+        """After the commit is accounted for: ``on_lost`` may add writes (its
+        claim_lost event), flushed next."""
+        for group in lost:
+            if group.on_lost is not None:
+                group.on_lost()
 
     def _fits(self, write: tuple[str, str]) -> bool:
         queue, body = write

@@ -76,16 +76,16 @@ class HoldingBatch(Batch):
         while True:
             pending = len(self.writes)
             units, fences, done, taken = self._plan(CHUNK)
-            if units:
-                self._commit(units, fences)  # on_lost may append writes: kept below
-            del self.writes[:done]
+            lost = self._commit(units, fences) if units else []
+            del self.writes[:done]  # committed: never written again
             self._groups = [replace(g, start=g.start - done, end=g.end - done)
                             for g in self._groups[taken:]]
             if done == pending:  # the deletes were in this transaction too
                 self.deletes.clear()
                 self.last_deletes.clear()
-                if not self.writes and not self._groups:
-                    return
+            self._tell_lost(lost)  # may append claim_lost events: written next turn
+            if done == pending and not self.writes and not self._groups:
+                return
 
     def _drop_written(self, done: int) -> None:
         """Forget the first ``done`` writes (spilled), and the groups they held."""
