@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, Project, pid_alive, wait_for
 
-from weft.broker import Broker
+from weft.broker import Broker, commit
 from weft.broker.broker import PAGE, MessageTooLarge
 from weft.settings import Settings
 
@@ -204,6 +204,67 @@ def test_settle_claim_is_one_fenced_transaction(broker: Broker) -> None:
     with pytest.raises(MessageTooLarge):
         broker.settle_claim("req", other, writes=[("T2.outbox", "x" * (broker.max_message_size + 1))])
     assert broker.peek_one("req") == ("attempt 2", other)
+
+
+def test_a_step_commits_in_one_transaction(broker: Broker) -> None:
+    """Writes, fences and deletes of one manager step: one transaction, ids above
+    everything committed before it and in order, a missed fence writing nothing."""
+    before = broker.write("log", "before")
+    claim = broker.write("claims", "request")
+    work = broker.write("work", "item")
+    gone = broker.write("gone", "x")
+    held, ids = broker.commit([
+        commit.Writes([("log", "e1"), ("log", "e2")]),
+        commit.Fence("claims", claim + 1, writes=[("out", "never")]),
+        commit.Fence("claims", claim, writes=[("out", "result"), ("log", "done")],
+                     deletes=[("work", work)]),
+        commit.Deletes("gone", [gone]),
+    ])
+    assert held == [False, True]
+    assert len(ids) == 4 and ids == sorted(set(ids)) and ids[0] > gone
+    assert [b for b, _ in broker.peek_all("log")] == ["before", "e1", "e2", "done"]
+    assert [b for b, _ in broker.peek_all("out")] == ["result"]
+    assert broker.peek_one("claims") is None and broker.peek_one("work") is None
+    assert broker.peek_one("gone") is None and before < ids[0]
+    assert broker.write("log", "after") > ids[-1]  # last_ts moved past the step's ids
+
+
+FOLLOWED = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from weft.broker import Broker, commit
+    from weft.settings import Settings
+    root, me = sys.argv[1], sys.argv[2]
+    with Broker.open(Path(root), Settings.from_env()) as broker:
+        for step in range(150):
+            broker.commit([commit.Writes([("followed", f"{me}:{step}:{k}") for k in range(3)])])
+""")
+
+
+def test_a_follower_by_id_misses_no_step(backend: Backend, broker: Broker) -> None:
+    """Ids are drawn inside the step's transaction: they rise in commit order, so a
+    reader that follows a queue by id (``weft logs --follow``, the dependency
+    cursor) never sees a lower id committed behind one it already passed."""
+    env = {**backend.project.env, "PYTHONPATH": str(ROOT)}
+    writers = [subprocess.Popen([sys.executable, "-c", FOLLOWED, str(backend.project.root),
+                                 str(n)], env=env) for n in range(2)]
+    seen: list[int] = []
+    cursor = None
+    try:
+        while any(w.poll() is None for w in writers):
+            page = broker.peek_many("followed", 500, after=cursor)
+            seen.extend(mid for _, mid in page)
+            cursor = seen[-1] if seen else None
+        for w in writers:
+            assert w.wait(timeout=60) == 0
+        seen.extend(mid for _, mid in broker.peek_all("followed", after=cursor))
+    finally:
+        for w in writers:
+            if w.poll() is None:
+                w.kill()
+                w.wait()
+    assert sorted(seen) == sorted(mid for _, mid in broker.peek_all("followed"))
+    assert len(seen) == 2 * 150 * 3
 
 
 SETTLER = textwrap.dedent("""

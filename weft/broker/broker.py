@@ -25,7 +25,7 @@ from typing import Any, TypeVar, cast
 from simplebroker import BrokerSession, resolve_config
 from simplebroker._constants import BrokerError as _SBError
 
-from weft.broker import faults, postgres
+from weft.broker import commit, faults, postgres
 from weft.broker.opstats import STATS, watch_lock_retries
 from weft.broker.postgres import ChangeFeed, redact
 from weft.errors import BrokerError
@@ -250,20 +250,23 @@ class Broker:
         return self._call(run, "write")
 
     def write_atomic(self, records: list[tuple[str, str]]) -> list[int]:
-        """Write several messages in ONE transaction: all of them or none survive a crash.
-
-        Dearer than :meth:`write_many` (an id commit per message, then the
-        insert); for the rare groups whose parts must never be seen apart.
-        """
+        """Write several messages in ONE transaction: all of them or none survive a crash."""
         if not records:
             return []
+        for _queue, text in records:
+            self.check_size(text)
+        return self.commit([commit.Writes(records)])[1]
 
-        def run() -> list[int]:
-            ids = [self._core.generate_timestamp() for _ in records]
-            self._core.insert_messages([(q, b, i) for (q, b), i in zip(records, ids, strict=True)])
-            return ids
+    def commit(self, units: Sequence[commit.Unit], op: str = "write") -> tuple[list[bool], list[int]]:
+        """Writes, fenced settles and deletes in ONE transaction, ids drawn inside it.
 
-        return self._call(run, "write")
+        Returns whether each :class:`~weft.broker.commit.Fence` held, in order,
+        and the ids of the writes committed (see :mod:`weft.broker.commit`).
+        Sizes are the caller's to check. ``op`` names it in weft.broker.opstats.
+        """
+        if not units:
+            return [], []
+        return self._call(lambda: commit.run(self._core, self.backend, units), op)
 
     def settle_claim(self, queue: str, message_id: int, *, writes: Sequence[tuple[str, str]] = (),
                      deletes: Sequence[tuple[str, int]] = (), move_to: str | None = None,
@@ -286,38 +289,9 @@ class Broker:
             self.check_size(text)
         if body is not None:
             self.check_size(body)
-
-        def run() -> bool:
-            given = list(ids) if ids is not None else \
-                [self._core.generate_timestamp() for _ in writes]
-            with self._core.sidecar(transaction=True) as tx:
-                if keep:
-                    lock = " FOR UPDATE" if self.backend == "postgres" else ""
-                    hit = tx.run("SELECT ts FROM messages WHERE queue = ? AND ts = ? "
-                                 "AND NOT claimed" + lock, (queue, message_id), fetch=True)
-                elif move_to is None:
-                    hit = tx.run("DELETE FROM messages WHERE queue = ? AND ts = ? AND NOT claimed "
-                                 "RETURNING ts", (queue, message_id), fetch=True)
-                elif body is None:
-                    hit = tx.run("UPDATE messages SET queue = ? WHERE queue = ? AND ts = ? "
-                                 "AND NOT claimed RETURNING ts", (move_to, queue, message_id),
-                                 fetch=True)
-                else:
-                    hit = tx.run("UPDATE messages SET queue = ?, body = ? WHERE queue = ? "
-                                 "AND ts = ? AND NOT claimed RETURNING ts",
-                                 (move_to, body, queue, message_id), fetch=True)
-                if not list(hit):
-                    return False  # nothing written: the transaction holds no change
-                for (dst, text), mid in zip(writes, given, strict=True):
-                    tx.run("INSERT INTO messages (queue, body, ts) VALUES (?, ?, ?)",
-                           (dst, text, mid))
-                for dst, mid in deletes:
-                    tx.run("DELETE FROM messages WHERE queue = ? AND ts = ?", (dst, mid))
-                if self.backend == "postgres":
-                    _notify(tx, {dst for dst, _ in writes} | ({move_to} if move_to else set()))
-            return True
-
-        return self._call(run, "settle")
+        fence = commit.Fence(queue, message_id, tuple(writes), tuple(deletes), move_to, body, keep,
+                             tuple(ids) if ids is not None else None)
+        return self.commit([fence], op="settle")[0][0]
 
     def check_size(self, body: str) -> None:
         """Raise MessageTooLarge for a body the broker would refuse."""
@@ -479,17 +453,6 @@ class MessageTooLarge(BrokerError):
         super().__init__(f"message of {size} bytes exceeds the broker's limit of {limit} bytes")
         self.size = size
         self.limit = limit
-
-
-def _notify(tx: Any, queues: set[str]) -> None:
-    """Tell Postgres listeners (simplebroker's waiters, weft's ChangeFeed) what changed.
-
-    simplebroker-pg's own writes send one NOTIFY per queue on its schema's
-    channel; raw SQL inside a sidecar transaction must do the same itself.
-    """
-    for queue in sorted(queues):
-        tx.run("SELECT pg_notify('simplebroker_' || substr(md5(current_schema()), 1, 24), ?)",
-               (queue,), fetch=True)
 
 
 @contextmanager
