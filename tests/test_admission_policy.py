@@ -90,9 +90,11 @@ def test_reservations_hold_until_released_and_show_in_load(broker):
     first = p.plan(big, time.time())[0]
     p.reserve(first[0], first[1].gpu_ids)
     assert p.plan(big[1:], time.time())[0][1].kind == "defer"
-    assert p.load_record() == {"running": 1, "reserved": {
+    load = p.load_record()
+    assert load["running"] == 1 and load["reserved"] == {
         "cpus": 0.5, "memory_mb": 64, "gpus": 1, "vram_mb_by_gpu": {"0": 5000},
-        "exclusive_gpus": []}}
+        "exclusive_gpus": [], "tasks_by_gpu": {"0": 1}}
+    assert [g["index"] for g in load["gpus_live"]] == [0]  # the card's live readings
     p.release(first[0].tid)
     assert p.plan(big[1:], time.time())[0][1].kind == "admit"
     whole = submit(broker, resources={"gpus": 1})

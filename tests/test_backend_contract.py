@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, Project, pid_alive, wait_for
 
-from weft.broker import Broker
+from weft.broker import Broker, commit
 from weft.broker.broker import PAGE, MessageTooLarge
 from weft.settings import Settings
 
@@ -231,6 +231,67 @@ def test_settle_claim_is_one_fenced_transaction(broker: Broker) -> None:
     assert broker.peek_one("req") == ("attempt 2", other)
 
 
+def test_a_step_commits_in_one_transaction(broker: Broker) -> None:
+    """Writes, fences and deletes of one manager step: one transaction, ids above
+    everything committed before it and in order, a missed fence writing nothing."""
+    before = broker.write("log", "before")
+    claim = broker.write("claims", "request")
+    work = broker.write("work", "item")
+    gone = broker.write("gone", "x")
+    held, ids = broker.commit([
+        commit.Writes([("log", "e1"), ("log", "e2")]),
+        commit.Fence("claims", claim + 1, writes=[("out", "never")]),
+        commit.Fence("claims", claim, writes=[("out", "result"), ("log", "done")],
+                     deletes=[("work", work)]),
+        commit.Deletes("gone", [gone]),
+    ])
+    assert held == [False, True]
+    assert len(ids) == 4 and ids == sorted(set(ids)) and ids[0] > gone
+    assert [b for b, _ in broker.peek_all("log")] == ["before", "e1", "e2", "done"]
+    assert [b for b, _ in broker.peek_all("out")] == ["result"]
+    assert broker.peek_one("claims") is None and broker.peek_one("work") is None
+    assert broker.peek_one("gone") is None and before < ids[0]
+    assert broker.write("log", "after") > ids[-1]  # last_ts moved past the step's ids
+
+
+FOLLOWED = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from weft.broker import Broker, commit
+    from weft.settings import Settings
+    root, me = sys.argv[1], sys.argv[2]
+    with Broker.open(Path(root), Settings.from_env()) as broker:
+        for step in range(150):
+            broker.commit([commit.Writes([("followed", f"{me}:{step}:{k}") for k in range(3)])])
+""")
+
+
+def test_a_follower_by_id_misses_no_step(backend: Backend, broker: Broker) -> None:
+    """Ids are drawn inside the step's transaction: they rise in commit order, so a
+    reader that follows a queue by id (``weft logs --follow``, the dependency
+    cursor) never sees a lower id committed behind one it already passed."""
+    env = {**backend.project.env, "PYTHONPATH": str(ROOT)}
+    writers = [subprocess.Popen([sys.executable, "-c", FOLLOWED, str(backend.project.root),
+                                 str(n)], env=env) for n in range(2)]
+    seen: list[int] = []
+    cursor = None
+    try:
+        while any(w.poll() is None for w in writers):
+            page = broker.peek_many("followed", 500, after=cursor)
+            seen.extend(mid for _, mid in page)
+            cursor = seen[-1] if seen else None
+        for w in writers:
+            assert w.wait(timeout=60) == 0
+        seen.extend(mid for _, mid in broker.peek_all("followed", after=cursor))
+    finally:
+        for w in writers:
+            if w.poll() is None:
+                w.kill()
+                w.wait()
+    assert sorted(seen) == sorted(mid for _, mid in broker.peek_all("followed"))
+    assert len(seen) == 2 * 150 * 3
+
+
 SETTLER = textwrap.dedent("""
     import json, sys
     from pathlib import Path
@@ -379,11 +440,30 @@ def test_sweep_keeps_referenced_blobs_and_drops_the_rest(broker: Broker) -> None
         sha for sha, _, _ in store.entries()}
 
 
+def test_a_half_written_blob_is_swept_and_a_whole_one_kept(broker: Broker) -> None:
+    """A writer killed mid-blob (a task process writing its result) leaves a temporary
+    file or queue: never visible as a blob, removed by the sweep once old."""
+    from weft.broker.blobs import blob_store
+
+    store = blob_store(broker)
+    whole = store.put(b"w" * 2000)
+    writer = store.writer()
+    writer.write(b"half" * 200_000)  # never closed: its process "died" here
+    assert store.usage() == {"blobs": 1, "bytes": 2000}
+    assert store.exists(whole["sha256"], 2000) and not store.exists(whole["sha256"], 1999)
+    assert store.sweep_partial(older_than=3600) == 0  # too young: may still be written
+    assert store.sweep_partial(older_than=-60) == 1
+    assert store.sweep_partial(older_than=-60) == 0
+    assert store.read_all(whole["sha256"]) == b"w" * 2000
+
+
 def test_large_output_result_and_stdin_cross_as_blobs(backend: Backend, project: Project,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """Past the chunk size, output, results and stdin live in the blob store,
     byte-exact, on every backend."""
+    from weft.broker.blobs import blob_store
     from weft.client.client import WeftClient
+    from weft.models import values
 
     monkeypatch.setenv("WEFT_CHUNK_KB", "64")
     with WeftClient(project.root) as client:
@@ -397,6 +477,16 @@ def test_large_output_result_and_stdin_cross_as_blobs(backend: Backend, project:
         assert all(len(b) < 100_000 for b in bodies)  # no message carries more than a chunk
         big = client.run(function="builtins:str", args=["y" * 300_000], timeout=60)
         assert big.value == "y" * 300_000 and big.raw.get("value_blob")
+        # A pickled value past the chunk size: stored by the task process itself (raw
+        # pickle, no base64), only its reference in the result message.
+        raw = client.run(function="os:urandom", args=[300_000], serializer="pickle", timeout=60)
+        ref = raw.raw["value_blob"]
+        assert ref["encoding"] == "pickle" and raw.raw["value"] is None
+        assert type(raw.value) is bytes and len(raw.value) == 300_000
+        stored = blob_store(client.broker).read_bytes(ref["sha256"])
+        assert values.decode(values.RawPickle(stored)) == raw.value
+        body = client.broker.peek_all(f"T{raw.tid}.outbox")
+        assert all(len(b) < 10_000 for b, _ in body)
 
 
 # -- end to end ---------------------------------------------------------------

@@ -7,15 +7,19 @@ import json
 import os
 import signal
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import Project, pid_alive, wait_for
+from test_backend_contract import Backend, backend, broker  # noqa: F401 - the fixtures
 
+from weft.broker import Broker
 from weft.client.client import WeftClient
-from weft.jobs import progress
-from weft.names import JOBS_PROGRESS
+from weft.jobs import progress, stopping
+from weft.jobs.handle import RESUME_RETRIES
+from weft.names import JOBS_CONTROL, JOBS_PROGRESS, SPAWN_REQUESTS
 
 STEPS = '''
 import json
@@ -70,6 +74,17 @@ def _max_overlap(results: list[Any]) -> int:
 
 @pytest.fixture
 def api(project: Project) -> Any:
+    c = WeftClient(project.root)
+    try:
+        project.track(c.workers.start().pid)
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def backend_api(backend: Backend, project: Project) -> Any:  # noqa: F811
+    """:func:`api` on each backend (PostgreSQL when WEFT_TEST_PG_DSN is set)."""
     c = WeftClient(project.root)
     try:
         project.track(c.workers.start().pid)
@@ -233,6 +248,100 @@ def test_stop_mid_fan_out_cancels_the_rest(project: Project, api: Any) -> None:
     assert len(_children(api, handle.tid)) == len(kids)  # nothing submitted since
 
 
+@pytest.mark.parametrize("how", ["tid", "bulk"])
+def test_a_bare_stop_mid_fan_out_lets_no_child_start_afterwards(
+        project: Project, backend_api: Any, backend: Backend, how: str) -> None:  # noqa: F811
+    """`weft task stop JOB` (no job handle), or a bulk stop that matches the job: once
+    it returns no child starts, however slow the job's own process is to notice;
+    queued children end cancelled."""
+    handle = backend_api.job(_job(project, 100, parallel=8, delay=0.4))
+    wait_for(lambda: len(_children(backend_api, handle.tid)) >= 12, timeout=60,
+             what="the fan-out under way")
+    which = [handle.tid[-8:]] if how == "tid" else ["--name", "job:squares"]
+    proc = project.cli("task", "stop", *which, "--json")
+    returned = time.time()
+    assert proc.returncode == 0, proc.stderr
+    reply = json.loads(proc.stdout)
+    if how == "tid":
+        assert reply["ok"] and reply["details"]["children"]["unfinished"] == []
+    else:
+        assert [o["tid"] for o in reply] == [handle.tid] and "children" in reply[0]["reply"]
+    kids = _children(backend_api, handle.tid)
+    assert 12 <= len(kids) < 100
+    assert all(backend_api.task(t).done() for t in kids.values()), "a child still going after STOP"
+    ended = handle.task.wait(timeout=30)
+    assert ended.status == "cancelled" and ended.reason == "stop", ended
+    assert _children(backend_api, handle.tid) == kids  # nothing queued since
+    started = [e for e in backend_api.events() if e.get("parent_tid") == handle.tid
+               and e["event"] == "task_started"]
+    assert started and max(e["ts"] for e in started) <= returned
+    statuses = {backend_api.task(t).wait().status for t in kids.values()}
+    assert statuses <= {"completed", "cancelled"} and "cancelled" in statuses
+    assert list(backend_api.broker.peek_all(JOBS_CONTROL)) == []  # nothing left behind
+
+
+def test_stop_of_a_frozen_job_lets_no_child_start_afterwards(project: Project,
+                                                              api: Any) -> None:
+    """The job's process is paused (SIGSTOP: as slow as it gets) when STOP comes: the
+    children it queued earlier still never start once the STOP returns."""
+    handle = api.job(_job(project, 60, parallel=8, delay=0.4))
+    wait_for(lambda: len(_children(api, handle.tid)) >= 12, timeout=60,
+             what="the fan-out under way")
+    assert handle.task.pause()["ok"]
+    proc = project.cli("task", "stop", handle.tid, "--json")
+    returned = time.time()
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["details"]["children"]["unfinished"] == []
+    ended = handle.task.wait(timeout=30)
+    assert ended.status == "cancelled" and ended.reason == "stop", ended
+    kids = _children(api, handle.tid)
+    assert all(api.task(t).done() for t in kids.values())
+    started = [e for e in project.events() if e.get("parent_tid") == handle.tid
+               and e["event"] == "task_started"]
+    assert started and max(e["ts"] for e in started) <= returned
+
+
+def test_the_fence_refuses_a_child_once_the_job_is_stopped(broker: Broker) -> None:  # noqa: F811
+    """The broker decides, not the job's process: after close, submit_child queues
+    nothing (on each backend: the check and the insert are one transaction)."""
+    job = str(broker.generate_id()).zfill(19)
+    fence = stopping.open_fence(broker, job)
+    assert fence is not None and stopping.open_fence(broker, job) == fence
+    assert stopping.is_open(broker, job)
+    first = progress.submit_child(broker, job, "s", 0, '{"x":1}', fence=fence)
+    assert first is not None
+    stopping.close(broker, job, command="STOP", reason=None)
+    assert not stopping.is_open(broker, job)
+    assert progress.submit_child(broker, job, "s", 1, '{"x":2}', fence=fence) is None
+    assert stopping.open_fence(broker, job) is None  # a resumed job sees the stop
+    assert progress.children(progress.records(broker, job)) == {("s", 0): first}
+    assert [int(first)] == [mid for _body, mid in broker.peek_all(SPAWN_REQUESTS)]
+    stopping.forget(broker, job)
+    assert list(broker.peek_all(JOBS_CONTROL)) == []
+
+
+def test_logs_follow_streams_every_child_until_the_job_ends(project: Project, api: Any) -> None:
+    """`weft task logs JOB --follow`, started before any child exists, prints each
+    child's lines prefixed by step and item as they come, then ends with the job."""
+    job = {"name": "echoes", "steps": [
+        {"name": "list", "command": "sleep 0.5; printf 'a\\nb\\nc\\nd\\n'"},
+        {"name": "shout", "map": "lines", "parallel": 2, "command": "echo got {item}"},
+        {"name": "count", "command": "wc -l"},
+    ]}
+    handle = api.job(job)
+    follower = project.popen("task", "logs", handle.tid, "--follow")
+    out, err = follower.communicate(timeout=60)
+    assert follower.returncode == 0, err
+    assert handle.task.done()  # it ended because the job did
+    lines = out.splitlines()
+    for i, item in enumerate("abcd"):
+        assert f"shout[{i}] got {item}" in lines, out
+    assert "list[0] a" in lines and "count[0] 4" in lines
+    assert any(line.startswith("# shout[3] ") and "result  completed" in line for line in lines)
+    order = [lines.index(f"shout[{i}] got {c}") for i, c in enumerate("abcd")]
+    assert lines.index("list[0] a") < min(order) and max(order) < lines.index("count[0] 4")
+
+
 def test_pause_holds_further_items_until_resume(project: Project, api: Any) -> None:
     handle = api.job(_job(project, 12, parallel=2, delay=0.3))
     wait_for(lambda: len(_children(api, handle.tid)) >= 4, timeout=60, what="fan-out under way")
@@ -293,6 +402,74 @@ def test_a_killed_job_is_resumed_by_another_manager_without_repeats(
     for tid in after.values():
         starts = [e for e in client.task(tid).events() if e["event"] == "task_started"]
         assert len(starts) == 1, f"child {tid} started {len(starts)} times"
+
+
+def test_a_job_process_killed_alone_is_resumed_by_its_live_manager(project: Project,
+                                                                    api: Any) -> None:
+    """kill -9 of the job's process only (its manager lives on): the manager retries it
+    (consumer_lost) and the new attempt resumes; each item runs exactly once."""
+    handle = api.job(_job(project, 24, parallel=4, delay=0.2))
+    wait_for(lambda: len(_children(api, handle.tid)) >= 8, timeout=60,
+             what="the fan-out under way")
+    before = _children(api, handle.tid)
+    pid = int(handle.task.status()["pid"])
+    os.kill(pid, signal.SIGKILL)
+    summary = handle.wait(timeout=90)
+    assert summary["status"] == "completed", summary
+    assert summary["output"] == sum(i * i for i in range(24))
+    events = handle.task.events()
+    assert [e["reason"] for e in events if e["event"] == "task_retrying"] == ["consumer_lost"]
+    assert handle.task.wait().attempt == 2
+    after = _children(api, handle.tid)
+    assert len(after) == 26 and all(after[key] == tid for key, tid in before.items())
+    for tid in after.values():
+        starts = [e for e in api.task(tid).events() if e["event"] == "task_started"]
+        assert len(starts) == 1, f"child {tid} started {len(starts)} times"
+
+
+def test_a_job_that_keeps_dying_ends_failed_when_its_resumes_run_out(project: Project,
+                                                                       api: Any) -> None:
+    """Resuming is bounded: a job whose process dies at every attempt ends ``failed``
+    (consumer_lost) after RESUME_RETRIES resumes, and never queued a child twice."""
+    job = {"name": "doomed", "steps": [{"name": "hold", "command": ["sleep", "60"]},
+                                       {"name": "never", "command": ["true"]}]}
+    handle = api.job(job)
+    for attempt in range(1, RESUME_RETRIES + 2):
+        def started(attempt: int = attempt) -> Any:
+            starts = [e for e in handle.task.events() if e["event"] == "task_started"]
+            return starts[-1]["pid"] if len(starts) == attempt else None
+
+        pid = wait_for(started, timeout=30, what=f"attempt {attempt} running")
+        if attempt == 1:
+            wait_for(lambda: _children(api, handle.tid), what="the first step queued")
+        os.kill(int(pid), signal.SIGKILL)
+    ended = handle.task.wait(timeout=30)
+    assert ended.status == "failed" and ended.reason == "consumer_lost", ended
+    assert ended.attempt == RESUME_RETRIES + 1
+    records = [r for r in progress.records(api.broker, handle.tid) if r.get("kind") == "child"]
+    assert [(r["step"], r["item"]) for r in records] == [("hold", 0)]  # queued once
+    child = api.task(records[0]["tid"])
+    assert [e["event"] for e in child.events()].count("task_started") <= 1
+    api.cancel(child.tid)  # no process of the job is left to stop it
+
+
+def test_kill_of_a_job_ends_it_killed_with_its_children(project: Project, api: Any) -> None:
+    """An operator's KILL is not a crash: the job is not resumed, and no child starts."""
+    handle = api.job(_job(project, 40, parallel=4, delay=0.3))
+    wait_for(lambda: len(_children(api, handle.tid)) >= 6, timeout=60,
+             what="the fan-out under way")
+    reply = api.cancel(handle.tid, kill=True)
+    returned = time.time()
+    assert reply[0]["status"] is not None
+    ended = handle.task.wait(timeout=30)
+    assert ended.status == "killed" and ended.attempt == 1
+    kids = _children(api, handle.tid)
+    assert all(api.task(t).done() for t in kids.values())
+    assert {api.task(t).wait().status for t in kids.values()} <= {"completed", "killed",
+                                                                  "cancelled"}
+    started = [e for e in project.events() if e.get("parent_tid") == handle.tid
+               and e["event"] == "task_started"]
+    assert max(e["ts"] for e in started) <= returned
 
 
 def test_job_files_are_not_found_cleanly(project: Project) -> None:

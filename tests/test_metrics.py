@@ -23,6 +23,12 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return out
 
 
+def summed(got: dict, name: str, **labels: str) -> float:
+    """The sum of ``name`` over every series whose labels include ``labels``."""
+    return sum(v for (n, lab), v in got.items()
+               if n == name and set(labels.items()) <= set(lab))
+
+
 def families(text: str) -> dict[str, object]:
     return {f.name: f for f in text_string_to_metric_families(text)}
 
@@ -77,11 +83,12 @@ def test_manager_serves_metrics_and_weft_metrics_agrees(project, client):
     assert completed_total(text) == 5
     assert got[("weft_tasks_submitted_total", ())] == 7
     assert got[("weft_tasks_admitted_total", ())] == 7
-    assert got[("weft_tasks_failed_total", ())] == 1
-    assert got[("weft_tasks_killed_total", ())] == 1
+    assert got[("weft_tasks_failed_total", (("group", "default"), ("task", "sh")))] == 1
+    assert summed(got, "weft_tasks_killed_total") == 1
     assert got[("weft_task_queue_wait_seconds_count", ())] == 7
-    assert got[("weft_task_run_seconds_count", (("outcome", "completed"),))] == 5
-    assert got[("weft_task_run_seconds_count", (("outcome", "failed"),))] == 1
+    assert got[("weft_task_run_seconds_count", (("group", "default"), ("outcome", "completed"),
+                                                ("task", "true")))] == 5
+    assert summed(got, "weft_task_run_seconds_count", outcome="failed") == 1
     assert got[("weft_tasks_running", ())] == 0 and got[("weft_reserved_cpus", mgr)] == 0
     assert got[("weft_admission_decisions_total", (("decision", "admit"), ("reason", "fits")))] == 7
     # issue 14: task and group labels, manager up/paused, build info
@@ -99,7 +106,8 @@ def test_manager_serves_metrics_and_weft_metrics_agrees(project, client):
     assert once.returncode == 0, once.stderr
     assert completed_total(once.stdout) == 5
     offline = samples(once.stdout)
-    for key in (("weft_tasks_submitted_total", ()), ("weft_tasks_killed_total", ()),
+    killed = ("weft_tasks_killed_total", (("group", "default"), ("task", "sleep")))
+    for key in (("weft_tasks_submitted_total", ()), killed,
                 ("weft_task_queue_wait_seconds_count", ()), ("weft_tasks_running", ()),
                 ("weft_tasks_finished_total", done)):
         assert offline[key] == got[key], key
@@ -107,8 +115,13 @@ def test_manager_serves_metrics_and_weft_metrics_agrees(project, client):
     assert offline[("weft_manager_resident_memory_bytes", mgr)] > 1e6
     offline_only = {"weft_queue_oldest_age_seconds", "weft_broker_database_bytes",
                     "weft_blob_store_bytes"}  # read from the broker's files: weft metrics only
-    live_only = {"weft_gpu_memory_used_bytes", "weft_gpu_utilization_ratio"}  # NVML, live
-    assert set(families(once.stdout)) - offline_only == set(families(text)) - live_only
+    assert set(families(once.stdout)) - offline_only == set(families(text))
+    # the manager's broker operations, live and as its last heartbeat published them
+    settles = ("weft_broker_operation_seconds_count", (("manager", info["tid"]), ("op", "settle")))
+    assert got[settles] >= 7
+    wait_for(lambda: samples(client.metrics()).get(settles, 0) >= 7, timeout=10,
+             what="the next heartbeat to publish the broker counts")
+    assert got[("weft_broker_lock_retries_total", mgr)] >= 0
 
 
 def test_bad_metrics_addr_is_refused_before_starting(project):
@@ -137,8 +150,10 @@ def test_parse_addr_rejects(text):
 
 
 def value(metrics: TaskMetrics, name: str, **labels: str) -> float:
-    got = metrics.registry.get_sample_value(name, labels or None)
-    return 0.0 if got is None else got
+    """The sum over every series of ``name`` whose labels include ``labels``."""
+    from prometheus_client import generate_latest
+
+    return summed(samples(generate_latest(metrics.registry).decode()), name, **labels)
 
 
 def ev(event: str, tid: str, ts: float, **fields: object) -> dict[str, object]:
@@ -165,9 +180,10 @@ def test_event_mapping_reservations_retries_and_decisions():
     assert value(m, "weft_tasks_submitted_total") == 1  # attempts and deferrals count once
     assert value(m, "weft_tasks_admitted_total") == 2
     assert value(m, "weft_tasks_retried_total") == 1
-    assert value(m, "weft_tasks_timeout_total") == 1
+    assert value(m, "weft_tasks_timeout_total", group="default", task="unknown") == 1
     assert value(m, "weft_task_queue_wait_seconds_sum") == pytest.approx(3.0 + 2.0)
-    assert value(m, "weft_task_run_seconds_sum", outcome="timeout") == pytest.approx(3.0)
+    assert value(m, "weft_task_run_seconds_sum", outcome="timeout", group="default",
+                 task="unknown") == pytest.approx(3.0)
     assert value(m, "weft_reserved_gpus", manager="M") == 0 and value(m, "weft_tasks_running") == 0
     assert value(m, "weft_admission_decisions_total", decision="defer", reason="cpus") == 1
     m.observe(ev("task_rejected", "1" * 19, 1.7e9, reason="invalid_request"))

@@ -112,9 +112,73 @@ def test_live_gpu_readings_on_a_managers_endpoint(project):
     addr = wait_for(lambda: project.registry().get(json.loads(proc.stdout)["tid"], {})
                     .get("metrics_addr"), what="the metrics address")
     with urllib.request.urlopen(f"http://{addr}/metrics", timeout=5) as r:
-        got = _samples(r.read().decode())
+        text = r.read().decode()
+    got = _samples(text)
+    if shutil.which("promtool"):  # the endpoint's families lint clean too
+        lint = subprocess.run(["promtool", "check", "metrics"], input=text,
+                              capture_output=True, text=True, timeout=30)
+        assert lint.returncode == 0, lint.stdout + lint.stderr
     tid = json.loads(proc.stdout)["tid"]
     key = (("gpu", "0"), ("manager", tid))
     assert got[("weft_gpu_memory_used_bytes", key)] == 250 * 1024 * 1024
     assert got[("weft_gpu_utilization_ratio", key)] == 0.4
     assert got[("weft_gpu_memory_bytes", key)] == 1000 * 1024 * 1024
+
+
+def _quantile(q, buckets):
+    """histogram_quantile as Prometheus computes it: linear inside the bucket."""
+    total = buckets[-1][1]
+    rank, lower, below = q * total, 0.0, 0
+    for bound, count in buckets:
+        if count >= rank:
+            return lower + (bound - lower) * (rank - below) / max(count - below, 1)
+        lower, below = bound, count
+    return lower
+
+
+@pytest.mark.parametrize("family", ["weft_task_run_seconds", "weft_task_duration_seconds"])
+def test_p95_per_task_within_ten_percent_from_10ms_to_an_hour(family):
+    import random
+
+    from prometheus_client import generate_latest
+
+    from weft.metrics.registry import RUN_BUCKETS, TASK_BUCKETS
+
+    for bounds in (RUN_BUCKETS, TASK_BUCKETS):
+        ratios = [b / a for a, b in zip(bounds, bounds[1:], strict=False)]
+        assert bounds[0] <= 0.01 and bounds[-1] >= 3600 and max(ratios) < 1.101  # 10 %, rounded to 4 digits
+    rng = random.Random(14)
+    for true_p95 in (0.012, 0.3, 7.0, 95.0, 2900.0):
+        m = TaskMetrics()
+        values = sorted(true_p95 * rng.uniform(0.2, 1.05) for _ in range(400))
+        for i, seconds in enumerate(values):
+            tid = str(1_700_000_000_000_000_000 + i)
+            m.observe({"event": "task_admitted", "tid": tid, "task": "mod:fn", "group": "g"})
+            m.observe({"event": "task_started", "tid": tid, "ts": 1.7e9})
+            m.observe({"event": "task_completed", "tid": tid, "ts": 1.7e9 + seconds})
+        text = generate_latest(m.registry).decode()
+        buckets = [(float(s.labels["le"]), s.value) for fam in
+                   text_string_to_metric_families(text) for s in fam.samples
+                   if s.name == family + "_bucket" and s.labels["task"] == "mod:fn"]
+        exact = values[int(0.95 * len(values)) - 1]
+        assert abs(_quantile(0.95, buckets) / exact - 1) <= 0.10, (true_p95, family)
+
+
+def test_outcome_counters_carry_group_and_task_and_count_results_too_large():
+    m = TaskMetrics()
+    for i, (outcome, reason) in enumerate([("completed", None), ("failed", "result_too_large"),
+                                           ("failed", None)]):
+        tid = str(1_700_000_000_000_000_000 + i)
+        m.observe({"event": "task_admitted", "tid": tid, "task": "pkg.mod:fn", "group": "gpu"})
+        m.observe({"event": "task_started", "tid": tid, "ts": 1.7e9})
+        m.observe({"event": f"task_{outcome}", "tid": tid, "ts": 1.7e9 + 1, "reason": reason})
+    from prometheus_client import generate_latest
+
+    got = _samples(generate_latest(m.registry).decode())
+    key = (("group", "gpu"), ("task", "pkg.mod:fn"))
+    assert got[("weft_tasks_completed_total", key)] == 1
+    assert got[("weft_tasks_failed_total", key)] == 2
+    assert got[("weft_task_results_too_large_total", key)] == 1
+    assert got[("weft_task_run_seconds_count", (("group", "gpu"), ("outcome", "failed"),
+                                                ("task", "pkg.mod:fn")))] == 2
+    assert not [k for k in got if k[0] == "weft_tasks_killed_total"]  # no series until one ends

@@ -15,11 +15,30 @@ import pytest
 from conftest import pid_alive, wait_for
 
 JOBS = textwrap.dedent('''
+    import random
+
     def big_string(n):
         return "x" * n
 
+    def big_bytes(n):
+        return random.Random(7).randbytes(n)
+
     def big_list(n):
         return [float(i) for i in range(n)]
+
+    class Stall:
+        """Pickling it marks a file and hangs: the result is half-written by then."""
+        def __init__(self, mark):
+            self.mark = mark
+
+        def __reduce__(self):
+            import time
+            open(self.mark, "w").close()
+            time.sleep(120)
+            return (Stall, (self.mark,))
+
+    def half_written(n, mark):
+        return (random.Random(7).randbytes(n), Stall(mark))
 ''')
 
 
@@ -116,6 +135,54 @@ def test_an_11_mb_result_round_trips_and_the_manager_carries_on(project, client,
     assert result.raw["value"] is None and result.raw["value_blob"]["size"] > 11_000_000
     assert pid_alive(manager.pid)
     assert client.run(command=["echo", "after"], wait_timeout=60).stdout == "after\n"
+
+
+def _peak_rss_mb(pid: int) -> float:
+    """A process's peak resident memory so far (VmHWM: exact, no sampling)."""
+    with open(f"/proc/{pid}/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:")) / 1024
+
+
+def test_a_large_result_goes_to_the_blob_store_from_the_task_not_through_its_hosts(
+        project, client, manager, payload_jobs):
+    """Past the chunk size the task process stores its result itself: only the blob's
+    reference crosses the launcher and the manager, whose peak memory does not move."""
+    import random
+
+    from weft.models import values
+
+    launcher = int(manager.record["launcher_pid"])
+    client.run(function="payload_jobs:big_bytes", args=[10], serializer="pickle", wait_timeout=60)
+    before = [_peak_rss_mb(pid) for pid in (manager.pid, launcher)]
+    size = 24_000_000
+    result = client.run(function="payload_jobs:big_bytes", args=[size], serializer="pickle",
+                        wait_timeout=120)
+    assert result.value == random.Random(7).randbytes(size)
+    ref = result.raw["value_blob"]
+    assert result.raw["value"] is None and ref["encoding"] == "pickle" and ref["size"] > size
+    grew = [_peak_rss_mb(pid) - was for pid, was in zip((manager.pid, launcher), before,
+                                                          strict=True)]
+    assert max(grew) < 8, f"manager/launcher peak RSS grew by {grew} MB for a 24 MB result"
+    shown = _weft(project, "result", "--json", result.tid)  # the envelope, read when asked
+    assert shown.returncode == 0, shown.stderr
+    assert values.decode(json.loads(shown.stdout)["value"]) == result.value
+
+
+def test_a_task_killed_while_it_stores_its_result_leaves_no_reference(project, client, manager,
+                                                                     payload_jobs):
+    from weft.broker.blobs import blob_store
+
+    mark = project.root / "writing"
+    task = client.submit(function="payload_jobs:half_written", args=[3_000_000, str(mark)],
+                         serializer="pickle")
+    wait_for(mark.exists, timeout=60, what="the task to be storing its result")
+    partial = list((project.root / ".weft" / "blobs" / "tmp").iterdir())
+    assert len(partial) == 1 and partial[0].stat().st_size >= 3_000_000
+    task.kill()
+    result = task.wait(timeout=60)
+    assert result.status == "killed" and result.raw.get("value_blob") is None
+    assert blob_store(client.broker).usage()["blobs"] == 0  # nothing whole, nothing referred to
+    assert pid_alive(manager.pid)
 
 
 def test_an_over_size_result_fails_the_task_not_the_manager(project, client, payload_jobs,

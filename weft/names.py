@@ -12,6 +12,9 @@ SPAWN_WAITING = "weft.spawn.waiting"
 SPAWN_CANCELLING = "weft.spawn.cancelling"
 # What each job has submitted, one record per step item (weft/jobs/progress.py).
 JOBS_PROGRESS = "weft.jobs.progress"
+# Each running job's open record (its children are queued fenced on it) and, once
+# stopped, its stop record (weft/jobs/stopping.py).
+JOBS_CONTROL = "weft.jobs.control"
 TASKS_LOG = "weft.tasks.log"
 WORKERS_REGISTRY = "weft.workers.registry"
 

@@ -35,16 +35,22 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from weft.broker.broker import Broker
 from weft.errors import BlobError
+
+if TYPE_CHECKING:  # not imported at run time: a task process writes files without simplebroker
+    from weft.broker.broker import Broker
 
 READ_PIECE = 1 << 20
 QUEUE_CHUNK = 512 * 1024  # raw bytes per database chunk: ~700 KB of base64, far under 10 MiB
 INDEX = "weft.blob.index"
 PREFIX = "weft.blob."
 SHA_RE = re.compile(r'"sha256":\s*"([0-9a-f]{64})"')
+TMP_PREFIX = f"{PREFIX}tmp."
+# A half-written blob (its writer was killed) is swept once it is this old: never one
+# still being written, whatever retention ``weft tidy`` was given.
+TMP_MIN_AGE = 3600.0
 
 
 def make_ref(sha256: str, size: int) -> dict[str, Any]:
@@ -120,6 +126,25 @@ class BlobStore(ABC):
     def read_all(self, sha256: str) -> bytes:
         return b"".join(self.read(sha256))
 
+    def read_bytes(self, sha256: str) -> bytes | bytearray:
+        """The whole blob in one buffer, checked against ``sha256`` once (BlobError if not).
+
+        For a reader that needs it whole anyway (a result value): one
+        allocation, no joining of pieces.
+        """
+        data = bytearray()
+        for piece in self.read(sha256):
+            data += piece
+        return data
+
+    @abstractmethod
+    def exists(self, sha256: str, size: int) -> bool:
+        """Is the whole blob stored, with this size? (Cheap: its bytes are not read.)"""
+
+    @abstractmethod
+    def sweep_partial(self, older_than: float) -> int:
+        """Remove half-written blobs (a killed writer's) older than ``older_than`` s; how many."""
+
     def usage(self) -> dict[str, int]:
         count = total = 0
         for _sha, size, _at in self.entries():
@@ -155,8 +180,11 @@ class _FileWriter(BlobWriter):
         finally:
             os.close(self.fd)
         final = self.root / sha256[:2] / sha256
-        final.parent.mkdir(exist_ok=True, mode=0o700)
+        if not final.parent.is_dir():
+            final.parent.mkdir(exist_ok=True, mode=0o700)
+            _fsync_dir(self.root)
         os.replace(self.tmp, final)  # same content under the same name: replacing is harmless
+        _fsync_dir(final.parent)  # the name is durable before any message refers to it
         return make_ref(sha256, self.size)
 
     def abort(self) -> None:
@@ -167,9 +195,48 @@ class _FileWriter(BlobWriter):
         self.tmp.unlink(missing_ok=True)
 
 
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class FileBlobStore(BlobStore):
     def __init__(self, root: Path) -> None:
         self.root = root
+
+    def read_bytes(self, sha256: str) -> bytes | bytearray:
+        """Read the file in one call (one buffer of its size); hash it once."""
+        path = self.root / _checked(sha256)[:2] / sha256
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            raise BlobError(f"blob {sha256[:12]} is missing (removed by weft tidy?)") from None
+        with open(fd, "rb", buffering=0) as fh:
+            data = fh.read()
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise BlobError(f"blob {sha256[:12]} is corrupt: its bytes do not match its sha256")
+        return data
+
+    def exists(self, sha256: str, size: int) -> bool:
+        try:
+            return (self.root / _checked(sha256)[:2] / sha256).stat().st_size == size
+        except FileNotFoundError:
+            return False
+
+    def sweep_partial(self, older_than: float) -> int:
+        cutoff, gone = time.time() - older_than, 0
+        tmp = self.root / "tmp"
+        for path in tmp.iterdir() if tmp.is_dir() else ():
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    gone += 1
+            except FileNotFoundError:
+                pass
+        return gone
 
     def writer(self) -> BlobWriter:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -213,7 +280,8 @@ class _QueueWriter(BlobWriter):
     def __init__(self, broker: Broker) -> None:
         super().__init__()
         self.broker = broker
-        self.queue = f"{PREFIX}tmp.{secrets.token_hex(8)}"
+        # The time in the name lets the sweep find what a killed writer left.
+        self.queue = f"{TMP_PREFIX}{int(time.time())}.{secrets.token_hex(8)}"
         self.pending = bytearray()
 
     def _write(self, data: bytes) -> None:
@@ -262,6 +330,24 @@ class QueueBlobStore(BlobStore):
             for body, mid in page:
                 cursor = mid
                 yield base64.b64decode(body)
+
+    def exists(self, sha256: str, size: int) -> bool:
+        """Whole means indexed: the index is written after every chunk, with the size."""
+        ids = self.broker.find_ids(INDEX, f'"sha256": "{_checked(sha256)}"', limit=1)
+        found = self.broker.peek_one(INDEX, message_id=ids[0]) if ids else None
+        try:
+            return found is not None and int(json.loads(found[0])["size"]) == size
+        except (ValueError, KeyError, TypeError):
+            return False
+
+    def sweep_partial(self, older_than: float) -> int:
+        cutoff, gone = time.time() - older_than, 0
+        for queue, _pending, _total in self.broker.queue_stats():
+            stamp = queue[len(TMP_PREFIX):].split(".", 1)[0]
+            if queue.startswith(TMP_PREFIX) and stamp.isdigit() and int(stamp) < cutoff:
+                self.broker.delete_queue(queue)
+                gone += 1
+        return gone
 
     def delete(self, sha256s: Iterable[str]) -> int:
         gone = 0
@@ -321,6 +407,8 @@ def sweep(broker: Broker, *, older_than: float, dry_run: bool = False) -> dict[s
     """Remove blobs no message refers to that were written more than ``older_than`` s ago.
 
     The age guard keeps a blob whose reference is being written right now.
+    Half-written blobs (a task killed while it wrote its result) go too,
+    once they are ``TMP_MIN_AGE`` old.
     """
     store = blob_store(broker)
     keep = referenced(broker)
@@ -328,4 +416,5 @@ def sweep(broker: Broker, *, older_than: float, dry_run: bool = False) -> dict[s
     doomed = [(sha, size) for sha, size, at in store.entries() if sha not in keep and at < cutoff]
     if not dry_run:
         store.delete(sha for sha, _ in doomed)
+        store.sweep_partial(max(older_than, TMP_MIN_AGE))
     return {"blobs_dropped": len(doomed), "blob_bytes_dropped": sum(s for _, s in doomed)}

@@ -19,12 +19,14 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from time import perf_counter
 from typing import Any, TypeVar, cast
 
 from simplebroker import BrokerSession, resolve_config
 from simplebroker._constants import BrokerError as _SBError
 
-from weft.broker import faults, postgres
+from weft.broker import commit, faults, postgres
+from weft.broker.opstats import STATS, watch_lock_retries
 from weft.broker.postgres import ChangeFeed, redact
 from weft.errors import BrokerError
 from weft.settings import Settings
@@ -93,6 +95,7 @@ class _Shared:
             self.session = BrokerSession.connect(target, config=config)
             self.cm = self.session.connection()
             self.core = self.cm.__enter__()
+            watch_lock_retries(self.core)
         except BaseException:
             if changes is not None:
                 changes.close()
@@ -194,12 +197,16 @@ class Broker:
         return cls(None, config=config, description=f"postgres schema {schema} at {redact(dsn)}",
                    connect=connect)
 
-    def _call(self, fn: Callable[[], T]) -> T:
+    def _call(self, fn: Callable[[], T], op: str = "other") -> T:
+        """Run ``fn`` under the connection lock, timed as ``op`` (weft.broker.opstats)."""
         if os.getpid() != self._pid:
             raise BrokerError("a broker connection was carried across fork; open a new one")
         try:
             with self._lock:
-                return fn()
+                start, retries = perf_counter(), STATS.lock_retries
+                out = fn()
+                STATS.observe(op, perf_counter() - start, retries)
+                return out
         except (sqlite3.Error, _SBError, OSError) as exc:
             raise faults.as_broker_error(exc, self.description, may_open=not _OPEN) from None
 
@@ -212,19 +219,19 @@ class Broker:
         are never repeated here (their first try may have committed).
         """
         try:
-            return self._call(fn)
+            return self._call(fn, "read")
         except BrokerError:
             if self.backend != "postgres":
                 raise
-            return self._call(fn)
+            return self._call(fn, "read")
 
     # -- identity ---------------------------------------------------------
     def generate_id(self) -> int:
-        return self._call(self._core.generate_timestamp)
+        return self._call(self._core.generate_timestamp, "id")
 
     # -- writing ----------------------------------------------------------
     def write(self, queue: str, body: str) -> int:
-        return self._call(lambda: self._core.write(queue, body))
+        return self._call(lambda: self._core.write(queue, body), "write")
 
     def write_many(self, records: list[tuple[str, str]]) -> list[int]:
         """Write several messages, in order, holding the connection lock once.
@@ -240,27 +247,31 @@ class Broker:
         def run() -> list[int]:
             return [core.write(queue, body) for queue, body in records]
 
-        return self._call(run)
+        return self._call(run, "write")
 
     def write_atomic(self, records: list[tuple[str, str]]) -> list[int]:
-        """Write several messages in ONE transaction: all of them or none survive a crash.
-
-        Dearer than :meth:`write_many` (an id commit per message, then the
-        insert); for the rare groups whose parts must never be seen apart.
-        """
+        """Write several messages in ONE transaction: all of them or none survive a crash."""
         if not records:
             return []
+        for _queue, text in records:
+            self.check_size(text)
+        return self.commit([commit.Writes(records)])[1]
 
-        def run() -> list[int]:
-            ids = [self._core.generate_timestamp() for _ in records]
-            self._core.insert_messages([(q, b, i) for (q, b), i in zip(records, ids, strict=True)])
-            return ids
+    def commit(self, units: Sequence[commit.Unit], op: str = "write") -> tuple[list[bool], list[int]]:
+        """Writes, fenced settles and deletes in ONE transaction, ids drawn inside it.
 
-        return self._call(run)
+        Returns whether each :class:`~weft.broker.commit.Fence` held, in order,
+        and the ids of the writes committed (see :mod:`weft.broker.commit`).
+        Sizes are the caller's to check. ``op`` names it in weft.broker.opstats.
+        """
+        if not units:
+            return [], []
+        return self._call(lambda: commit.run(self._core, self.backend, units), op)
 
     def settle_claim(self, queue: str, message_id: int, *, writes: Sequence[tuple[str, str]] = (),
                      deletes: Sequence[tuple[str, int]] = (), move_to: str | None = None,
-                     body: str | None = None, keep: bool = False) -> bool:
+                     body: str | None = None, keep: bool = False,
+                     ids: Sequence[int] | None = None) -> bool:
         """The fenced operation: act on one exact claim, or do nothing and say so.
 
         In ONE transaction: remove message ``message_id`` from ``queue`` (or,
@@ -270,48 +281,23 @@ class Broker:
         is written and the answer is False. Used for every settle, recovery,
         dead-letter and cancel (see :mod:`weft.runtime.attempt`). With ``keep``
         the claim is only checked (and locked) and stays where it is: a write
-        made only while the attempt is still this owner's (its start).
+        made only while the attempt is still this owner's (its start). ``ids``
+        (from :meth:`generate_id`) gives the writes their ids, for a group whose
+        parts name each other (a job's child and the record of it).
         """
         for _queue, text in writes:
             self.check_size(text)
         if body is not None:
             self.check_size(body)
-
-        def run() -> bool:
-            ids = [self._core.generate_timestamp() for _ in writes]
-            with self._core.sidecar(transaction=True) as tx:
-                if keep:
-                    lock = " FOR UPDATE" if self.backend == "postgres" else ""
-                    hit = tx.run("SELECT ts FROM messages WHERE queue = ? AND ts = ? "
-                                 "AND NOT claimed" + lock, (queue, message_id), fetch=True)
-                elif move_to is None:
-                    hit = tx.run("DELETE FROM messages WHERE queue = ? AND ts = ? AND NOT claimed "
-                                 "RETURNING ts", (queue, message_id), fetch=True)
-                elif body is None:
-                    hit = tx.run("UPDATE messages SET queue = ? WHERE queue = ? AND ts = ? "
-                                 "AND NOT claimed RETURNING ts", (move_to, queue, message_id),
-                                 fetch=True)
-                else:
-                    hit = tx.run("UPDATE messages SET queue = ?, body = ? WHERE queue = ? "
-                                 "AND ts = ? AND NOT claimed RETURNING ts",
-                                 (move_to, body, queue, message_id), fetch=True)
-                if not list(hit):
-                    return False  # nothing written: the transaction holds no change
-                for (dst, text), mid in zip(writes, ids, strict=True):
-                    tx.run("INSERT INTO messages (queue, body, ts) VALUES (?, ?, ?)",
-                           (dst, text, mid))
-                for dst, mid in deletes:
-                    tx.run("DELETE FROM messages WHERE queue = ? AND ts = ?", (dst, mid))
-                if self.backend == "postgres":
-                    _notify(tx, {dst for dst, _ in writes} | ({move_to} if move_to else set()))
-            return True
-
-        return self._call(run)
+        fence = commit.Fence(queue, message_id, tuple(writes), tuple(deletes), move_to, body, keep,
+                             tuple(ids) if ids is not None else None)
+        return self.commit([fence], op="settle")[0][0]
 
     def check_size(self, body: str) -> None:
         """Raise MessageTooLarge for a body the broker would refuse."""
         size = len(body.encode("utf-8", "surrogatepass"))
         if size > self.max_message_size:
+            STATS.oversize += 1
             raise MessageTooLarge(size, self.max_message_size)
 
     def insert_atomic(self, records: list[tuple[str, str, int]]) -> None:
@@ -321,10 +307,10 @@ class Broker:
         and the record of it): all of them or none survive a crash.
         """
         if records:
-            self._call(lambda: self._core.insert_messages(records))
+            self._call(lambda: self._core.insert_messages(records), "write")
 
     def insert(self, queue: str, body: str, message_id: int) -> None:
-        self._call(lambda: self._core.insert_messages([(queue, body, message_id)]))
+        self._call(lambda: self._core.insert_messages([(queue, body, message_id)]), "write")
 
     def insert_drawn(self, count: int, build: Callable[[list[int]], Sequence[tuple[str, str, int]]]
                      ) -> list[tuple[str, str, int]]:
@@ -356,7 +342,7 @@ class Broker:
                 exact_timestamp=message_id,
                 require_unclaimed=require_unclaimed,
                 with_timestamps=True,
-            )
+            ), "move"
         ))
 
     def move_all(self, src: str, dst: str) -> int:
@@ -368,16 +354,16 @@ class Broker:
     def delete(self, queue: str, ids: list[int]) -> int:
         if not ids:
             return 0
-        return self._call(lambda: self._core.delete_message_ids(queue, ids))
+        return self._call(lambda: self._core.delete_message_ids(queue, ids), "delete")
 
     def delete_queue(self, queue: str) -> int:
-        return self._call(lambda: self._core.delete(queue))
+        return self._call(lambda: self._core.delete(queue), "delete")
 
     def read_one(self, queue: str, *, message_id: int | None = None) -> Message | None:
         """Remove and return one message: for queues nobody must lose (replies)."""
         return cast("Message | None", self._call(
-            lambda: self._core.claim_one(queue, exact_timestamp=message_id, with_timestamps=True)
-        ))
+            lambda: self._core.claim_one(queue, exact_timestamp=message_id, with_timestamps=True),
+            "claim"))
 
     # -- looking ----------------------------------------------------------
     def peek_one(self, queue: str, *, message_id: int | None = None) -> Message | None:
@@ -448,15 +434,15 @@ class Broker:
         :mod:`weft.broker.postgres`).
         """
         if self._shared.changes is not None:
-            return self._call(self._shared.changes.version)
-        return self._call(self._core.get_data_version)
+            return self._call(self._shared.changes.version, "poll")
+        return self._call(self._core.get_data_version, "poll")
 
     def change_feed(self) -> ChangeFeed | None:
         """Postgres: the LISTEN feed behind :meth:`data_version` (waiters select on it)."""
         return self._shared.changes
 
     def vacuum(self) -> None:
-        self._call(lambda: self._core.vacuum(compact=True))
+        self._call(lambda: self._core.vacuum(compact=True), "vacuum")
 
     # -- lifetime ---------------------------------------------------------
     def close(self) -> None:
@@ -485,17 +471,6 @@ class MessageTooLarge(BrokerError):
         super().__init__(f"message of {size} bytes exceeds the broker's limit of {limit} bytes")
         self.size = size
         self.limit = limit
-
-
-def _notify(tx: Any, queues: set[str]) -> None:
-    """Tell Postgres listeners (simplebroker's waiters, weft's ChangeFeed) what changed.
-
-    simplebroker-pg's own writes send one NOTIFY per queue on its schema's
-    channel; raw SQL inside a sidecar transaction must do the same itself.
-    """
-    for queue in sorted(queues):
-        tx.run("SELECT pg_notify('simplebroker_' || substr(md5(current_schema()), 1, 24), ?)",
-               (queue,), fetch=True)
 
 
 @contextmanager

@@ -131,8 +131,10 @@ def logs_cmd(tid: str, follow: bool, as_json: bool) -> None:
     """A task's output and lifecycle events, in the order they happened.
 
     Output is written as the task wrote it (bytes, both streams in order).
-    For a job (without --follow), every child's lines follow the job's own,
-    prefixed by the step and item that wrote them ('square[3] ...').
+    For a job, every child's lines follow the job's own, prefixed by the
+    step and item that wrote them ('square[3] ...'); with --follow they are
+    printed as they are written, children the job starts meanwhile included,
+    until the job and its children have ended.
 
     --json prints one object per line: {"type": "event"|"stream"|"result",
     "tid", "request_id", ...}; a stream entry's "data" is its text, or
@@ -166,7 +168,7 @@ def logs_cmd(tid: str, follow: bool, as_json: bool) -> None:
 def _log_entries(tid: str, follow: bool) -> Any:
     """A job's log covers its children (weft.jobs.logs); any other task's is its own."""
     c = client()
-    entries = None if follow else c.job_log(tid)
+    entries = c.job_log(tid, follow=follow)
     return entries if entries is not None else c.task_log(tid, follow=follow)
 
 

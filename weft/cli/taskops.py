@@ -1,6 +1,6 @@
 """``weft task stop|kill|hold|release|restart``: an operator's verbs.
 
-Each takes one TID or, for the bulk verbs, a selection (``--label``,
+Each takes one TID or, for the bulk verbs, several TIDs or a selection (``--label``,
 ``--request-id``, ``--group``, ``--status``, ``--name``, ``--all``); the
 work is the client's (:mod:`weft.client.selection`, :mod:`.holding`,
 :mod:`.restart`), this module only parses and renders.
@@ -22,7 +22,7 @@ STATES = ("queued", "deferred", "held", "spawning", "running", "paused")
 def selection_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The bulk filters, shared by stop, kill, hold and release."""
     for option in reversed([
-        click.argument("tid", required=False),
+        click.argument("tids", metavar="[TID]...", nargs=-1),
         click.option("--label", "labels", multiple=True, metavar="K=V",
                      help="Tasks with this label; repeatable (all must match)."),
         click.option("--request-id", help="Tasks with this request id."),
@@ -36,16 +36,16 @@ def selection_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _where(tid: str | None, labels: tuple[str, ...], request_id: str | None, group: str | None,
-           status: str | None, name: str | None, select_all: bool, yes: bool,
+def _where(tids: tuple[str, ...], labels: tuple[str, ...], request_id: str | None,
+           group: str | None, status: str | None, name: str | None, select_all: bool, yes: bool,
            verb: str) -> dict[str, Any] | None:
-    """The client's filters (None with a TID); refuses a TID mixed with filters."""
+    """The client's filters (None with TIDs); refuses TIDs mixed with filters."""
     filters = {"label": list(labels) or None, "request_id": request_id, "group": group,
                "status": status, "name": name}
     given = {k: v for k, v in filters.items() if v}
-    if tid is not None:
+    if tids:
         if given or select_all:
-            raise click.UsageError("give a TID or filters, not both")
+            raise click.UsageError("give TIDs or filters, not both")
         return None
     if not given and not select_all:
         raise click.UsageError("give a TID, or select tasks with --label, --request-id, "
@@ -72,15 +72,17 @@ def _make_cancel(command: str, help_text: str) -> click.Command:
     @selection_options
     @timeout_option
     @json_option
-    def cmd(tid: str | None, labels: tuple[str, ...], request_id: str | None,
+    def cmd(tids: tuple[str, ...], labels: tuple[str, ...], request_id: str | None,
             group: str | None, status: str | None, name: str | None, select_all: bool,
             yes: bool, timeout: float | None, as_json: bool) -> None:
-        where = _where(tid, labels, request_id, group, status, name, select_all, yes, command)
+        where = _where(tids, labels, request_id, group, status, name, select_all, yes, command)
         c = client()
         kill = command == "kill"
+        if where is None and len(tids) > 1:  # each answered, none started afterwards
+            _render(c.cancel(list(tids), kill=kill, timeout=timeout or 10.0), as_json)
+            return
         if where is None:
-            assert tid is not None
-            reply = c.task(tid).control(command.upper(), timeout=timeout or 10.0)
+            reply = c.task(tids[0]).control(command.upper(), timeout=timeout or 10.0)
             if as_json:
                 echo_json(reply)
             elif not reply.get("ok"):
@@ -97,9 +99,13 @@ stop_cmd = _make_cancel("stop", """Stop tasks gracefully: SIGTERM to each proces
 
 \b
 A queued or held task is taken off the queue and ends 'cancelled'. With
-filters, every matching task is stopped; none of them starts afterwards.
+several TIDs or with filters, every one is stopped and listed (with --json:
+a list of {tid, status, reply}); none of them starts afterwards.
+Stopping a job also stops its children: its queued ones are cancelled, its
+running ones stopped, and none starts once the command returns.
 \b
   weft task stop 4412345678
+  weft task stop 4412345678 4412345999 4412346123
   weft task stop --label sweep=lr --status queued
   weft task stop --group gpu --yes --all
 """)
@@ -115,13 +121,13 @@ def _make_hold(command: str, help_text: str) -> click.Command:
     @click.command(command, help=help_text)
     @selection_options
     @json_option
-    def cmd(tid: str | None, labels: tuple[str, ...], request_id: str | None,
+    def cmd(tids: tuple[str, ...], labels: tuple[str, ...], request_id: str | None,
             group: str | None, status: str | None, name: str | None, select_all: bool,
             yes: bool, as_json: bool) -> None:
-        where = _where(tid, labels, request_id, group, status, name, select_all, yes, command)
+        where = _where(tids, labels, request_id, group, status, name, select_all, yes, command)
         c = client()
         fn = c.release if command == "release" else c.hold
-        _render(fn(tid) if where is None else fn(**where), as_json)
+        _render(fn(list(tids)) if where is None else fn(**where), as_json)
 
     return cmd
 
@@ -132,7 +138,7 @@ hold_cmd = _make_hold("hold", """Keep queued tasks from starting until 'weft tas
 The request moves to weft.spawn.held (same TID, same place in line); no
 manager claims it there. 'weft run --hold' queues a task held.
 \b
-  weft task hold 4412345678
+  weft task hold 4412345678 4412345999
   weft task hold --label sweep=lr
 """)
 release_cmd = _make_hold("release", """Let held tasks start again, in their old place in the queue.

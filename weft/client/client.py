@@ -224,14 +224,15 @@ class WeftClient:
 
         return restart(self, tid, env=env, cwd=cwd, command=command, hold=hold)
 
-    def hold(self, tid: str | None = None, **where: Any) -> list[dict[str, Any]]:
-        """Keep queued tasks from starting: one TID, or every task ``where`` selects
+    def hold(self, tid: str | Sequence[str] | None = None, **where: Any) -> list[dict[str, Any]]:
+        """Keep queued tasks from starting: one TID, a list, or every task ``where`` selects
         (``label``, ``request_id``, ``group``, ``status``, ``name``, ``all``)."""
         from weft.client.operating import hold_or_release
 
         return hold_or_release(self, tid, where, release=False)
 
-    def release(self, tid: str | None = None, **where: Any) -> list[dict[str, Any]]:
+    def release(self, tid: str | Sequence[str] | None = None,
+                **where: Any) -> list[dict[str, Any]]:
         """Let held tasks be claimed again, in their old place (see :meth:`hold`)."""
         from weft.client.operating import hold_or_release
 
@@ -245,10 +246,11 @@ class WeftClient:
 
         return edit(self, tid, priority=priority, env=env, group=group)
 
-    def cancel(self, tid: str | None = None, *, kill: bool = False, timeout: float = 10.0,
-               **where: Any) -> list[dict[str, Any]]:
-        """Stop (``kill=True``: kill) one task or every task ``where`` selects
-        (``label``, ``request_id``, ``group``, ``status``, ``name``, ``all``).
+    def cancel(self, tid: str | Sequence[str] | None = None, *, kill: bool = False,
+               timeout: float = 10.0, **where: Any) -> list[dict[str, Any]]:
+        """Stop (``kill=True``: kill) one task, a list of TIDs, or every task
+        ``where`` selects (``label``, ``request_id``, ``group``, ``status``,
+        ``name``, ``all``); one outcome dict (``tid``, ``status``, ``reply``) each.
 
         Matching waiting tasks are taken off the queue first, so none of them
         starts after this returns; running ones are stopped and answered.
@@ -334,13 +336,14 @@ class WeftClient:
 
         return job_tree(self.broker, self.resolve_tid(tid))
 
-    def job_log(self, tid: str) -> Iterator[dict[str, Any]] | None:
-        """A job's log with every child's entries tagged by step and item; None if
-        ``tid`` is not a job (use :meth:`task_log`)."""
+    def job_log(self, tid: str, *, follow: bool = False) -> Iterator[dict[str, Any]] | None:
+        """A job's log with every child's entries tagged by step and item (``follow``:
+        as they are written, until the job and its children end); None if ``tid``
+        is not a job (use :meth:`task_log`)."""
         from weft.jobs.logs import is_job, job_log
 
         full = self.resolve_tid(tid)
-        return job_log(self.broker, full) if is_job(self.broker, full) else None
+        return job_log(self.broker, full, follow=follow) if is_job(self.broker, full) else None
 
     def resolve_after(self, after: Any) -> list[str]:
         """Full TIDs of the tasks ``after`` names; InvalidSpec if one is unknown."""

@@ -26,12 +26,14 @@ from weft.names import TASKS_LOG, task_queue
 class TaskLog:
     """Reads one task's entries incrementally: each :meth:`read` returns what is new."""
 
-    def __init__(self, broker: Broker, tid: str) -> None:
+    def __init__(self, broker: Broker, tid: str, *, since: int = 0) -> None:
+        """``since``: a broker id before the task's first event (skips reading the log
+        before it; a job follows each child from the child's own TID)."""
         self.broker = broker
         self.tid = tid
         self.request_id: str | None = None
         self.finished = False
-        self._event_cursor = 0
+        self._event_cursor = since
         self._out_cursor: int | None = None
 
     def read(self) -> list[dict[str, Any]]:

@@ -33,17 +33,35 @@ def restart(client: WeftClient, tid: str, *, env: Mapping[str, str] | None,
     return client.submit_fields(fields, hold=hold, extra={"restarted_from": old})
 
 
-def hold_or_release(client: WeftClient, tid: str | None, where: Mapping[str, Any], *,
-                    release: bool) -> list[dict[str, Any]]:
-    """Hold (or release) one task or every task ``where`` selects; a release
-    starts a manager when one was let go and none is live."""
+def given_tids(client: WeftClient, tid: str | Sequence[str] | None,
+               where: Mapping[str, Any]) -> list[str] | None:
+    """The full TIDs of a list the caller gave (each once, in order), or None
+    for one TID or none. Every TID is resolved before anything is done, so a
+    wrong one refuses the whole call; a list does not mix with filters."""
+    from weft.errors import UsageError
+
+    if tid is None or isinstance(tid, (str, int)):
+        return None
+    if where:
+        raise UsageError("give TIDs or filters, not both")
+    tids = list(dict.fromkeys(client.resolve_tid(str(t)) for t in tid))
+    if not tids:
+        raise UsageError("the list of TIDs is empty")
+    return tids
+
+
+def hold_or_release(client: WeftClient, tid: str | Sequence[str] | None,
+                    where: Mapping[str, Any], *, release: bool) -> list[dict[str, Any]]:
+    """Hold (or release) one task, a list of them, or every task ``where`` selects;
+    a release starts a manager when one was let go and none is live."""
     from weft.client import holding
     from weft.client.selection import hold_or_release as bulk
 
+    listed = given_tids(client, tid, where)
     if tid is not None:
-        full = client.resolve_tid(tid)
-        did = (holding.release if release else holding.hold)(client.broker, full)
-        outcome = [{"tid": full, "status": did}]
+        act = holding.release if release else holding.hold
+        outcome = [{"tid": full, "status": act(client.broker, full)}
+                   for full in listed or [client.resolve_tid(str(tid))]]
     else:
         outcome = bulk(client, selector(where), release=release)
     if release and client.auto_start and any(o["status"] == "released" for o in outcome):
@@ -65,13 +83,18 @@ def edit(client: WeftClient, tid: str, *, priority: int | None,
                         {"priority": priority, "env": dict(env or {}), "group": group})
 
 
-def cancel(client: WeftClient, tid: str | None, *, kill: bool, timeout: float,
+def cancel(client: WeftClient, tid: str | Sequence[str] | None, *, kill: bool, timeout: float,
            where: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Stop or kill one task, or every task ``where`` selects (see WeftClient.cancel)."""
+    """Stop or kill one task, a list of them, or every task ``where`` selects
+    (see WeftClient.cancel)."""
     from weft.client.selection import cancel as bulk
+    from weft.client.selection import cancel_tids
 
+    listed = given_tids(client, tid, where)
+    if listed is not None:
+        return cancel_tids(client, listed, kill=kill, timeout=timeout)
     if tid is not None:
-        reply = client.task(tid).control("KILL" if kill else "STOP", timeout=timeout)
+        reply = client.task(str(tid)).control("KILL" if kill else "STOP", timeout=timeout)
         return [{"tid": reply.get("tid"), "status": reply.get("status"),
                  "reply": reply.get("reply") or reply.get("error")}]
     return bulk(client, selector(where), kill=kill, timeout=timeout)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import codecs
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from weft.broker import Broker
@@ -41,13 +41,33 @@ def chunk_bytes(broker: Broker, message: dict[str, Any]) -> bytes:
 
 
 def result_value(broker: Broker, message: dict[str, Any]) -> Any:
-    """A result message's ``value``, read from the blob store when it is there."""
+    """A result message's ``value`` as it travelled, read from the blob store when it is there.
+
+    A blob of JSON text is parsed; a blob of pickle (``"encoding": "pickle"``,
+    written by the task process itself) is read into one buffer, its sha256
+    checked once, and returned as :class:`~weft.models.values.RawPickle` for
+    :func:`~weft.models.values.decode` to load: no base64, no JSON.
+    """
     ref = message.get("value_blob")
     if not isinstance(ref, dict) or not isinstance(ref.get("sha256"), str):
         return message.get("value")
     from weft.broker.blobs import blob_store
 
-    return json.loads(blob_store(broker).read_all(ref["sha256"]))
+    data = blob_store(broker).read_bytes(ref["sha256"])
+    if ref.get("encoding") == "pickle":
+        from weft.models.values import RawPickle
+
+        return RawPickle(data)
+    return json.loads(data)
+
+
+def wire_reader(broker: Broker, message: dict[str, Any]) -> Callable[[], Any] | None:
+    """For a value pickled in a blob: how to get it again as the JSON envelope a
+    message would carry (``weft result --json``), read only when asked; else None."""
+    ref = message.get("value_blob")
+    if not isinstance(ref, dict) or ref.get("encoding") != "pickle":
+        return None
+    return lambda: result_value(broker, message).envelope()
 
 
 class TaskOutput:

@@ -9,6 +9,7 @@ task that printed gigabytes costs nothing until then.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -36,8 +37,16 @@ class Result:
     name: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     output: TaskOutput | None = field(default=None, repr=False, compare=False)
-    #: the value as it travelled (JSON; a pickled one as its ``{"$pickle": ...}`` envelope)
-    wire_value: Any = field(default=None, repr=False, compare=False)
+    #: the value as it travelled, unless it is pickled in the blob store (see wire_value)
+    _wire: Any = field(default=None, repr=False, compare=False)
+    _read_wire: Callable[[], Any] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def wire_value(self) -> Any:
+        """The value as it travelled (JSON; a pickled one as its ``{"$pickle": ...}``
+        envelope). A pickle in the blob store is read again, and base64-encoded,
+        only when this is asked for: the Result does not hold its bytes twice."""
+        return self._read_wire() if self._read_wire is not None else self._wire
 
     @property
     def stdout_bytes(self) -> bytes:
@@ -82,8 +91,11 @@ class Result:
 
     @classmethod
     def from_message(cls, message: dict[str, Any], *, output: TaskOutput | None = None,
-                     value: Any = None, allow_pickle: bool = True) -> Result:
-        """``value``: the result's value when it was read from the blob store.
+                     value: Any = None, allow_pickle: bool = True,
+                     read_wire: Callable[[], Any] | None = None) -> Result:
+        """``value``: the result's value when it was read from the blob store
+        (a :class:`~weft.models.values.RawPickle` when it is pickled there, and
+        ``read_wire`` reads it again as its envelope for :attr:`wire_value`).
 
         ``value`` (and ``exception``) are decoded by :mod:`weft.models.values`:
         a pickled value comes back as the object the function returned.
@@ -94,9 +106,11 @@ class Result:
         raw_value = value if value is not None else message.get("value")
         known["value"] = None
         if raw_value is not None or message.get("exception") is not None:
-            known.update(_decoded(message, raw_value, allow_pickle))
+            known.update(_decoded(message, raw_value, allow_pickle))  # pickle only if needed
+        if read_wire is not None:  # do not keep the pickle's bytes beside the value
+            raw_value = None
         return cls(tid=str(message["tid"]), attempt=int(message.get("attempt") or 1),
-                   output=output, raw=message, wire_value=raw_value, **known)
+                   output=output, raw=message, _wire=raw_value, _read_wire=read_wire, **known)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.raw)

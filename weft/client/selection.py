@@ -76,25 +76,40 @@ def select(client: WeftClient, selector: Selector) -> list[dict[str, Any]]:
 
 def cancel(client: WeftClient, selector: Selector, *, kill: bool = False,
            timeout: float = 10.0) -> list[dict[str, Any]]:
-    """Stop (or kill) every matching task; one outcome dict per task."""
+    """Stop (or kill) every matching task; one outcome dict per task, by TID."""
+    rows = sorted(select(client, selector), key=lambda r: r["tid"])
+    return cancel_tids(client, [r["tid"] for r in rows], kill=kill, timeout=timeout,
+                       waiting={r["tid"] for r in rows if r["status"] in WAITING})
+
+
+def cancel_tids(client: WeftClient, tids: list[str], *, kill: bool = False,
+                timeout: float = 10.0, waiting: set[str] | None = None) -> list[dict[str, Any]]:
+    """Stop (or kill) each of ``tids``; one outcome dict per task, in their order.
+
+    First every one still waiting (all of them, or only ``waiting`` when the
+    caller knows) is taken off its queue; only then are the others signalled
+    and their answers awaited, so none of the tasks can start meanwhile.
+    """
     command = "KILL" if kill else "STOP"
-    outcomes: list[dict[str, Any]] = []
-    to_signal: list[str] = []
-    for row in select(client, selector):
-        task = client.task(row["tid"])
-        if row["status"] in WAITING and task._cancel_if_queued(command):
-            outcomes.append({"tid": row["tid"], "status": "cancelled",
-                             "reply": "cancelled before it started"})
-        else:
-            to_signal.append(row["tid"])  # running, or claimed while we looked
-    for tid in to_signal:
+    from weft.jobs.stopping import is_open
+
+    outcomes: dict[str, dict[str, Any]] = {}
+    for tid in tids:
+        # A job (even one waiting to be resumed) is stopped below, with its children.
+        if (waiting is None or tid in waiting) and not is_open(client.broker, tid) \
+                and client.task(tid)._cancel_if_queued(command):
+            outcomes[tid] = {"tid": tid, "status": "cancelled",
+                             "reply": "cancelled before it started"}
+    for tid in tids:
+        if tid in outcomes:
+            continue  # running, ended, a job, or claimed while we looked
         try:
             reply = client.task(tid).control(command, timeout=timeout)
-            outcomes.append({"tid": tid, "status": reply.get("status"),
-                             "reply": reply.get("reply") or reply.get("error")})
+            outcomes[tid] = {"tid": tid, "status": reply.get("status"),
+                             "reply": reply.get("reply") or reply.get("error")}
         except WaitTimeout as exc:
-            outcomes.append({"tid": tid, "status": "unknown", "reply": str(exc)})
-    return sorted(outcomes, key=lambda o: o["tid"])
+            outcomes[tid] = {"tid": tid, "status": "unknown", "reply": str(exc)}
+    return [outcomes[tid] for tid in tids]
 
 
 def hold_or_release(client: WeftClient, selector: Selector, *, release: bool

@@ -51,7 +51,7 @@ class Task:
     def _final(self, *, value: bool = True) -> Result | None:
         """The Result, if the task has one; ``value=False``: without reading a value
         that is in the blob store (a check that only asks whether it ended)."""
-        from weft.client.payloads import KEEP, TaskOutput, result_value
+        from weft.client.payloads import KEEP, TaskOutput, result_value, wire_reader
 
         broker = self.client.broker
         final = _last_message(broker, task_queue(self.tid, "outbox"))
@@ -62,6 +62,7 @@ class Task:
             output.keep(KEEP)
         return Result.from_message(final, output=output,
                                    value=result_value(broker, final) if value else None,
+                                   read_wire=wire_reader(broker, final),
                                    allow_pickle=self.client.context.settings.allow_pickle)
 
     def wait(self, timeout: float | None = None) -> Result:
@@ -188,8 +189,19 @@ class Task:
         The reply echoes our request id with ``tid``, ``status``, ``pid``,
         ``ok``, ``reply`` and ``error``; ``rtt_ms`` is added here. A task
         that has already ended is answered from its result. WaitTimeout
-        when nothing answers within ``timeout``.
+        when nothing answers within ``timeout``. STOP or KILL of a job also
+        stops its children: none starts once this returns (weft.jobs.stopping).
         """
+        if command.upper() in ("STOP", "KILL"):
+            from weft.jobs import stopping
+
+            if stopping.is_open(self.client.broker, self.tid):
+                return stopping.stop_job(self, command.upper(), timeout=timeout, reason=reason)
+        return self.send_control(command, timeout=timeout, reason=reason)
+
+    def send_control(self, command: str, *, timeout: float = 10.0,
+                     reason: str | None = None) -> dict[str, Any]:
+        """:meth:`control` to this task alone (a job's children are not touched)."""
         broker = self.client.broker
         request_id = uuid.uuid4().hex
         body: dict[str, Any] = {"v": 1, "command": command.upper(), "request_id": request_id}

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from weft.client.task import Task
+from weft.jobs import stopping
 from weft.jobs.definition import JobDefinition, check, load
 
 if TYPE_CHECKING:
@@ -38,6 +39,8 @@ def submit_job(client: WeftClient, job: JobDefinition, **options: Any) -> JobHan
     retry = {"retries": RESUME_RETRIES, "retry_on": ["consumer_lost"]}
     task = client.submit(function=RUNNER, kwargs={"definition": job.model_dump(mode="json")},
                          name=f"job:{job.name}", retry=retry, **options)
+    # Open now, not only when its process starts: a STOP from here on stops the children.
+    stopping.open_fence(client.broker, task.tid)
     return JobHandle(client, task.tid, job)
 
 
@@ -76,8 +79,9 @@ class JobHandle:
         return summary
 
     def cancel(self, timeout: float = 30.0) -> dict[str, Any]:
-        """STOP the job and wait until it has ended: when this returns no further
-        step or child starts; queued children were cancelled, running ones stopped."""
+        """STOP the job and wait until it has ended. No further step or child starts
+        once the STOP returns (as for any STOP of a job, weft.jobs.stopping); queued
+        children were cancelled, running ones stopped."""
         reply = self.task.stop(timeout=min(timeout, 10.0))
         self.task.wait(timeout)
         return reply

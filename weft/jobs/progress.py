@@ -1,7 +1,8 @@
 """What a job has submitted, recorded so a restarted job resumes exactly where it was.
 
 Each child of a job is written together with its progress record in one
-transaction (:meth:`Broker.insert_atomic`): the child's spawn request (its
+transaction (fenced on the job's open record, :mod:`weft.jobs.stopping`,
+so a stopped job queues nothing more): the child's spawn request (its
 message id is the child's TID) and ``{"job", "step", "item", "tid"}`` on
 ``weft.jobs.progress``. So after any crash either both exist or neither
 does: a restarted job reads the records, knows every child it already
@@ -19,7 +20,7 @@ from typing import Any, Literal
 
 from weft.broker import Broker
 from weft.codec import find_objects, loads_object
-from weft.names import JOBS_PROGRESS, SPAWN_REQUESTS
+from weft.names import JOBS_CONTROL, JOBS_PROGRESS, SPAWN_REQUESTS
 
 
 def records(broker: Broker, job_tid: str) -> list[dict[str, Any]]:
@@ -46,14 +47,24 @@ def record(broker: Broker, job_tid: str, kind: Kind, **fields: Any) -> None:
     broker.write(JOBS_PROGRESS, _body(job_tid, kind, **fields))
 
 
-def submit_child(broker: Broker, job_tid: str, step: str, item: int, request: str) -> str:
-    """Queue one child and its record atomically; return the child's TID."""
+def submit_child(broker: Broker, job_tid: str, step: str, item: int, request: str, *,
+                 fence: int | None = None) -> str | None:
+    """Queue one child and its record atomically; return the child's TID.
+
+    With ``fence`` (the id of the job's open record on ``weft.jobs.control``)
+    the write happens only while that record exists, checked in the same
+    transaction: None when the job was stopped (weft/jobs/stopping.py).
+    """
     child = broker.generate_id()
     record_id = broker.generate_id()
     tid = str(child).zfill(19)
     body = _body(job_tid, "child", step=step, item=item, tid=tid)
-    broker.insert_atomic([(SPAWN_REQUESTS, request, child), (JOBS_PROGRESS, body, record_id)])
-    return tid
+    if fence is None:
+        broker.insert_atomic([(SPAWN_REQUESTS, request, child), (JOBS_PROGRESS, body, record_id)])
+        return tid
+    done = broker.settle_claim(JOBS_CONTROL, fence, keep=True, ids=[child, record_id],
+                               writes=[(SPAWN_REQUESTS, request), (JOBS_PROGRESS, body)])
+    return tid if done else None
 
 
 def plans(broker: Broker) -> list[dict[str, Any]]:

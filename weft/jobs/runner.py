@@ -12,14 +12,18 @@ child already submitted and submits only the rest.
 Control is the task's own: STOP (SIGTERM here) stops submitting, cancels
 the children still queued and stops the running ones before returning;
 PAUSE (SIGSTOP of this process) holds further steps while running children
-go on. The return value lists each step's outcome; a failed step whose
-``on_error`` is not ``continue`` cancels what remains and fails the job.
+go on. Children are queued fenced on the job's open record, so a STOP that
+this process has not yet seen still stops the queueing at once
+(:mod:`weft.jobs.stopping`). The return value lists each step's outcome; a
+failed step whose ``on_error`` is not ``continue`` cancels what remains and
+fails the job.
 """
 
 from __future__ import annotations
 
 import json
 import signal
+import time
 from typing import Any
 
 from weft.client.client import WeftClient
@@ -27,11 +31,12 @@ from weft.client.current import current_task
 from weft.client.result import Result
 from weft.client.task import Task
 from weft.errors import JobFailed, WeftError
-from weft.jobs import progress
+from weft.jobs import progress, stopping
 from weft.jobs.definition import JobDefinition, Step, check, substitute
 
 RUNNER = "weft.jobs.runner:run_job"
 POLL = 0.1
+STOP_WAIT = 30.0  # how long a job stopped through its fence waits for the STOP itself
 
 
 def run_job(definition: dict[str, Any]) -> dict[str, Any]:
@@ -41,7 +46,10 @@ def run_job(definition: dict[str, Any]) -> dict[str, Any]:
         raise WeftError("run_job runs as a weft task: use 'weft job run FILE'")
     job = check(definition)
     with WeftClient(auto_start=False) as client:
-        summary = JobRun(client, me.tid, job).run()
+        run = JobRun(client, me.tid, job)
+        summary = run.run()
+    if summary["status"] == "cancelled":
+        run.await_stop()
     if summary["status"] == "failed":
         raise JobFailed(summary["error"])
     return summary
@@ -63,7 +71,9 @@ class JobRun:
         self.results: dict[str, Result] = {}  # child TID -> its final result
         self.state: dict[str, str] = {}  # step -> completed | failed | cancelled
         self.error: str | None = None
-        self.stopping = False
+        self.fence = stopping.open_fence(self.broker, tid)  # None: stopped already
+        self.stopping = self.fence is None
+        self.signalled = False
 
     # -- the loop ---------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -75,10 +85,21 @@ class JobRun:
                 break
             if not self._advance():
                 marker = self.client.wait_for_change(marker, timeout=POLL)
+        if not self.stopping:  # a stopped job keeps its stopped record: a retry must see it
+            stopping.forget(self.broker, self.tid)
         return self._summary()
 
     def _on_term(self, _signum: int, _frame: Any) -> None:
-        self.stopping = True
+        self.stopping = self.signalled = True
+
+    def await_stop(self) -> None:
+        """Stopped through the fence before the STOP reached this process: wait for
+        it, so the job ends ``cancelled`` by it rather than as if it had finished."""
+        deadline = time.monotonic() + STOP_WAIT
+        while not self.signalled and time.monotonic() < deadline:
+            time.sleep(POLL)
+        if not self.signalled:
+            raise JobFailed("the job was stopped (its STOP did not arrive)")
 
     def _advance(self) -> bool:
         """Move every step on as far as it goes now; True if anything changed."""
@@ -105,7 +126,11 @@ class JobRun:
             if child is None:
                 if running >= step.parallel or self.stopping:
                     break
-                self.submitted[(step.name, index)] = self._submit(step, index, items[index])
+                tid = self._submit(step, index, items[index])
+                if tid is None:  # the job was stopped: nothing more is queued
+                    self.stopping = True
+                    break
+                self.submitted[(step.name, index)] = tid
                 running += 1
                 moved = True
             elif child not in self.results:
@@ -164,7 +189,7 @@ class JobRun:
             return "".join(t if t.endswith("\n") or not t else t + "\n" for t in texts), values
         return (texts[0], values[0]) if results else ("", None)
 
-    def _submit(self, step: Step, index: int, item: Any) -> str:
+    def _submit(self, step: Step, index: int, item: Any) -> str | None:
         names = {**self.job.vars}
         text, value = item if not step.fan_out else (_item_text(item), item)
         if step.fan_out:
@@ -194,7 +219,7 @@ class JobRun:
 
         request = SpawnRequest(taskspec=spec, inbox_message=inbox, request_id=spec.request_id)
         return progress.submit_child(self.broker, self.tid, step.name, index,
-                                     request.model_dump_json(exclude_none=True))
+                                     request.model_dump_json(exclude_none=True), fence=self.fence)
 
     # -- ending ----------------------------------------------------------------------------
     def _cancel_rest(self, why: str) -> None:

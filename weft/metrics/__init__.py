@@ -1,7 +1,9 @@
 """Prometheus metrics for weft.
 
 * :mod:`weft.metrics.registry` -- the families and the event → metric
-  mapping, shared by both sources below.
+  mapping, shared by both sources below; per-card gauges in
+  :mod:`weft.metrics.gpus` and broker families in :mod:`weft.metrics.broker_stats`,
+  both built from managers' registry records.
 * :mod:`weft.metrics.server` -- a manager's live metrics, served over HTTP
   when it is started with ``--metrics-addr``.
 * :mod:`weft.metrics.exposition` -- the same families computed once from

@@ -66,26 +66,22 @@ def compute(broker: Broker) -> TaskMetrics:
 
 
 def _storage(broker: Broker) -> list[Any]:
-    """Bytes the broker keeps on this host (SQLite file and its WAL, blob files)."""
-    import os
-    from pathlib import Path
-
+    """Bytes the broker's database takes, and the blob store's (files beside a
+    SQLite broker, chunks inside PostgreSQL: then also in the database's size)."""
     from prometheus_client.core import GaugeMetricFamily
 
-    if broker.backend != "sqlite":
-        return []
-    db = Path(broker.description)
+    from weft.broker.blobs import BlobError, blob_store
+    from weft.broker.storage import database_bytes
+
     size = GaugeMetricFamily("weft_broker_database_bytes",
-                             "Size of the SQLite broker file and its WAL.")
-    size.add_metric([], float(sum(p.stat().st_size for p in (db, Path(f"{db}-wal"))
-                                  if p.exists())))
-    blobs_dir = db.parent / "blobs"
-    blobs = GaugeMetricFamily("weft_blob_store_bytes", "Size of the blob store's files.")
-    total = 0
-    if blobs_dir.is_dir():
-        for dirpath, _dirs, files in os.walk(blobs_dir):
-            total += sum(os.path.getsize(os.path.join(dirpath, f)) for f in files)
-    blobs.add_metric([], float(total))
+                             "Size of the broker's database (SQLite file and WAL, or the "
+                             "PostgreSQL schema's tables).")
+    size.add_metric([], float(database_bytes(broker)))
+    blobs = GaugeMetricFamily("weft_blob_store_bytes", "Bytes held in the blob store.")
+    try:
+        blobs.add_metric([], float(blob_store(broker).usage()["bytes"]))
+    except BlobError:
+        return [size]  # a broker that does not know its project directory
     return [size, blobs]
 
 

@@ -13,14 +13,16 @@ that can raise on a malformed event.
 
 Families (see docs/observability.md)::
 
-    weft_tasks_{submitted,admitted,deferred,rejected,retried,
-                completed,failed,timeout,killed,cancelled}_total   counters
+    weft_tasks_{submitted,admitted,deferred,rejected,retried}_total      counters
+    weft_tasks_{completed,failed,timeout,killed,cancelled}_total{group,task} counters
     weft_admission_decisions_total{decision,reason}                counter
     weft_task_queue_wait_seconds                                   histogram
-    weft_task_run_seconds{outcome}                                 histogram
+    weft_task_run_seconds{outcome,group,task}                      histogram
     weft_tasks_finished_total{outcome,group,task}                  counter
     weft_task_duration_seconds{group,task}                         histogram
+    weft_task_results_too_large_total{group,task}                  counter
     weft_task_{peak_memory_bytes,cpu_seconds}                      histograms
+    weft_task_progress_ratio{tid,task}       (weft metrics only)   gauge
     weft_tasks_running                                             gauge
     weft_reserved_{cpus,memory_bytes,gpus,vram_bytes}{manager}     gauges
     weft_capacity_{cpus,memory_bytes,gpus}{manager}                gauges
@@ -29,8 +31,11 @@ Families (see docs/observability.md)::
     weft_manager_{up,paused}{manager}                              gauges
     weft_manager_heartbeat_age_seconds{manager}                    gauge
     weft_build_info{version}                                       gauge
-    weft_gpu_{memory_bytes,reserved_vram_bytes,exclusive}{manager,gpu} gauges
-    weft_gpu_{memory_used_bytes,utilization_ratio}{manager,gpu}    gauges (live)
+    weft_gpu_{memory_bytes,reserved_vram_bytes,tasks,exclusive,
+              memory_used_bytes,utilization_ratio}{manager,gpu}    gauges (gpus.py)
+    weft_broker_operation_seconds{manager,op}                      histogram (broker_stats.py)
+    weft_broker_{lock_retries,lock_wait_seconds,oversize_messages}_total{manager} counters
+    weft_broker_database_bytes, weft_blob_store_bytes (weft metrics only) gauges
     weft_queue_depth{queue}                                        gauge
     weft_queue_oldest_age_seconds{group}     (weft metrics only)   gauge
 
@@ -50,6 +55,8 @@ from prometheus_client.core import (
     HistogramMetricFamily,
 )
 
+from weft.metrics.broker_stats import broker_families
+from weft.metrics.gpus import gpu_families
 from weft.metrics.labels import TaskLabels
 
 MIB = 1024 * 1024
@@ -67,12 +74,13 @@ def _geometric(low: float, high: float, ratio: float) -> tuple[float, ...]:
 
 
 # Run time: bounds 10 % apart from 0.01 s to past 1 h, so a p95 read with
-# histogram_quantile is within about 10 % anywhere in that range.
+# histogram_quantile (which interpolates inside one bucket) is within 10 %
+# anywhere in that range, per task too. 135 buckets a series: the series are
+# only the (outcome, group, task) that occurred, task names bounded by labels.py.
 RUN_BUCKETS = _geometric(0.01, 3600, 1.1)
-# Per group and task (up to 200 tasks): coarser, to keep the series few.
-TASK_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400)
+TASK_BUCKETS = RUN_BUCKETS
 MEMORY_BUCKETS = tuple(float(MIB * 4 ** k) for k in range(10))  # 1 MiB .. 256 GiB
-CPU_BUCKETS = TASK_BUCKETS
+CPU_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400)
 SEEN_LIMIT = 100_000
 PROGRESS_LIMIT = 10_000  # running tasks with a reported fraction kept at once
 RESERVED = (("cpus", "weft_reserved_cpus", "CPUs reserved by running tasks."),
@@ -161,7 +169,7 @@ class TaskMetrics:
         self.counts = dict.fromkeys(_COUNTER_HELP, 0)
         self.decisions: dict[tuple[str, str], int] = {}
         self.queue_wait = Hist(QUEUE_WAIT_BUCKETS)
-        self.run_time = {outcome: Hist(RUN_BUCKETS) for outcome in OUTCOMES}
+        self.run_time: dict[tuple[str, str, str], Hist] = {}  # (outcome, group, task)
         self.running = 0
         # per manager: cpus, memory bytes, gpus, vram bytes
         self.reserved: dict[str, list[float]] = {}
@@ -169,6 +177,7 @@ class TaskMetrics:
         self.oldest_queued: dict[str, float] = {}  # group -> age in seconds (weft metrics)
         self.labels = TaskLabels()
         self.finished: dict[tuple[str, str, str], int] = {}  # (outcome, group, task)
+        self.too_large: dict[tuple[str, str], int] = {}  # (group, task): results refused
         self.by_task: dict[tuple[str, str], Hist] = {}  # (group, task) -> run seconds
         self.peak_memory = Hist(MEMORY_BUCKETS)
         self.cpu_time = Hist(CPU_BUCKETS)
@@ -192,9 +201,17 @@ class TaskMetrics:
 
     def collect(self) -> Iterator[Any]:
         counts = dict(self.counts)
+        finished = sorted(dict(self.finished).items())
         for name, help_text in _COUNTER_HELP.items():
-            family = CounterMetricFamily(f"weft_tasks_{name}", help_text)
-            family.add_metric([], counts[name])
+            if name in OUTCOMES:  # by group and task, like weft_tasks_finished_total
+                family = CounterMetricFamily(f"weft_tasks_{name}", help_text + " By group and task.",
+                                             labels=["group", "task"])
+                for (outcome, group, task), n in finished:
+                    if outcome == name:
+                        family.add_metric([group, task], n)
+            else:
+                family = CounterMetricFamily(f"weft_tasks_{name}", help_text)
+                family.add_metric([], counts[name])
             yield family
         decisions = CounterMetricFamily("weft_admission_decisions",
                                         "Admission decisions logged, by decision and reason kind.",
@@ -207,9 +224,9 @@ class TaskMetrics:
         wait.add_metric([], self.queue_wait.buckets(), self.queue_wait.total)
         yield wait
         run = HistogramMetricFamily("weft_task_run_seconds", "From process start to the task's end.",
-                                    labels=["outcome"])
-        for outcome, hist in self.run_time.items():
-            run.add_metric([outcome], hist.buckets(), hist.total)
+                                    labels=["outcome", "group", "task"])
+        for (outcome, group, task), hist in sorted(dict(self.run_time).items()):
+            run.add_metric([outcome, group, task], hist.buckets(), hist.total)
         yield run
         yield GaugeMetricFamily("weft_tasks_running", "Tasks launched and not yet ended.",
                                 value=self.running)
@@ -247,6 +264,13 @@ class TaskMetrics:
         for (group, task), hist in sorted(dict(self.by_task).items()):
             duration.add_metric([group, task], hist.buckets(), hist.total)
         yield duration
+        too_large = CounterMetricFamily("weft_task_results_too_large",
+                                        "Tasks failed because their result was too large to "
+                                        "store (reason result_too_large).",
+                                        labels=["group", "task"])
+        for (group, task), n in sorted(dict(self.too_large).items()):
+            too_large.add_metric([group, task], n)
+        yield too_large
         for name, help_text, hist in (
                 ("weft_task_peak_memory_bytes", "Peak resident memory of a task's process tree.",
                  self.peak_memory),
@@ -366,9 +390,14 @@ class TaskMetrics:
         task, group = self.labels.pop(tid)
         key = (outcome, group, task)
         self.finished[key] = self.finished.get(key, 0) + 1
+        if event.get("reason") == "result_too_large":
+            self.too_large[(group, task)] = self.too_large.get((group, task), 0) + 1
         if started is not None:
             seconds = max(0.0, float(event["ts"]) - started)
-            self.run_time[outcome].observe(seconds)
+            hist = self.run_time.get(key)
+            if hist is None:
+                hist = self.run_time[key] = Hist(RUN_BUCKETS)
+            hist.observe(seconds)
             hist = self.by_task.get((group, task))
             if hist is None:
                 hist = self.by_task[(group, task)] = Hist(TASK_BUCKETS)
@@ -428,47 +457,4 @@ def manager_families(managers: list[dict[str, Any]],
             rss.add_metric([tid], rss_bytes)
             cpu_time.add_metric([tid], cpu_seconds)
     return [info, up, paused, beat_age, cpus, memory, gpus, cpu_time, rss,
-            *gpu_families(managers)]
-
-
-def gpu_families(managers: list[dict[str, Any]]) -> list[Any]:
-    """Per-card gauges from each manager's record: VRAM it has, VRAM its
-    running tasks reserve, and whether a task holds the whole card."""
-    labels = ["manager", "gpu"]
-    total = GaugeMetricFamily("weft_gpu_memory_bytes", "VRAM of a GPU a manager offers.",
-                              labels=labels)
-    reserved = GaugeMetricFamily("weft_gpu_reserved_vram_bytes",
-                                 "VRAM reserved on a GPU by running tasks.", labels=labels)
-    whole = GaugeMetricFamily("weft_gpu_exclusive", "1 while a task holds the whole GPU.",
-                              labels=labels)
-    for record in managers:
-        tid = str(record.get("tid"))
-        devices = (record.get("capabilities") or {}).get("gpus")
-        held = (record.get("load") or {}).get("reserved") or {}
-        by_gpu = held.get("vram_mb_by_gpu") or {}
-        exclusive = set(held.get("exclusive_gpus") or ())
-        for dev in devices if isinstance(devices, list) else ():
-            index = dev.get("index") if isinstance(dev, dict) else None
-            if index is None:
-                continue
-            key = [tid, str(index)]
-            total.add_metric(key, float(dev.get("memory_mb") or 0) * MIB)
-            reserved.add_metric(key, float(by_gpu.get(str(index), 0)) * MIB)
-            whole.add_metric(key, 1.0 if index in exclusive else 0.0)
-    return [total, reserved, whole]
-
-
-def gpu_live_families(manager: str, devices: Any) -> list[Any]:
-    """Live readings of a manager's cards (NVML, or the simulated ones):
-    memory in use (by anything) and utilisation, when the driver gives it."""
-    labels = ["manager", "gpu"]
-    used = GaugeMetricFamily("weft_gpu_memory_used_bytes", "VRAM in use on a GPU (any process).",
-                             labels=labels)
-    util = GaugeMetricFamily("weft_gpu_utilization_ratio", "GPU utilisation, 0 to 1.",
-                             labels=labels)
-    for dev in devices or ():
-        key = [manager, str(dev.index)]
-        used.add_metric(key, float(dev.memory_used_mb) * MIB)
-        if dev.utilization_pct is not None:
-            util.add_metric(key, float(dev.utilization_pct) / 100.0)
-    return [used, util]
+            *gpu_families(managers), *broker_families(managers)]

@@ -26,7 +26,6 @@ import logging
 import os
 import socket
 import threading
-import time
 from typing import Any
 
 from weft.errors import UsageError
@@ -89,7 +88,6 @@ class ManagerMetrics:
         self.manager = manager
         self.metrics = TaskMetrics()
         self._capacity: dict[str, Any] = {}
-        self._gpus: Any = ()
         self._load: dict[str, Any] = {}
         self.metrics.registry.register(_Live(self))
         self.sample()
@@ -109,15 +107,14 @@ class ManagerMetrics:
         manager.batch.listeners.append(self.metrics.observe)
 
     def sample(self) -> None:
-        """On heartbeat: one count of each exposed queue, the manager's capacity."""
+        """On heartbeat: one count of each exposed queue, the manager's capacity and load."""
         from weft.metrics.exposition import EXPOSED_QUEUES
 
         m = self.manager
         for queue in EXPOSED_QUEUES:
             self.metrics.queue_depth[queue] = m.broker.count(queue)
         self._capacity = dict(m.policy.capacity_record())
-        # GPU readings on the main loop (the reader is not for two threads); cached 1 s
-        self._gpus = m.policy.telemetry.read(time.monotonic()).gpus
+        # with the GPU readings, taken on the main loop (the reader is not for two threads)
         self._load = m.policy.load_record()
 
     def families(self) -> list[Any]:
@@ -128,10 +125,10 @@ class ManagerMetrics:
         reading = process_usage(os.getpid())
         usage = {tid: reading} if reading is not None else {}
         paused = getattr(self.manager.state, "value", None) == "paused"
-        from weft.metrics.registry import gpu_live_families
+        from weft.broker.opstats import STATS
 
         return manager_families([{"tid": tid, "capabilities": self._capacity, "paused": paused,
-                                  "load": self._load}], usage) + gpu_live_families(tid, self._gpus)
+                                  "load": self._load, "broker": STATS.snapshot()}], usage)
 
     def close(self) -> None:
         self.server.shutdown()

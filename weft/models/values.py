@@ -11,7 +11,9 @@ so decoding is never ambiguous.
 
 Encoding returns JSON-ready data; where it travels (inside the message, or
 in a blob the message refers to) is the transport's choice, not this
-module's. No I/O, no broker: ``weft.runtime.child`` imports this in the task
+module's. A transport that stores bytes has :func:`dump`, which pickles
+into any writable sink (no base64, no copy of a large buffer), and hands a
+pickle it read back as :class:`RawPickle`. No I/O of its own, no broker: ``weft.runtime.child`` imports this in the task
 process, ``weft.client`` in the caller's.
 
 Trust: unpickling runs code. Whoever can write a project's broker can
@@ -31,12 +33,30 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from weft.errors import InvalidSpec
+from weft.errors import BrokerError, InvalidSpec
 
 PICKLE_KEY: Final = "$pickle"
 Serializer = Literal["auto", "json", "pickle"]
 SERIALIZERS: Final = ("auto", "json", "pickle")
 PICKLE_OFF: Final = "pickle is turned off in this project (WEFT_ALLOW_PICKLE=0)"
+
+
+class RawPickle:
+    """A pickle as raw bytes (read from a blob), not yet loaded: :func:`decode` loads it."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes | bytearray | memoryview) -> None:
+        self.data = data
+
+    def envelope(self) -> dict[str, str]:
+        """The same value as a message carries it inline: ``{"$pickle": "<base64>"}``."""
+        return {PICKLE_KEY: base64.b64encode(self.data).decode("ascii")}
+
+
+class StopWriting(Exception):  # noqa: N818 - an instruction to the pickler, not a failure of it
+    """A sink given to :func:`dump` raises this (or a subclass) to abandon the value;
+    :func:`dump` then never retries it another way."""
 
 
 def is_plain(value: Any) -> bool:
@@ -89,13 +109,15 @@ def encode(value: Any, *, serializer: Serializer = "auto", field: str = "value",
 
 
 def decode(value: Any, *, allow_pickle: bool = True, field: str = "value") -> Any:
-    """The value :func:`encode` was given (plain values pass through)."""
-    if not is_pickled(value):
+    """The value :func:`encode` was given (plain values pass through), or the
+    value a :class:`RawPickle` holds."""
+    raw = type(value) is RawPickle
+    if not raw and not is_pickled(value):
         return value
     if not allow_pickle:
         raise InvalidSpec(f"{field}: the value is pickled, but {PICKLE_OFF}")
     try:
-        return pickle.loads(base64.b64decode(value[PICKLE_KEY]))
+        return pickle.loads(value.data if raw else base64.b64decode(value[PICKLE_KEY]))
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is one clear error
         raise InvalidSpec(f"{field}: cannot unpickle the value: {type(exc).__name__}: {exc}") from None
 
@@ -137,6 +159,17 @@ def encode_call(args: Sequence[Any], kwargs: Mapping[str, Any], *,
     return encoded_args, encoded_kwargs, wire
 
 
+# What a sink raises when it cannot take more (the cap, a full disk, the blob store
+# unreachable): never a reason to pickle the value another way.
+_SINK_FAILURES = (StopWriting, OSError, BrokerError)
+
+
+class _Buffer(io.BytesIO):
+    def restart(self) -> None:
+        self.seek(0)
+        self.truncate()
+
+
 def dumps(value: Any, *, field: str = "value") -> bytes:
     """Pickle ``value``; fall back to cloudpickle (if installed) for lambdas and closures.
 
@@ -144,10 +177,28 @@ def dumps(value: Any, *, field: str = "value") -> bytes:
     are pickled as references to the script's own module, which the task
     imports from its working directory (see :func:`load_main`).
     """
+    buffer = _Buffer()
+    dump(value, buffer, field=field)
+    return buffer.getvalue()
+
+
+def dump(value: Any, sink: Any, *, field: str = "value") -> None:
+    """Pickle ``value`` into ``sink`` as :func:`dumps` would, streaming.
+
+    ``sink`` has ``write(bytes-like)`` and ``restart()`` (forget what was
+    written: the cloudpickle fallback starts again). The C pickler hands a
+    large ``bytes`` or array buffer to ``write`` as it is, uncopied. A sink
+    that raises :class:`StopWriting`, OSError or BrokerError (the blob store
+    failed) ends the pickling there: that error propagates.
+    """
     try:
-        return _pickle(value)
+        _Pickler(sink, _main_module()).dump(value)
+        return
+    except _SINK_FAILURES:
+        raise
     except Exception as exc:  # noqa: BLE001 - pickle raises many kinds
         first = exc
+    sink.restart()
     try:
         import cloudpickle
     except ImportError:
@@ -157,10 +208,11 @@ def dumps(value: Any, *, field: str = "value") -> bytes:
                     "(pip install 'weft[cloudpickle]')")
         raise InvalidSpec(f"{field}: cannot pickle a {_kind(value)} ({_why(first)}){hint}") from None
     try:
-        data: bytes = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        cloudpickle.dump(value, sink, protocol=pickle.HIGHEST_PROTOCOL)
+    except _SINK_FAILURES:
+        raise
     except Exception as exc:  # noqa: BLE001
         raise InvalidSpec(f"{field}: cannot pickle a {_kind(value)} ({_why(exc)})") from None
-    return data
 
 
 def load_main(module: str, qualname: str) -> Any:
@@ -176,7 +228,7 @@ def load_main(module: str, qualname: str) -> Any:
 class _Pickler(pickle.Pickler):
     """Pickles ``__main__`` functions and classes as references to the script's module."""
 
-    def __init__(self, file: io.BytesIO, main_module: str | None) -> None:
+    def __init__(self, file: Any, main_module: str | None) -> None:
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
         self.main_module = main_module
 
@@ -191,12 +243,6 @@ class _Pickler(pickle.Pickler):
             if found is obj:
                 return load_main, (self.main_module, obj.__qualname__)
         return NotImplemented
-
-
-def _pickle(value: Any) -> bytes:
-    buffer = io.BytesIO()
-    _Pickler(buffer, _main_module()).dump(value)
-    return buffer.getvalue()
 
 
 def _main_module() -> str | None:

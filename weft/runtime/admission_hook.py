@@ -45,7 +45,7 @@ from weft.resources import (
     process_tree_pids,
 )
 from weft.resources.project_fit import Seen
-from weft.runtime import groups, registry, rejection
+from weft.runtime import gpu_load, groups, registry, rejection
 from weft.runtime.finish_hook import FinishHook
 from weft.settings import Settings
 
@@ -284,7 +284,9 @@ class Policy:
                 "gpus": len({i for r in held for i in r.gpu_ids}),
                 "vram_mb_by_gpu": vram,
                 "exclusive_gpus": sorted(exclusive),
+                "tasks_by_gpu": gpu_load.tasks_by_gpu(held),
             },
+            "gpus_live": gpu_load.live_readings(self.capacity, self.telemetry),
         }
 
 

@@ -1,11 +1,12 @@
 """Write what one loop iteration produced in as few broker round trips as possible.
 
-Writes go first, in order, one commit each, except groups: those written
-with :meth:`Batch.atomic` commit together, and those written with
-:meth:`Batch.fenced` commit together *with* the end of one exact claim, or
-not at all when the claim is gone (then the group's ``on_lost`` is called;
-see :mod:`weft.runtime.attempt`). Plain deletes go after the writes, so a
-crash between the two leaves a duplicate to clean up, never a loss.
+A flush is ONE broker transaction (:mod:`weft.broker.commit`): the writes
+in order, then the deletes. Inside it, groups written with
+:meth:`Batch.fenced` take effect together *with* the end of one exact claim,
+or not at all when the claim is gone (then the group's ``on_lost`` is called
+after the commit; see :mod:`weft.runtime.attempt`); the rest of the step
+commits either way. One transaction per step instead of one per message is
+most of a busy manager's broker cost (docs/performance.md).
 
 A write the broker could never hold (over its message size limit) is
 dropped with a warning instead of failing the whole batch: one message
@@ -25,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from weft.broker import Broker
+from weft.broker import Broker, commit
 from weft.broker.broker import MessageTooLarge
 from weft.names import TASKS_LOG
 
@@ -109,43 +110,64 @@ class Batch:
         return bool(self.writes or self.deletes or self.last_deletes or self._groups)
 
     def flush(self) -> None:
-        if self.writes or self._groups:
-            writes, groups = self.writes, self._groups
-            self.writes, self._groups = [], []
-            done = 0
-            for group in groups:
-                if group.start > done:
-                    self._plain(writes[done:group.start])
-                self._group(group, writes[group.start:group.end])
-                done = group.end
-            if done < len(writes):
-                self._plain(writes[done:])
-        for attr in ("deletes", "last_deletes"):
-            deletes = getattr(self, attr)
-            if deletes:
-                setattr(self, attr, defaultdict(list))
-                for queue, ids in deletes.items():
-                    self.broker.delete(queue, ids)
+        """Commit everything pending in one broker transaction (see :mod:`weft.broker.commit`)."""
+        units, fences, end, _ = self._plan(len(self.writes))
+        self.writes, self._groups = self.writes[end:], []
+        self.deletes, self.last_deletes = defaultdict(list), defaultdict(list)
+        if units:
+            self._tell_lost(self._commit(units, fences))
         if self.writes and not self._groups:
             self.flush()  # what a lost claim's on_lost wrote (its claim_lost event)
 
+    def _plan(self, limit: int) -> tuple[list[commit.Unit], list[_Group], int, int]:
+        """The pending writes up to the first group boundary at or past ``limit``, as
+        broker units (the deletes too, when every write is in): (units, the fenced
+        groups in order, how many writes and how many groups they cover)."""
+        units: list[commit.Unit] = []
+        fences: list[_Group] = []
+        groups = iter(self._groups)  # in start order, never overlapping
+        group = next(groups, None)
+        done = taken = 0
+        plain: list[tuple[str, str]] = []
+        while (done < len(self.writes) and done < limit) or (group is not None
+                                                             and group.start == done):
+            if group is None or group.start != done:
+                if self._fits(self.writes[done]):
+                    plain.append(self.writes[done])
+                done += 1
+                continue
+            fits = [w for w in self.writes[group.start:group.end] if self._fits(w)]
+            if group.claim is None:
+                plain.extend(fits)
+            else:
+                if plain:
+                    units.append(commit.Writes(plain))
+                    plain = []
+                units.append(commit.Fence(group.claim[0], group.claim[1], fits, group.deletes,
+                                          group.move_to, group.body, group.keep))
+                fences.append(group)
+            done = group.end
+            taken += 1
+            group = next(groups, None)
+        if plain:
+            units.append(commit.Writes(plain))
+        if done >= len(self.writes) and group is None:
+            for deletes in (self.deletes, self.last_deletes):
+                units.extend(commit.Deletes(q, ids) for q, ids in deletes.items() if ids)
+        return units, fences, done, taken
 
-    def _plain(self, writes: list[tuple[str, str]]) -> None:
-        fits = [w for w in writes if self._fits(w)]
-        if fits:
-            self.broker.write_many(fits)
+    def _commit(self, units: list[commit.Unit], fences: list[_Group]) -> list[_Group]:
+        """One transaction; returns the fenced groups whose claim was gone."""
+        held, _ids = self.broker.commit(units)
+        return [group for group, ok in zip(fences, held, strict=True) if not ok]
 
-    def _group(self, group: _Group, writes: list[tuple[str, str]]) -> None:
-        if group.claim is None:
-            self.broker.write_atomic([w for w in writes if self._fits(w)])
-            return
-        queue, message_id = group.claim
-        done = self.broker.settle_claim(queue, message_id, writes=[w for w in writes
-                                                                   if self._fits(w)],
-                                        deletes=group.deletes, move_to=group.move_to,
-                                        body=group.body, keep=group.keep)
-        if not done and group.on_lost is not None:
-            group.on_lost()  # may add writes (its claim_lost event): flushed next time
+    @staticmethod
+    def _tell_lost(lost: list[_Group]) -> None:
+        """After the commit is accounted for: ``on_lost`` may add writes (its
+        claim_lost event), flushed next."""
+        for group in lost:
+            if group.on_lost is not None:
+                group.on_lost()
 
     def _fits(self, write: tuple[str, str]) -> bool:
         queue, body = write

@@ -2,8 +2,8 @@
 
 :mod:`weft.runtime.child` runs a function target; when its spec says
 ``pickle`` it asks this module to decode the arguments and to encode the
-result or the exception, all through :mod:`weft.models.values` (the one
-codec the client uses too). It also holds the two targets the executor
+exception, all through :mod:`weft.models.values` (the one codec the client
+uses too; the result goes through :mod:`weft.runtime.result_blob`). It also holds the two targets the executor
 submits for callables that have no import path (bound methods, partials,
 lambdas): :func:`apply` calls a pickled callable, :func:`apply_batch` runs a
 chunk of ``map`` calls in one task.
@@ -16,7 +16,6 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from weft.errors import InvalidSpec
 from weft.models import values
 
 
@@ -26,14 +25,6 @@ def decode_arguments(launch: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]
     kwargs = {k: values.decode(v, field=f"kwargs[{k!r}]")
               for k, v in (launch.get("kwargs") or {}).items()}
     return args, kwargs
-
-
-def encode_result(value: Any) -> dict[str, Any]:
-    """The outcome line for a returned value: JSON when plain, else pickled."""
-    try:
-        return {"value": values.encode(value, field="the return value")}
-    except InvalidSpec as exc:
-        return {"error": f"cannot send the result: {exc}"}
 
 
 def encode_exception(exc: BaseException) -> Any:

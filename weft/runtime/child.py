@@ -13,7 +13,10 @@ Outcome lines::
     {"exit_code": N}                      command exited
     {"signal": N}                         command killed by signal N
     {"value": <json>}                     function returned (serializer "pickle":
-                                          encoded by weft.runtime.calls)
+                                          encoded by weft.models.values)
+    {"value_blob": {"sha256", "size",     function returned a value larger than a
+                    "encoding"}}          chunk: it is in the blob store already
+                                          (weft.runtime.result_blob)
     {"error": "...", "traceback": "..."}  function raised (or bad target)
                                           (+ "exception": pickled, with serializer "pickle")
     {"spawn_error": "...", "exit_code": 126|127}
@@ -21,6 +24,9 @@ Outcome lines::
 
 from __future__ import annotations
 
+# The C functions behind ``signal.signal``: the wrapper converts every answer to an
+# enum, Python code whose first run in a fresh fork copies a few dozen pages.
+import _signal
 import json
 import os
 import signal
@@ -31,17 +37,22 @@ from typing import Any, NoReturn
 # ``calls`` (pickle, base64, weft.models.values) is imported here, in the launcher,
 # once: the Python API marks every function task "pickle", and importing it in each
 # forked child cost 7 ms of CPU per task (docs/performance.md).
-from weft.runtime import allowlist, calls, containment
+# ``result_blob`` likewise: every function task's result goes through it.
+from weft.runtime import allowlist, calls, containment, result_blob
 
 _DEFAULT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGPIPE, signal.SIGHUP)
 
 
-def run(launch: dict[str, Any], result_fd: int) -> NoReturn:
-    """Run the target described by ``launch`` and ``os._exit``. Never returns."""
+def run(launch: dict[str, Any], result_fd: int, env: Any = None) -> NoReturn:
+    """Run the target described by ``launch`` and ``os._exit``. Never returns.
+
+    ``env``: the command's environment, when the caller built it (see
+    :func:`weft.runtime.forking.command_env`); else ``os.environ``.
+    """
     outcome: dict[str, Any]
     containment.enter(launch)  # own cgroup if delegated; adopt detached descendants
     try:
-        outcome = _prepare_and_run(launch)
+        outcome = _prepare_and_run(launch, env)
     except BaseException as exc:  # noqa: BLE001 - the child must always report
         outcome = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
     containment.end_descendants()  # the task has ended: so does everything it started
@@ -56,11 +67,13 @@ def _report(result_fd: int, outcome: dict[str, Any]) -> None:
         sys.stderr.flush()
     except (OSError, ValueError):
         pass
-    try:
-        line = json.dumps(outcome, default=str)
-    except (TypeError, ValueError) as exc:
-        line = json.dumps({"error": f"cannot encode outcome: {exc}"})
-    data = (line + "\n").encode()
+    data = _fast_line(outcome)
+    if data is None:
+        try:
+            line = json.dumps(outcome, default=str)
+        except (TypeError, ValueError) as exc:
+            line = json.dumps({"error": f"cannot encode outcome: {exc}"})
+        data = (line + "\n").encode()
     while data:
         try:
             written = os.write(result_fd, data)
@@ -71,7 +84,22 @@ def _report(result_fd: int, outcome: dict[str, Any]) -> None:
         data = data[written:]
 
 
-def _prepare_and_run(launch: dict[str, Any]) -> dict[str, Any]:
+def _fast_line(outcome: dict[str, Any]) -> bytes | None:
+    """A command's outcome (``{"exit_code": N}`` or ``{"signal": N}``) without the json
+    module: in a fresh fork every first-run line of Python costs page copies."""
+    if len(outcome) == 1:
+        for key in ("exit_code", "signal"):
+            value = outcome.get(key)
+            if type(value) is int:
+                return b'{"%s": %d}\n' % (key.encode(), value)
+    return None
+
+
+def _ignore(_signum: int, _frame: Any) -> None:
+    """A handler, not SIG_IGN: ``exec`` resets it to the default for the command."""
+
+
+def _prepare_and_run(launch: dict[str, Any], env: Any = None) -> dict[str, Any]:
     if launch.get("refused"):  # the manager could not supply what the task needs
         return {"spawn_error": launch["refused"], "exit_code": 126}
     cwd = launch.get("cwd")
@@ -82,15 +110,15 @@ def _prepare_and_run(launch: dict[str, Any]) -> dict[str, Any]:
             return {"spawn_error": f"cannot enter working directory {cwd!r}: {exc.strerror}",
                     "exit_code": 126}
     if launch.get("argv") is not None:
-        return _run_command(launch["argv"], os.environ)
+        return _run_command(launch["argv"], os.environ if env is None else env)
     return _run_function(launch, cwd or os.getcwd())
 
 
 def _run_command(argv: list[str], env: Any) -> dict[str, Any]:
     # A handler (not SIG_IGN) so the command gets default dispositions after
     # exec while this process survives a group SIGTERM long enough to report.
-    signal.signal(signal.SIGTERM, lambda *_: None)
-    signal.signal(signal.SIGINT, lambda *_: None)
+    _signal.signal(signal.SIGTERM, _ignore)
+    _signal.signal(signal.SIGINT, _ignore)
     try:
         pid = os.posix_spawnp(argv[0], argv, env, setsigdef=_DEFAULT_SIGNALS)
     except FileNotFoundError:
@@ -151,13 +179,7 @@ def _run_function(launch: dict[str, Any], cwd: str) -> dict[str, Any]:
         if calls is not None:
             failure["exception"] = calls.encode_exception(exc)
         return failure
-    if calls is not None:
-        return calls.encode_result(value)
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError) as exc:
-        return {"error": f"return value is not JSON-serialisable: {exc}"}
-    return {"value": value}
+    return result_blob.report(value, launch)
 
 
 def _pickle_codec(launch: dict[str, Any]) -> Any:

@@ -21,7 +21,7 @@ from weft.broker.blobs import BlobStore, blob_store, chunk_bytes, max_result_byt
 from weft.errors import WeftError
 from weft.models import SpawnRequest, TaskSpec, TaskState, can_transition
 from weft.names import task_queue
-from weft.runtime import attempt
+from weft.runtime import attempt, result_blob
 from weft.runtime.attempt import Claim, ResultTooLarge
 from weft.runtime.basetask import BaseTask
 from weft.runtime.batch import Batch, dumps
@@ -145,6 +145,9 @@ class Consumer(BaseTask):
             "capture": spec.stream_output,
             "cpus": spec.resources.cpus,  # cpu.max when tasks get their own cgroup
             "max_result": max_result_bytes(self.batch.broker),
+            # Where the task process puts a result larger than a chunk itself (result_blob).
+            "result_store": {"root": str(self.batch.broker.root or ""),
+                             "backend": self.batch.broker.backend, "chunk": self.spool.chunk},
             # What an orphaned launcher needs to finish the task on its own
             # (the request as it was queued; the tid is filled in on adoption):
             "task": {"request": request_json or self.request.model_dump_json(exclude_none=True),
@@ -209,12 +212,13 @@ class Consumer(BaseTask):
         if self.state.terminal:
             return
         assert self.claim is not None, f"attempt of {self.tid} settled without a claim"
+        outcome = result_blob.admit(outcome, self.blobs, max_result_bytes(self.batch.broker))
         if self._maybe_retry(outcome):
             return
         result = {
             "v": 1, "type": "result", "tid": self.tid, "status": outcome.state.value,
             "exit_code": outcome.exit_code, "error": outcome.error,
-            **self._value_fields(outcome.value),
+            **self._value_fields(outcome),
             "traceback": outcome.traceback, "reason": outcome.reason, "signal": outcome.signal,
             "started_at": self.started_at, "finished_at": finished_at or time.time(),
             "peak_rss_mb": peak_rss_mb, "cpu_time_s": cpu_time_s, "attempt": self.attempt,
@@ -238,9 +242,11 @@ class Consumer(BaseTask):
                         reason=outcome.reason, error=attempt.short(outcome.error),
                         peak_rss_mb=peak_rss_mb, cpu_time_s=cpu_time_s)  # for metrics
 
-    def _value_fields(self, value: Any) -> dict[str, Any]:
+    def _value_fields(self, outcome: Outcome) -> dict[str, Any]:
+        if outcome.value_blob is not None:  # stored by the task process, admitted above
+            return {"value": None, "value_blob": outcome.value_blob}
         try:
-            return value_fields(value, self.blobs, chunk=self.spool.chunk)
+            return value_fields(outcome.value, self.blobs, chunk=self.spool.chunk)
         except (WeftError, OSError) as exc:  # the store failed: the task fails, the host goes on
             return {"value": None, "error": f"cannot store the result: {exc}"}
 

@@ -38,7 +38,12 @@ class FrameSocket:
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def send(self, obj: Any) -> None:
+    def send(self, obj: Any, *, flush: bool = True) -> None:
+        """Queue one frame; with ``flush`` (the default) also try to write it out now.
+
+        Callers that send several frames in one loop turn pass ``flush=False``
+        and :meth:`flush` once: one syscall, and one wake-up of the peer, per turn.
+        """
         raw = b""
         if isinstance(obj, dict) and isinstance(obj.get("d"), bytes | bytearray):
             raw = bytes(obj["d"])
@@ -47,7 +52,8 @@ class FrameSocket:
         self._wbuf += _HEADER.pack(len(data), len(raw))
         self._wbuf += data
         self._wbuf += raw
-        self.flush()
+        if flush:
+            self.flush()
 
     @property
     def pending_bytes(self) -> int:

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from weft import __version__
+from weft.broker import opstats
 from weft.names import WORKERS_REGISTRY
 from weft.runtime.batch import dumps
 from weft.runtime.containment import describe
@@ -47,6 +48,7 @@ class Heartbeat:
             "metrics_addr": m.options.get("metrics_addr"), "stop_reason": stop_reason,
             "launcher_pid": m.launcher.pid, "launcher_create_time": self._launcher_ct(),
             "paused": m.state.value == "paused", "containment": self.containment,
+            "broker": opstats.STATS.snapshot(),  # for weft metrics (weft.broker.opstats)
         }
 
     def _launcher_ct(self) -> float | None:

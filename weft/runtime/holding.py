@@ -35,6 +35,7 @@ from weft.runtime.batch import Batch
 log = logging.getLogger("weft.manager")
 
 MEMORY_LIMIT = 64 << 20  # bytes of held writes kept in memory before spilling
+CHUNK = 512  # writes per transaction when a backlog is written back
 
 # A spill unit: a list of (queue, body) writes (one, or an atomic group), or a
 # settle fenced on its claim: {"writes": [...], "fence": {"queue", "id", ...}}.
@@ -66,35 +67,28 @@ class HoldingBatch(Batch):
             sum(len(ids) for ids in self.last_deletes.values()) + self._spilled_units()
 
     def flush(self) -> None:
-        """Write everything held, oldest first; what fails stays held (BrokerError raised)."""
-        self._flush_spill()
-        self._flush_writes()
-        for deletes in (self.deletes, self.last_deletes):
-            for queue in list(deletes):
-                self.broker.delete(queue, deletes[queue])  # idempotent: safe to repeat
-                del deletes[queue]
+        """Write everything held, oldest first; what fails stays held (BrokerError raised).
 
-    def _flush_writes(self) -> None:
-        done = 0
-        try:
-            starts = {g.start: g for g in self._groups}
-            while done < len(self.writes) or done in starts:
-                group = starts.get(done)
-                if group is not None:
-                    # Atomic, or fenced on its claim (weft/runtime/attempt.py): one unit.
-                    self._group(group, self.writes[group.start:group.end])
-                    self._groups.remove(group)
-                    done = group.end
-                    starts = {g.start: g for g in self._groups}
-                else:
-                    queue, body = self.writes[done]
-                    if self._fits((queue, body)):
-                        self.broker.write(queue, body)
-                    done += 1
-        finally:
-            self._drop_written(done)
+        One transaction per :data:`CHUNK` writes (a step's writes are one), so a
+        failure leaves exactly the unwritten rest held and nothing twice.
+        """
+        self._flush_spill()
+        while True:
+            pending = len(self.writes)
+            units, fences, done, taken = self._plan(CHUNK)
+            lost = self._commit(units, fences) if units else []
+            del self.writes[:done]  # committed: never written again
+            self._groups = [replace(g, start=g.start - done, end=g.end - done)
+                            for g in self._groups[taken:]]
+            if done == pending:  # the deletes were in this transaction too
+                self.deletes.clear()
+                self.last_deletes.clear()
+            self._tell_lost(lost)  # may append claim_lost events: written next turn
+            if done == pending and not self.writes and not self._groups:
+                return
 
     def _drop_written(self, done: int) -> None:
+        """Forget the first ``done`` writes (spilled), and the groups they held."""
         if done:
             del self.writes[:done]
             self._groups = [replace(g, start=g.start - done, end=g.end - done)

@@ -54,20 +54,21 @@ class Launcher:
         assert self.link is not None
         return self.link.fileno()
 
-    def send(self, op: dict[str, Any]) -> None:
+    def send(self, op: dict[str, Any], *, flush: bool = True) -> None:
         if self.link is None:
             raise LauncherLost("launcher not running")
         try:
-            self.link.send(op)
+            self.link.send(op, flush=flush)
         except PeerClosed as exc:
             raise LauncherLost(str(exc)) from None
 
     def launch(self, op: dict[str, Any]) -> None:
-        self.send(op)
+        """Queued: the manager flushes the link once per step (:meth:`flush`)."""
+        self.send(op, flush=False)
 
     def go(self, tid: str) -> None:
-        """The task's start is on record: let its process run the target."""
-        self.send({"op": "go", "tid": tid})
+        """The task's start is on record: let its process run the target (queued too)."""
+        self.send({"op": "go", "tid": tid}, flush=False)
 
     def signal(self, tid: str, sig: str, reason: str | None, grace: float | None = None) -> None:
         self.send({"op": "signal", "tid": tid, "sig": sig, "reason": reason, "grace": grace})

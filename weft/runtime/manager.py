@@ -134,7 +134,7 @@ class Manager(BaseTask):
             return
         held = self.holding.held
         try:
-            self.batch.flush()
+            self._flush()  # and the go-aheads of tasks whose start it records
             self.heartbeat.beat(status="active")
             # A step the outage cut short may have claimed a request it never launched.
             settle_claims(self.broker, self.batch, owner_tid=self.tid, my_tid=self.tid,
@@ -169,12 +169,14 @@ class Manager(BaseTask):
             self._next_child_control = now + CHILD_CONTROL_EVERY
             active |= self._serve_child_control()
         if wake and self.stop_reason is None and self.state == TaskState.RUNNING:
-            active |= self._dispatch()
+            if self._dispatch():
+                active = True
+                self._flush_link()  # the launcher forks while this step commits
         if self.stdin_feed.wanted:
             active |= self._pump_stdin()
         for consumer in self.consumers.values():
             consumer.flush_stale_output(now)
-        if self.batch:
+        if self.batch or self._awaiting_go:
             self._flush()
             active = True
         if (wake or active) and self.dependencies.poll(now):
@@ -289,13 +291,13 @@ class Manager(BaseTask):
                 self._on_frame(frame)
             except Exception as exc:  # noqa: BLE001 - one task's report must not end the manager
                 self._task_broke(str(frame.get("tid", "")), exc)
-        started = [f["tid"] for f in frames if f.get("ev") == "started" and f["tid"] in self.consumers]
-        if started:
-            # A forked task waits for the go-ahead until its task_started event is
-            # committed: recovery tells "never started" (requeue) from "started"
-            # (never again) by the log, so the two must never disagree.
-            self._awaiting_go.extend(started)
-            self._flush()
+        # A forked task waits for the go-ahead until its task_started event is
+        # committed: recovery tells "never started" (requeue) from "started"
+        # (never again) by the log, so the two must never disagree. The go-ahead
+        # goes out after the step's one flush (:meth:`_flush`), which commits the
+        # starts together with everything else the step wrote.
+        self._awaiting_go.extend(f["tid"] for f in frames
+                                 if f.get("ev") == "started" and f["tid"] in self.consumers)
         return bool(frames)
 
     def _flush(self) -> None:
@@ -313,6 +315,14 @@ class Manager(BaseTask):
                     self.launcher.go(tid)
                 except LauncherLost:
                     return  # its processes exit without running: handled as a lost launcher
+            self._flush_link()
+
+    def _flush_link(self) -> None:
+        """Write the frames queued for the launcher this step (launches, go-aheads)."""
+        try:
+            self.launcher.flush()
+        except LauncherLost:
+            self._launcher_lost()
 
     def _task_broke(self, tid: str, exc: BaseException) -> None:
         """Handling one task failed: fail that task with the reason and carry on."""

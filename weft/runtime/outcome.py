@@ -11,7 +11,8 @@ rung yields one terminal state:
 6. the target could not start                 → failed    (126/127)
 7. the command died of a signal N             → killed    (128+N)
 8. the command exited N                       → completed if N == 0 else failed
-9. the function returned                      → completed
+9. the function returned                      → completed (a large value: its
+                                                  blob's reference, value_blob)
 10. the function raised                       → failed    (exit 1, traceback)
 """
 
@@ -34,6 +35,9 @@ class Outcome:
     value: Any = None
     signal: int | None = None
     exception: Any = None  # the pickled exception a function raised (see weft.models.values)
+    # {"sha256", "size", "encoding"}: the value the task process put in the blob store
+    # itself (weft.runtime.result_blob); checked by the host before it is recorded
+    value_blob: dict[str, Any] | None = None
 
     @property
     def retry_key(self) -> str | None:
@@ -94,6 +98,9 @@ def _from_report(outcome: dict[str, Any]) -> Outcome:
                        reason=outcome.get("reason") or "exception",
                        error=outcome["error"], traceback=outcome.get("traceback"),
                        exception=outcome.get("exception"))
+    if "value_blob" in outcome:
+        ref = outcome["value_blob"]
+        return Outcome(TaskState.COMPLETED, 0, value_blob=ref if isinstance(ref, dict) else {})
     if "value" in outcome:
         return Outcome(TaskState.COMPLETED, 0, value=outcome["value"])
     code = int(outcome.get("exit_code", 0))

@@ -1,9 +1,12 @@
 """The read side of a task's result pipe, in the launcher: its one report line, capped.
 
 The task process writes one JSON line, its outcome, to a pipe of its own
-(see :mod:`weft.runtime.child`). A function's return value is in that line,
-so it can be large: past the cap (``WEFT_MAX_RESULT_MB``) the launcher keeps
-draining the pipe, so the task can exit, but drops the bytes, and the
+(see :mod:`weft.runtime.child`). A return value larger than a chunk is not
+in that line (the task process stores it in the blob store itself and sends
+its reference, :mod:`weft.runtime.result_blob`), but a smaller one, a
+traceback or a pickled exception is, and the task's own code could write
+anything to the pipe: past the cap (``WEFT_MAX_RESULT_MB``) the launcher
+keeps draining the pipe, so the task can exit, but drops the bytes, and the
 outcome says ``result_too_large`` instead; the task fails and nothing else
 (the launcher, the manager) pays for it.
 """

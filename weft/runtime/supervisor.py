@@ -19,17 +19,15 @@ through :mod:`weft.runtime.orphan`, then exits.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import selectors
 import signal
 import socket
-import sys
 import time
 from typing import Any
 
-from weft.runtime import child
 from weft.runtime.containment import Containment
+from weft.runtime.forking import Pipes, fork_all, set_title
 from weft.runtime.frames import FrameSocket, PeerClosed
 from weft.runtime.launch_memory import LaunchMemory
 from weft.runtime.launched import Proc, now_or_never
@@ -166,13 +164,22 @@ class Supervisor:
         except PeerClosed:
             frames = []
             self._lose_manager()
-        for frame in frames:
+        launches: list[dict[str, Any]] = []
+        for frame in frames:  # consecutive launches are forked together
+            if frame.get("op") == "launch":
+                launches.append(frame)
+                continue
+            if launches:
+                self._launch_all(launches)
+                launches = []
             self.handle_op(frame)
+        if launches:
+            self._launch_all(launches)
 
     def handle_op(self, op: dict[str, Any]) -> None:
         kind = op.get("op")
         if kind == "launch":
-            self._launch(op)
+            self._launch_all([op])
         elif kind == "go":
             self.release(op["tid"])
         elif kind == "signal":
@@ -191,7 +198,7 @@ class Supervisor:
         if self.link is None:
             return
         try:
-            self.link.send(frame)
+            self.link.send(frame, flush=False)  # written at the end of this loop turn
         except PeerClosed:
             self._lose_manager()
             self.emit(frame)  # the orphan host now takes it
@@ -215,36 +222,30 @@ class Supervisor:
             self.release(tid)
 
     # -- launching --------------------------------------------------------
-    def _launch(self, op: dict[str, Any]) -> None:
+    def _launch_all(self, ops: list[dict[str, Any]]) -> None:
+        """Fork the task processes of ``ops`` back to back (weft.runtime.forking), then track them."""
+        batch: list[tuple[dict[str, Any], Pipes]] = []
+        for op in ops:
+            try:
+                batch.append((op, Pipes.open(op)))
+            except OSError as exc:
+                self.emit({"ev": "spawn_failed", "tid": op["tid"],
+                           "error": f"cannot open pipes: {exc.strerror}"})
+                continue
+            self.containment.prepare(op)
+        for (op, pipes), pid in zip(batch, fork_all(batch), strict=True):
+            if isinstance(pid, OSError):
+                pipes.close_all()
+                self.emit({"ev": "spawn_failed", "tid": op["tid"],
+                           "error": f"fork failed: {pid.strerror}"})
+            else:
+                self._track(op, pipes, pid)
+
+    def _track(self, op: dict[str, Any], pipes: Pipes, pid: int) -> None:
         tid = op["tid"]
-        capture = op.get("capture", True)
-        out_r, out_w = os.pipe() if capture else (None, None)
-        err_r, err_w = os.pipe() if capture else (None, None)
-        res_r, res_w = os.pipe()
-        stdin_data = op.get("stdin")
-        streamed = bool(op.get("stdin_stream"))
-        in_r, in_w = os.pipe() if stdin_data is not None or streamed else (None, None)
-        go_r, go_w = os.pipe()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        # Objects that exist now are never collected by this process again, so
-        # the garbage collector does not touch (and copy) their pages in children.
-        gc.freeze()
-        self.containment.prepare(op)
-        try:
-            pid = os.fork()
-        except OSError as exc:
-            for fd in (out_r, out_w, err_r, err_w, res_r, res_w, in_r, in_w, go_r, go_w):
-                if fd is not None:
-                    os.close(fd)
-            self.emit({"ev": "spawn_failed", "tid": tid, "error": f"fork failed: {exc.strerror}"})
-            return
-        if pid == 0:
-            self._become_child(op, out_w, err_w, res_w, in_r, go_r)
         started = time.time()
-        for fd in (out_w, err_w, res_w, in_r, go_r):
-            if fd is not None:
-                os.close(fd)
+        for fd in pipes.child_ends():
+            os.close(fd)
         timeout = op.get("timeout")
         proc = Proc(
             tid=tid,
@@ -253,20 +254,23 @@ class Supervisor:
             started_at=started,
             deadline=time.monotonic() + timeout if timeout else None,
             result=ResultPipe(op.get("max_result")),
-            go_fd=go_w,
+            go_fd=pipes.go[1],
         )
-        for fd, name in ((out_r, "stdout"), (err_r, "stderr"), (res_r, "result")):
-            if fd is None:
+        for ends, name in ((pipes.out, "stdout"), (pipes.err, "stderr"), (pipes.res, "result")):
+            if ends is None:
                 continue
+            fd = ends[0]
             os.set_blocking(fd, False)
             proc.fds[fd] = name
             self.by_fd[fd] = proc
             if not (self.reads_paused and name != "result"):
                 self.sel.register(fd, selectors.EVENT_READ, "child")
-        if in_w is not None:
-            proc.stdin = StdinPipe(in_w, self.sel, streamed=streamed,
+        streamed = bool(op.get("stdin_stream"))
+        if pipes.stdin is not None:
+            stdin_data = op.get("stdin")
+            proc.stdin = StdinPipe(pipes.stdin[1], self.sel, streamed=streamed,
                                    initial=stdin_data.encode() if isinstance(stdin_data, str) else b"")
-            self.by_fd[in_w] = proc
+            self.by_fd[pipes.stdin[1]] = proc
         self.procs[tid] = proc
         self.by_pid[pid] = proc
         self.memory.launch(tid, int((op.get("task") or {}).get("attempt") or 1), self.procs)
@@ -275,7 +279,7 @@ class Supervisor:
             self.emit({"ev": "stdin_wanted", "tid": tid})
 
     def release(self, tid: str) -> None:
-        """Let a forked task run its target: its start is on record (see ``_become_child``)."""
+        """Let a forked task run its target: its start is on record (see ``forking.become_child``)."""
         proc = self.procs.get(tid)
         if proc is None or proc.go_fd is None:
             return
@@ -285,38 +289,6 @@ class Supervisor:
             pass  # it died meanwhile: reaped as usual
         os.close(proc.go_fd)
         proc.go_fd = None
-
-    def _become_child(self, op: dict[str, Any], out_w: int | None, err_w: int | None,
-                      res_w: int, in_r: int | None, go_r: int) -> None:
-        try:
-            gc.disable()
-            os.setsid()
-            signal.set_wakeup_fd(-1)
-            for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
-                signal.signal(sig, signal.SIG_DFL)
-            devnull = os.open(os.devnull, os.O_RDWR)
-            os.dup2(in_r if in_r is not None else devnull, 0)
-            os.dup2(out_w if out_w is not None else devnull, 1)
-            os.dup2(err_w if err_w is not None else devnull, 2)
-            os.dup2(res_w, 3, inheritable=False)
-            os.dup2(go_r, 4, inheritable=False)
-            os.closerange(5, 1 << 16)
-            # Wait for the go-ahead: sent once the task's start is on record, so a
-            # crash can never leave a task that ran with a log saying it never
-            # started (recovery would run it again). No go-ahead (the launcher
-            # died first, closing the pipe): exit without running anything.
-            if os.read(4, 1) != b"g":
-                os._exit(75)
-            os.close(4)
-            _set_title(f"weft:{op['tid'][-10:]}:{op.get('name') or 'task'}:running")
-            # Only the task's additions travel; apply them to the inherited environment.
-            for key, value in (op.get("env") or {}).items():
-                os.environ[key] = value
-            for key in op.get("unset_env") or ():
-                os.environ.pop(key, None)
-            child.run(op, 3)
-        except BaseException:  # noqa: BLE001
-            os._exit(70)
 
     # -- stdin ------------------------------------------------------------
     def _take_stdin(self, op: dict[str, Any]) -> None:
@@ -475,15 +447,6 @@ class Supervisor:
         self.emit(frame)
 
 
-def _set_title(title: str) -> None:
-    try:
-        import setproctitle
-
-        setproctitle.setproctitle(title)
-    except Exception:  # noqa: BLE001 - a title is cosmetic
-        pass
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="weft-supervisor")
     parser.add_argument("--fd", type=int, required=True)
@@ -491,7 +454,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--manager-tid", required=True)
     args = parser.parse_args(argv)
     sock = socket.socket(fileno=args.fd)
-    _set_title(f"weft:{args.manager_tid[-10:]}:launcher")
+    set_title(f"weft:{args.manager_tid[-10:]}:launcher")
     Supervisor(sock, root=args.root, manager_tid=args.manager_tid).serve()
 
 
