@@ -144,6 +144,31 @@ RACER = textwrap.dedent("""
 """)
 
 
+def test_insert_drawn_is_one_transaction_with_ids_drawn_inside(broker: Broker) -> None:
+    before = broker.write("q", "before")
+    rows = broker.insert_drawn(4, lambda ids: [("a", f"names {ids[1]}", ids[0]),
+                                               ("b", "second", ids[1]),
+                                               ("a", "third", ids[3])])
+    assert [mid for _q, _b, mid in rows] == sorted(mid for _q, _b, mid in rows)
+    assert rows[0][2] > before and rows[0][1] == f"names {rows[1][2]}"
+    assert broker.write("q", "after") > rows[-1][2]  # the clock moved past every drawn id
+    assert [m for _b, m in broker.peek_all("a")] == [rows[0][2], rows[2][2]]
+
+    def broken(ids: list[int]) -> list[tuple[str, str, int]]:
+        broker.check_size("fine")
+        raise RuntimeError("the builder failed")
+
+    with pytest.raises(RuntimeError):
+        broker.insert_drawn(2, broken)
+    with pytest.raises(MessageTooLarge):
+        broker.insert_drawn(2, lambda ids: [("c", "ok", ids[0]),
+                                            ("c", "x" * (broker.max_message_size + 1), ids[1])])
+    with pytest.raises(ValueError):
+        broker.insert_drawn(1, lambda ids: [("c", "not drawn", ids[0] - 1)])
+    assert broker.peek_one("c") is None  # all or nothing: no row of a failed batch is kept
+    assert broker.insert_drawn(1, lambda ids: [("c", "works", ids[0])])[0][1] == "works"
+
+
 def test_move_one_has_exactly_one_winner_across_processes(backend: Backend,
                                                           broker: Broker) -> None:
     ids = [broker.write("src", f"job{i}") for i in range(40)]

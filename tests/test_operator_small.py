@@ -126,28 +126,19 @@ def test_read_only_commands_return_at_once(project, cli_manager):
         assert elapsed < 2.5, (args, elapsed)  # warm it is ~0.2 s; 5 s meant the stall
 
 
-def test_submit_record_goes_with_its_request_even_when_the_next_id_is_taken(client):
-    """The event takes the id after the request's; if another writer took it
-    meanwhile, the insert fails whole and both ids are drawn afresh."""
+def test_submit_record_goes_with_its_request_in_one_transaction(client):
+    """Request and record are inserted together, the record's id right after
+    the request's (both drawn inside the transaction, so no writer can take
+    one in between); a failed insert leaves neither."""
     from weft.client.submitted import queue_request, submit_event
+    from weft.errors import BrokerError
 
     broker = client.broker
-    taken: list[int] = []
-    real_generate = broker.generate_id
-
-    def generate_and_steal() -> int:
-        tid = real_generate()
-        if not taken:  # another writer takes the next id before our insert
-            taken.append(tid + 1)
-            broker.insert_atomic([("elsewhere", "x", tid + 1)])
-        return tid
-
-    broker.generate_id = generate_and_steal  # type: ignore[method-assign]
-    try:
-        tid = queue_request(broker, {"v": 1, "taskspec": {"command": ["true"]}, "attempt": 1})
-    finally:
-        del broker.generate_id
-    assert int(tid) != taken[0] - 1  # the first id was given up
+    tid = queue_request(broker, {"v": 1, "taskspec": {"command": ["true"]}, "attempt": 1})
     assert broker.peek_one("weft.spawn.requests", message_id=int(tid)) is not None
     assert submit_event(broker, tid)["spec"] == {"command": ["true"]}
+    record_id = broker.find_ids("weft.tasks.log", f'"tid":"{tid}"')
+    assert record_id == [int(tid) + 1]
+    with pytest.raises(BrokerError):
+        queue_request(broker, {"v": 1, "taskspec": {"command": ["x" * broker.max_message_size]}})
     assert [mid for _b, mid in broker.peek_all("weft.spawn.requests")] == [int(tid)]

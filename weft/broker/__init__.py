@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from weft.broker.startup import defer_importlib_metadata
+
+defer_importlib_metadata()  # before simplebroker is imported (see weft.broker.startup)
+
 if TYPE_CHECKING:
     from weft.broker.broker import Broker, Message, opened
 

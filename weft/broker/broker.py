@@ -312,6 +312,20 @@ class Broker:
     def insert(self, queue: str, body: str, message_id: int) -> None:
         self._call(lambda: self._core.insert_messages([(queue, body, message_id)]), "write")
 
+    def insert_drawn(self, count: int, build: Callable[[list[int]], Sequence[tuple[str, str, int]]]
+                     ) -> list[tuple[str, str, int]]:
+        """``count`` ids drawn and the (queue, body, id) rows ``build`` makes of them
+        inserted, in ONE transaction (see :mod:`weft.broker.bulk`)."""
+        from weft.broker import bulk
+
+        def checked(ids: list[int]) -> Sequence[tuple[str, str, int]]:
+            rows = build(ids)
+            for _queue, text, _mid in rows:
+                self.check_size(text)
+            return rows
+
+        return self._call(lambda: bulk.insert_drawn(self._core, self.backend, count, checked))
+
     # -- moving and deleting ---------------------------------------------
     def move_one(
         self,
@@ -422,6 +436,10 @@ class Broker:
         if self._shared.changes is not None:
             return self._call(self._shared.changes.version, "poll")
         return self._call(self._core.get_data_version, "poll")
+
+    def change_feed(self) -> ChangeFeed | None:
+        """Postgres: the LISTEN feed behind :meth:`data_version` (waiters select on it)."""
+        return self._shared.changes
 
     def vacuum(self) -> None:
         self._call(lambda: self._core.vacuum(compact=True), "vacuum")

@@ -109,10 +109,13 @@ class ChangeFeed:
         self._conn = conn
         self._listening = False
         self._last_tick = time.monotonic()
+        # A manager dispatches on writes and moves only, which all notify: it
+        # turns the tick off (weft.runtime.wakeup) and so takes no timed looks.
+        self.ticks = True
 
     def version(self) -> int:
         now = time.monotonic()
-        if now - self._last_tick >= TICK:
+        if self.ticks and now - self._last_tick >= TICK:
             self._last_tick = now
             self.count += 1
         try:
@@ -126,11 +129,35 @@ class ChangeFeed:
             self.count += 1
         return self.count
 
+    def fileno(self) -> int | None:
+        """The LISTEN connection's socket, readable when a notification arrives
+        (a waiter selects on it: weft.runtime.wakeup); None while the server is away."""
+        try:
+            conn: Any = self._conn if self._listening else self._listen()
+            return int(conn.fileno())
+        except Exception:  # noqa: BLE001 - away or broken: the waiter looks instead
+            self._drop()
+            return None
+
+    def take(self) -> bool:
+        """Count the notifications that have arrived; True if any (or the link broke)."""
+        before = self.count
+        conn: Any = self._conn
+        if self._listening and conn is not None:
+            try:
+                for _ in conn.notifies(timeout=0):
+                    self.count += 1
+            except Exception:  # noqa: BLE001 - reopen on the next look
+                self._drop()
+                self.count += 1
+        return self.count != before
+
     def _listen(self) -> Any:
         if self._conn is None or self._conn.closed:
             self._conn = connect(self.dsn)
         self._conn.execute(f'LISTEN "{channel(self.schema)}"')
         self._listening = True
+        self.count += 1  # what was written before we listened was not announced: look
         return self._conn
 
     def _drop(self) -> None:

@@ -18,7 +18,9 @@ _ANNOUNCED: set[str] = set()
 
 def client(*, create: bool = False, auto_start: bool = True) -> WeftClient:
     from weft.client.client import WeftClient
+    from weft.client.polling import short_lived
 
+    short_lived()  # a command's waits are mostly short: no ctypes for those
     c = WeftClient(create=create, announce=create, auto_start=auto_start)
     c.on_broker_outage = lambda line: click.echo(f"weft: {line}", err=True)
     announce_parent(c.context.root)

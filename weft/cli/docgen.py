@@ -36,8 +36,11 @@ store, not in broker messages (see docs/operations.md).
 def walk(command: click.Command, path: list[str]) -> list[tuple[list[str], click.Command]]:
     found = [(path, command)]
     if isinstance(command, click.Group):
-        for name in sorted(command.commands):
-            found.extend(walk(command.commands[name], [*path, name]))
+        ctx = click.Context(command, info_name=path[-1])
+        for name in sorted(command.list_commands(ctx)):
+            sub = command.get_command(ctx, name)
+            if sub is not None:
+                found.extend(walk(sub, [*path, name]))
     return found
 
 

@@ -11,20 +11,59 @@ import sys
 
 import click
 
-from weft.cli import taskops
-from weft.cli.completion import completion_cmd
-from weft.cli.groups import group_group
-from weft.cli.jobs import job_group
-from weft.cli.observe import events_cmd, logs_cmd, metrics_cmd, wait_cmd
-from weft.cli.ops import queue_group, tidy_cmd
-from weft.cli.run import run_cmd
-from weft.cli.tasks import result_cmd, status_cmd, task_group
-from weft.cli.workers import worker_group
+# Each command's module is imported only when that command runs (or help
+# lists it): importing all of them cost 'weft run' about 15 ms of its start.
+COMMANDS = {
+    "run": "weft.cli.run:run_cmd",
+    "submit": "weft.cli.submit:submit_cmd",
+    "result": "weft.cli.tasks:result_cmd",
+    "status": "weft.cli.tasks:status_cmd",
+    "task": "",  # assembled by task_commands()
+    "worker": "weft.cli.workers:worker_group",
+    "job": "weft.cli.jobs:job_group",
+    "queue": "weft.cli.ops:queue_group",
+    "tidy": "weft.cli.ops:tidy_cmd",
+    "metrics": "weft.cli.observe:metrics_cmd",
+    "wait": "weft.cli.observe:wait_cmd",
+    "events": "weft.cli.observe:events_cmd",
+    "completion": "weft.cli.completion:completion_cmd",
+    "group": "weft.cli.groups:group_group",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands (:data:`COMMANDS`) are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            import importlib
+
+            module, _, attr = COMMANDS[cmd_name].partition(":")
+            found = getattr(importlib.import_module(module), attr) if module else task_commands()
+            self.add_command(found, cmd_name)
+        return self.commands.get(cmd_name)
+
+
+def task_commands() -> click.Group:
+    """``weft task``: its own subcommands plus logs and the operator verbs."""
+    from weft.cli import taskops
+    from weft.cli.observe import logs_cmd
+    from weft.cli.tasks import task_group
+
+    task_group.add_command(logs_cmd)
+    for cmd in (taskops.stop_cmd, taskops.kill_cmd, taskops.hold_cmd, taskops.release_cmd,
+                taskops.restart_cmd, taskops.edit_cmd):
+        task_group.add_command(cmd)
+    return task_group
+
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+@click.group(cls=LazyGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(package_name="weft", prog_name="weft")
 def cli() -> None:
     """weft: run commands and Python functions as durable tasks, each in its own process.
@@ -69,25 +108,6 @@ def init_cmd(path: str | None, backend: str | None, dsn: str | None, schema: str
         return
     verb = "created" if created else "already exists:"
     click.echo(f"weft: {verb} {ctx.weft_dir} (broker: {ctx.describe()})")
-
-
-cli.add_command(run_cmd)
-cli.add_command(result_cmd)
-cli.add_command(status_cmd)
-cli.add_command(task_group)
-cli.add_command(worker_group)
-cli.add_command(job_group)
-cli.add_command(queue_group)
-cli.add_command(tidy_cmd)
-cli.add_command(metrics_cmd)
-cli.add_command(wait_cmd)
-cli.add_command(events_cmd)
-cli.add_command(completion_cmd)
-cli.add_command(group_group)
-task_group.add_command(logs_cmd)
-for _cmd in (taskops.stop_cmd, taskops.kill_cmd, taskops.hold_cmd, taskops.release_cmd,
-             taskops.restart_cmd, taskops.edit_cmd):
-    task_group.add_command(_cmd)
 
 
 def main(argv: list[str] | None = None) -> None:

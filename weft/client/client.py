@@ -16,7 +16,6 @@ from typing import IO, TYPE_CHECKING, Any, Unpack
 
 from weft import context as _context
 from weft.broker import Broker
-from weft.client.groups import Groups
 from weft.client.queues import Queues
 from weft.client.task import Task
 from weft.client.workers import Workers
@@ -24,6 +23,7 @@ from weft.client.workers import Workers
 if TYPE_CHECKING:
     # Loaded on first use: pydantic is most of a short CLI command's start-up.
     from weft.client.dispatch import Dispatcher
+    from weft.client.groups import Groups
     from weft.client.result import Result
     from weft.client.specs import CommonOptions, TaskOptions
     from weft.client.sweep import Run
@@ -54,7 +54,16 @@ class WeftClient:
         self.workers = Workers(self)
         self.queues = Queues(self)
         self._watcher: Dispatcher | None = None
-        self.groups = Groups(self)
+        self._groups: Groups | None = None
+
+    @property
+    def groups(self) -> Groups:
+        """Task groups (:class:`~weft.client.groups.Groups`), built on first use."""
+        if self._groups is None:
+            from weft.client.groups import Groups
+
+            self._groups = Groups(self)
+        return self._groups
 
     def __repr__(self) -> str:
         return f"WeftClient({str(self.context.root)!r})"
@@ -383,6 +392,18 @@ class WeftClient:
         from weft.client.sweep import Run
 
         return Run(self, submit_many(self, specs, common))
+
+    def submit_lines(self, lines: Iterable[str], *, shell: bool = False,
+                     **common: Any) -> Iterator[list[str]]:
+        """Queue one command task per line (``weft submit -``); see :mod:`weft.client.bulk`.
+
+        Every line is checked before this returns (InvalidSpec names the first
+        bad line; nothing is queued); the iterator then queues them in
+        batches of one transaction each, yielding each batch's TIDs.
+        """
+        from weft.client.bulk import submit_lines
+
+        return submit_lines(self, lines, shell=shell, **common)
 
     def watcher(self) -> Dispatcher:
         """The background watcher behind :meth:`Task.add_done_callback` (one per client)."""

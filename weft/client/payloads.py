@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from weft.broker import Broker
-from weft.broker.blobs import blob_store
 from weft.codec import loads_object
 from weft.models.payload import blob_ref, decode_bytes
 from weft.names import task_queue
@@ -32,6 +31,8 @@ def chunk_pieces(broker: Broker, message: dict[str, Any]) -> Iterator[bytes]:
     if ref is None:
         yield decode_bytes(message)
     else:
+        from weft.broker.blobs import blob_store
+
         yield from blob_store(broker).read(ref["sha256"])
 
 
@@ -50,6 +51,8 @@ def result_value(broker: Broker, message: dict[str, Any]) -> Any:
     ref = message.get("value_blob")
     if not isinstance(ref, dict) or not isinstance(ref.get("sha256"), str):
         return message.get("value")
+    from weft.broker.blobs import blob_store
+
     data = blob_store(broker).read_bytes(ref["sha256"])
     if ref.get("encoding") == "pickle":
         from weft.models.values import RawPickle

@@ -13,11 +13,12 @@ from typing import TypeVar
 
 from weft.broker import Broker
 from weft.errors import BrokerError, BrokerUnavailable, WaitTimeout
-from weft.runtime.wakeup import Backoff
+from weft.runtime.wakeup import CAP, Backoff, ChangeSignal
 
 T = TypeVar("T")
 FOLLOW_CAP = 0.05  # a human watching a stream does not need 5 ms latency
 OUTAGE_RETRY_CAP = 2.0  # seconds between looks while the broker is unreachable
+_SHORT_LIVED = False
 
 
 def poll_until(broker: Broker, check: Callable[[], T | None], *, timeout: float | None,
@@ -31,28 +32,40 @@ def poll_until(broker: Broker, check: Callable[[], T | None], *, timeout: float 
     WaitTimeout.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
-    backoff = Backoff()
     outage = _Outage(notify)
     version = outage.attempt(broker.data_version)
-    while True:
-        found = outage.attempt(check)
-        if found is not None:
-            return found
+    found = outage.attempt(check)
+    if found is not None:
+        return found
+    backoff = _backoff(broker)  # a commit ends the wait at once, no looks in between
+    try:
         while True:
-            if deadline is not None and time.monotonic() >= deadline:
-                outage.raise_if_down(timeout)
-                raise WaitTimeout(f"timed out after {timeout:g}s waiting for {what}")
-            pause = outage.pause() if outage.down else backoff.timeout()
-            if deadline is not None:
-                pause = min(pause, max(0.0, deadline - time.monotonic()))
-            time.sleep(pause)
-            current = outage.attempt(broker.data_version)
-            if current is None or outage.down:
-                break  # the backend cannot tell (or is away): look again, still backing off
-            if current != version:
-                version = current
-                backoff.reset()
-                break
+            _wait_for_version(broker, backoff, outage, version, deadline, timeout, what)
+            version = outage.attempt(broker.data_version)
+            found = outage.attempt(check)
+            if found is not None:
+                return found
+    finally:
+        backoff.close()
+
+
+def _wait_for_version(broker: Broker, backoff: Backoff, outage: _Outage, version: int | None,
+                      deadline: float | None, timeout: float | None, what: str) -> None:
+    """Return once the broker's data version differs from ``version`` (or cannot be told)."""
+    while True:
+        if deadline is not None and time.monotonic() >= deadline:
+            outage.raise_if_down(timeout)
+            raise WaitTimeout(f"timed out after {timeout:g}s waiting for {what}")
+        pause = outage.pause() if outage.down else backoff.timeout()
+        if deadline is not None:
+            pause = min(pause, max(0.0, deadline - time.monotonic()))
+        backoff.sleep(pause)
+        current = outage.attempt(broker.data_version)
+        if current is None or outage.down:
+            return  # the backend cannot tell (or is away): look again, still backing off
+        if current != version:
+            backoff.reset()
+            return
 
 
 def open_waiting(open_broker: Callable[[], Broker], *, timeout: float | None,
@@ -114,16 +127,33 @@ def wait_for_change(broker: Broker, version: int | None, *, timeout: float | Non
     ``timeout`` passes); return the version now. For followers that print
     what is new: they look again only when someone committed something."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    backoff = Backoff(cap=FOLLOW_CAP)
-    while True:
-        current = broker.data_version()
-        if current is not None and current != version:
-            return current
-        if deadline is not None and time.monotonic() >= deadline:
-            return current
-        pause = FOLLOW_CAP if current is None else backoff.timeout()
-        if deadline is not None:
-            pause = min(pause, max(0.0, deadline - time.monotonic()))
-        time.sleep(pause)
-        if current is None:
-            return None  # no change detection on this backend: look again after a pause
+    backoff = _backoff(broker, cap=FOLLOW_CAP)
+    try:
+        while True:
+            current = broker.data_version()
+            if current is not None and current != version:
+                return current
+            if deadline is not None and time.monotonic() >= deadline:
+                return current
+            pause = FOLLOW_CAP if current is None else backoff.timeout()
+            if deadline is not None:
+                pause = min(pause, max(0.0, deadline - time.monotonic()))
+            backoff.sleep(pause)
+            if current is None:
+                return None  # no change detection on this backend: look again after a pause
+    finally:
+        backoff.close()
+
+
+def short_lived() -> None:
+    """This process is a short command: open the change signal (and load ctypes,
+    1-2 ms) only for a wait that outlasts the first burst. The CLI says so."""
+    global _SHORT_LIVED
+    _SHORT_LIVED = True
+
+
+def _backoff(broker: Broker, *, cap: float = CAP) -> Backoff:
+    """A back-off that a commit cuts short (see :func:`short_lived`)."""
+    if not _SHORT_LIVED or ChangeSignal.cheap():
+        return Backoff(cap=cap, signal=ChangeSignal.for_broker(broker))
+    return Backoff(cap=cap, later=lambda: ChangeSignal.for_broker(broker))

@@ -100,18 +100,13 @@ class Result:
         ``value`` (and ``exception``) are decoded by :mod:`weft.models.values`:
         a pickled value comes back as the object the function returned.
         """
-        from weft.models.values import decode, is_pickled
         known: dict[str, Any] = {k: message.get(k) for k in (
             "status", "exit_code", "error", "traceback", "reason", "signal",
             "started_at", "finished_at", "peak_rss_mb", "cpu_time_s", "request_id", "name")}
         raw_value = value if value is not None else message.get("value")
-        known["value"] = decode(raw_value, allow_pickle=allow_pickle,
-                                field=f"the result of task {message.get('tid')}")
-        if is_pickled(message.get("exception")) and allow_pickle:
-            try:
-                known["exception"] = decode(message["exception"])
-            except Exception:  # noqa: BLE001 - the error text still says what happened
-                known["exception"] = None
+        known["value"] = None
+        if raw_value is not None or message.get("exception") is not None:
+            known.update(_decoded(message, raw_value, allow_pickle))  # pickle only if needed
         if read_wire is not None:  # do not keep the pickle's bytes beside the value
             raw_value = None
         return cls(tid=str(message["tid"]), attempt=int(message.get("attempt") or 1),
@@ -119,3 +114,17 @@ class Result:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.raw)
+
+
+def _decoded(message: dict[str, Any], raw_value: Any, allow_pickle: bool) -> dict[str, Any]:
+    """The value and exception, decoded (pickle only when the task's result has one)."""
+    from weft.models.values import decode, is_pickled
+
+    known: dict[str, Any] = {"value": decode(raw_value, allow_pickle=allow_pickle,
+                                             field=f"the result of task {message.get('tid')}")}
+    if is_pickled(message.get("exception")) and allow_pickle:
+        try:
+            known["exception"] = decode(message["exception"])
+        except Exception:  # noqa: BLE001 - the error text still says what happened
+            known["exception"] = None
+    return known

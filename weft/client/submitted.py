@@ -24,7 +24,6 @@ from typing import Any
 
 from weft.broker import Broker
 from weft.codec import loads_object
-from weft.errors import BrokerError
 from weft.names import SPAWN_HELD, SPAWN_REQUESTS, SPAWN_WAITING, TASKS_LOG
 
 SUBMITTED = "task_submitted"
@@ -49,12 +48,20 @@ def queue_request(broker: Broker, request: Mapping[str, Any], *, queue: str = SP
     """Put ``request`` on ``queue`` (the spawn queue, the held queue, or the
     queue of tasks waiting for dependencies) with its submit event; return the TID.
 
-    One id is drawn (a commit) and the event takes the next one: an insert
-    with explicit ids moves the broker's id clock past them in the same
-    transaction. Should another writer draw that next id in between, the
-    insert fails whole and both ids are drawn afresh.
+    Both ids are drawn inside the one transaction that inserts both rows
+    (:meth:`Broker.insert_drawn`): one commit, and the event sorts right after
+    its request, before anything a manager writes about the task.
     """
     body = _dumps(request)
+    event = record_fields(request, queue=queue, extra=extra)
+    rows = broker.insert_drawn(2, lambda ids: [(queue, body, ids[0]),
+                                               (TASKS_LOG, record_body(ids[0], event), ids[1])])
+    return str(rows[0][2])
+
+
+def record_fields(request: Mapping[str, Any], *, queue: str,
+                  extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What the submit record of ``request`` says, but its TID (see :func:`record_body`)."""
     spec = dict(request.get("taskspec") or {})
     event: dict[str, Any] = {
         "status": "held" if queue == SPAWN_HELD else "queued",
@@ -64,20 +71,13 @@ def queue_request(broker: Broker, request: Mapping[str, Any], *, queue: str = SP
         "priority": spec.get("priority", 0), "target": target_text(spec), "spec": spec,
         "not_before": request.get("not_before"), **(extra or {}),
     }
-    event = {k: v for k, v in event.items() if v is not None}
-    tid = broker.generate_id()
-    event_id = tid + 1
-    for attempt in (1, 2):
-        # "event" then "tid" first: submit_event finds the record by that text
-        record = _dumps({"v": 1, "event": SUBMITTED, "tid": str(tid), **event})
-        try:
-            broker.insert_atomic([(queue, body, tid), (TASKS_LOG, record, event_id)])
-            return str(tid)
-        except BrokerError:
-            if attempt == 2:
-                raise
-            tid, event_id = broker.generate_id(), broker.generate_id()
-    raise AssertionError("unreachable")
+    return {k: v for k, v in event.items() if v is not None}
+
+
+def record_body(tid: int, fields: Mapping[str, Any]) -> str:
+    """The submit record of task ``tid``, as written to ``weft.tasks.log``."""
+    # "event" then "tid" first: submit_event finds the record by that text
+    return _dumps({"v": 1, "event": SUBMITTED, "tid": str(tid), **fields})
 
 
 def submit_event(broker: Broker, tid: str) -> dict[str, Any] | None:

@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING, Any
 from weft.errors import ManagerUnavailable, NotFound, UsageError, WaitTimeout
 from weft.names import WORKERS_REGISTRY
 from weft.pathsafety import NOFOLLOW, open_private, private_dir
-from weft.runtime import outage, registry
-from weft.runtime.batch import dumps
+from weft.runtime import registry
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -65,8 +64,8 @@ class Workers:
         for entry in registry.read_all(self.client.broker).values():
             rec = entry.record
             state = registry.liveness(rec, now)
-            if rec.get("host") == registry.HOST and (held := outage.state_of(entry.tid)):
-                rec = {**rec, "broker_outage": {**held, "text": outage.describe(held)}}
+            if rec.get("host") == registry.HOST and (held := _outage().state_of(entry.tid)):
+                rec = {**rec, "broker_outage": {**held, "text": _outage().describe(held)}}
             if all or state == "active":
                 from weft.client.paused import manager_paused
 
@@ -74,6 +73,12 @@ class Workers:
                 infos.append(WorkerInfo(entry.tid, state, int(rec.get("pid") or 0),
                                         str(rec.get("host")), rec, paused))
         return sorted(infos, key=lambda w: w.tid)
+
+    def _any_live(self) -> bool:
+        """Is a manager active? (What a submit needs to know: no outage state, no pause.)"""
+        now = time.time()
+        return any(registry.liveness(entry.record, now) == "active"
+                   for entry in registry.read_all(self.client.broker).values())
 
     def status(self, tid: str | None = None) -> WorkerInfo:
         """One manager's record (short TIDs work); without ``tid``, the oldest live one."""
@@ -144,7 +149,7 @@ class Workers:
         if time.monotonic() < self._live_until:
             return None
         with self._start_lock():
-            if self.list():
+            if self._any_live():
                 self._live_until = time.monotonic() + 2.0
                 return None
             info = self.start()
@@ -231,7 +236,7 @@ class Workers:
     def _write_stopped(self, entry: registry.Entry, reason: str) -> None:
         broker = self.client.broker
         record = dict(entry.record, status="stopped", stop_reason=reason, heartbeat_at=time.time())
-        broker.write(WORKERS_REGISTRY, dumps(record))
+        broker.write(WORKERS_REGISTRY, json.dumps(record, separators=(",", ":"), default=str))
         broker.delete(WORKERS_REGISTRY, [entry.message_id])
 
 
@@ -286,3 +291,10 @@ def _check_gpu_ids(simulate: str | None, gpu_ids: builtins.list[int]) -> None:
     if unknown:
         raise UsageError(f"--gpu-ids: unknown GPU id(s) {unknown}; this host has "
                          f"{have or 'none'}")
+
+
+def _outage() -> Any:
+    """weft.runtime.outage, imported when a listing needs it (not by every submit)."""
+    from weft.runtime import outage
+
+    return outage

@@ -44,7 +44,7 @@ from weft.runtime.recovery import recover_dead_managers, settle_claims
 from weft.runtime.registry import LEASE_FACTOR, LEASE_SLACK
 from weft.runtime.stdin_feed import StdinFeed
 from weft.runtime.tasklog import log_task_event
-from weft.runtime.wakeup import Backoff
+from weft.runtime.wakeup import Backoff, ChangeSignal
 
 log = logging.getLogger("weft.manager")
 
@@ -75,7 +75,7 @@ class Manager(BaseTask):
         self.presence = BrokerPresence(ctx)
         self.outage = Outage(tid, root=ctx.root, max_outage=options.get("max_broker_outage"),
                              lease=ctx.settings.heartbeat_interval * LEASE_FACTOR + LEASE_SLACK)
-        self.backoff = Backoff()
+        self.backoff = Backoff(signal=ChangeSignal.for_broker(self.broker, untimed=True))  # commits wake us
         self.stop_reason: str | None = None
         self.kill_now = False
         self.draining_since: float | None = None
@@ -148,12 +148,14 @@ class Manager(BaseTask):
         self._data_version = None
 
     def step(self) -> None:
-        self._wait(self.backoff.timeout())
+        self._wait(self.backoff.timeout(idle=not self.consumers))
         active = self._collect_launcher()
         now = time.monotonic()
         version = self.broker.data_version()
         changed = version != self._data_version or version is None
         self._data_version = version
+        if changed:
+            self.backoff.noticed()
         due = self.intake.next_due is not None and self.intake.next_due <= time.time()
         due |= self.policy.retry_due(now)  # deferred on live readings: look again
         wake = changed or due or active
@@ -196,7 +198,7 @@ class Manager(BaseTask):
 
     def _wait(self, timeout: float) -> None:
         if self.launcher.link is None:
-            time.sleep(timeout)
+            self.backoff.sleep(timeout)
             return
         events = selectors.EVENT_READ
         if self.launcher.wants_write:
@@ -207,7 +209,9 @@ class Manager(BaseTask):
                 self._selector.unregister(self._watched[0])
             self._selector.register(fd, events)
             self._watched = (fd, events)
+        self.backoff.watch(self._selector)
         self._selector.select(timeout)
+        self.backoff.woke()
 
     def _finished(self) -> bool:
         if self.kill_now and not self.consumers:

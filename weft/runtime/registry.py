@@ -10,14 +10,15 @@ PID is still the same process (PIDs are reused: the create time must match).
 from __future__ import annotations
 
 import json
-import socket
+import os
 from dataclasses import dataclass
 from typing import Any
 
 from weft.broker import Broker
 from weft.names import WORKERS_REGISTRY
 
-HOST = socket.gethostname()
+# socket.gethostname() is uname's nodename; this spares every submit importing socket.
+HOST = os.uname().nodename
 LEASE_FACTOR = 3.0
 LEASE_SLACK = 2.0
 

@@ -1,0 +1,81 @@
+"""``weft submit``: queue one command task per line of a file or stdin, print the TIDs."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from weft.cli.run import _spec_fields
+
+
+@click.command("submit")
+@click.argument("source", required=False, default="-", metavar="[FILE|-]")
+@click.option("--shell", is_flag=True, help="Run each line through /bin/sh -c (pipes, redirections, variables).")
+@click.option("--name", help="A name for every task.")
+@click.option("--env", "env", multiple=True, metavar="K=V", help="Set an environment variable in every task; repeatable.")
+@click.option("--secret", "secrets", multiple=True, metavar="NAME", help="Pass environment variable NAME, read by the manager (see 'weft run --secret'); repeatable.")
+@click.option("--cwd", type=click.Path(file_okay=False), help="Working directory (default: here).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Kill a task after S seconds (exit 124).")
+@click.option("--cpus", type=click.FloatRange(min=0), help="CPUs to reserve per task.")
+@click.option("--memory", "memory_mb", type=click.IntRange(min=0), help="Memory to reserve per task, MB.")
+@click.option("--gpus", type=click.IntRange(min=0), help="GPUs to reserve per task.")
+@click.option("--priority", type=click.IntRange(-1000, 1000), help="Higher runs first (default 0).")
+@click.option("--retries", type=click.IntRange(0, 100), help="Retry a failed attempt up to N times.")
+@click.option("--label", "labels", multiple=True, metavar="K=V", help="Attach a label to every task; repeatable.")
+@click.option("--group", help="Put every task in this group (see 'weft group').")
+@click.option("--batch", type=click.IntRange(1, 10000), default=500, show_default=True,
+              help="Tasks queued per broker transaction.")
+@click.option("--json", "as_json", is_flag=True,
+              help='Print {"count": N, "tids": [...]} instead of one TID a line.')
+def submit_cmd(source: str, shell: bool, batch: int, as_json: bool, **opts: Any) -> None:
+    """Queue one command task per line of FILE (or stdin, '-'), print their TIDs.
+
+    Each line is a command, split into words as a shell would (quotes and
+    backslashes) but not expanded: use --shell for pipes, redirections and
+    variables. Blank lines and lines starting with '#' are skipped. Every
+    line is checked before anything is queued: a bad line is reported by its
+    number and nothing is queued. The tasks are then queued in batches (one
+    broker transaction each, thousands of tasks a second) and their TIDs
+    printed, one per line, in input order, as each batch is committed. A
+    manager is started if none is running. The options apply to every task.
+
+    \b
+      seq 1000 | sed 's/^/sleep 0./' | weft submit -
+      weft submit --shell jobs.txt
+      weft submit --json --group nightly < commands.txt
+    """
+    from weft.cli.common import client, echo_json
+
+    fields = _spec_fields(opts)
+    lines = _read(source)
+    c = client(create=True)
+    batches = c.submit_lines(lines, shell=shell, batch=batch, **fields)
+    if as_json:
+        tids = [tid for part in batches for tid in part]
+        echo_json({"count": len(tids), "tids": tids})
+        return
+    out = sys.stdout
+    for part in batches:
+        out.write("\n".join(part) + "\n")
+        out.flush()
+
+
+def _read(source: str) -> list[str]:
+    """The input's lines; UsageError (one line) if it cannot be read as UTF-8 text."""
+    from weft.errors import UsageError
+
+    try:
+        if source == "-":
+            if sys.stdin is None or sys.stdin.isatty():
+                raise UsageError("weft submit reads commands from a file or a pipe, "
+                                 "not a terminal: weft submit FILE, or ... | weft submit -")
+            return sys.stdin.buffer.read().decode("utf-8").splitlines()
+        with open(source, encoding="utf-8") as fh:
+            return fh.read().splitlines()
+    except OSError as exc:
+        raise UsageError(f"cannot read {source}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{'stdin' if source == '-' else source} is not UTF-8 text "
+                         f"(byte {exc.start})") from None
