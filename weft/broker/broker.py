@@ -257,15 +257,19 @@ class Broker:
             self.check_size(text)
         return self.commit([commit.Writes(records)])[1]
 
-    def commit(self, units: Sequence[commit.Unit], op: str = "write") -> tuple[list[bool], list[int]]:
+    def commit(self, units: Sequence[commit.Unit],
+               op: str | None = None) -> tuple[list[bool], list[int]]:
         """Writes, fenced settles and deletes in ONE transaction, ids drawn inside it.
 
         Returns whether each :class:`~weft.broker.commit.Fence` held, in order,
         and the ids of the writes committed (see :mod:`weft.broker.commit`).
-        Sizes are the caller's to check. ``op`` names it in weft.broker.opstats.
+        Sizes are the caller's to check. ``op`` names it in weft.broker.opstats
+        (by default ``settle`` when it settles a claim, else ``write``).
         """
         if not units:
             return [], []
+        if op is None:
+            op = "settle" if any(isinstance(u, commit.Fence) for u in units) else "write"
         return self._call(lambda: commit.run(self._core, self.backend, units), op)
 
     def settle_claim(self, queue: str, message_id: int, *, writes: Sequence[tuple[str, str]] = (),
@@ -291,7 +295,7 @@ class Broker:
             self.check_size(body)
         fence = commit.Fence(queue, message_id, tuple(writes), tuple(deletes), move_to, body, keep,
                              tuple(ids) if ids is not None else None)
-        return self.commit([fence], op="settle")[0][0]
+        return self.commit([fence])[0][0]
 
     def check_size(self, body: str) -> None:
         """Raise MessageTooLarge for a body the broker would refuse."""
