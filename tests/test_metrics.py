@@ -118,8 +118,9 @@ def test_manager_serves_metrics_and_weft_metrics_agrees(project, client):
     assert set(families(once.stdout)) - offline_only == set(families(text))
     # the manager's broker operations, live and as its last heartbeat published them
     settles = ("weft_broker_operation_seconds_count", (("manager", info["tid"]), ("op", "settle")))
-    # one settle transaction per manager step, which may settle several of the 7 tasks
-    assert 1 <= got[settles] <= 7
+    # fenced transactions: one per manager step (which may settle several of the 7
+    # tasks), besides the start checks and cancels that are fenced on their own
+    assert got[settles] >= 1
     wait_for(lambda: samples(client.metrics()).get(settles, 0) >= got[settles], timeout=10,
              what="the next heartbeat to publish the broker counts")
     assert got[("weft_broker_lock_retries_total", mgr)] >= 0
