@@ -319,16 +319,15 @@ class Broker:
     def insert_drawn(self, count: int, build: Callable[[list[int]], Sequence[tuple[str, str, int]]]
                      ) -> list[tuple[str, str, int]]:
         """``count`` ids drawn and the (queue, body, id) rows ``build`` makes of them
-        inserted, in ONE transaction (see :mod:`weft.broker.bulk`)."""
-        from weft.broker import bulk
-
+        inserted, in ONE transaction (see :func:`weft.broker.commit.insert_drawn`)."""
         def checked(ids: list[int]) -> Sequence[tuple[str, str, int]]:
             rows = build(ids)
             for _queue, text, _mid in rows:
                 self.check_size(text)
             return rows
 
-        return self._call(lambda: bulk.insert_drawn(self._core, self.backend, count, checked))
+        return self._call(lambda: commit.insert_drawn(self._core, self.backend, count, checked),
+                          "write")
 
     # -- moving and deleting ---------------------------------------------
     def move_one(

@@ -25,7 +25,7 @@ the other units of the transaction commit as they would have alone.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +61,7 @@ class Deletes:
 
 
 Unit = Fence | Writes | Deletes
+Row = tuple[str, str, int]  # (queue, body, id)
 
 _INSERT = "INSERT INTO messages (queue, body, ts) VALUES (?, ?, ?)"
 
@@ -103,6 +104,32 @@ def run(core: Any, backend: str, units: Sequence[Unit]) -> tuple[list[bool], lis
         if backend == "postgres" and touched:
             notify(tx, touched)
     return held, written
+
+
+def insert_drawn(core: Any, backend: str, count: int,
+                 build: Callable[[list[int]], Sequence[Row]]) -> list[Row]:
+    """Draw ``count`` ids inside one transaction, let ``build`` make rows of them, insert them.
+
+    For messages whose bodies name their own ids (bulk submission: a spawn
+    request and the ``task_submitted`` record naming its TID), which
+    :func:`run` cannot give because it draws ids only as it inserts.
+    ``build`` gets the ids in rising order and returns (queue, body, id)
+    rows using only those ids. Returns the rows as committed; a failure
+    anywhere (in ``build`` too) rolls everything back.
+    """
+    if count <= 0:
+        return []
+    with core.sidecar(transaction=True) as tx:
+        ids = _draw_ids(core, count)
+        rows = list(build(ids))
+        drawn = set(ids)
+        for queue, body, mid in rows:
+            if mid not in drawn:
+                raise ValueError(f"row id {mid} was not drawn for this batch")
+            tx.run(_INSERT, (queue, body, mid))
+        if backend == "postgres" and rows:
+            notify(tx, {queue for queue, _body, _mid in rows})
+    return rows
 
 
 def _draw_ids(core: Any, count: int) -> list[int]:
