@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from weft.cli.run import _spec_fields
+from weft.cli.run import spec_fields
 
 
 @click.command("submit")
@@ -48,7 +48,7 @@ def submit_cmd(source: str, shell: bool, batch: int, as_json: bool, **opts: Any)
     """
     from weft.cli.common import client, echo_json
 
-    fields = _spec_fields(opts)
+    fields = spec_fields(opts)
     lines = _read(source)
     c = client(create=True)
     batches = c.submit_lines(lines, shell=shell, batch=batch, **fields)

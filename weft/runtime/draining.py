@@ -22,6 +22,8 @@ STOP_GRACE = 5.0  # between TERM and KILL when the drain grace runs out
 
 
 class Drain:
+    """One manager's stop: its reason (None while running), grace and phase."""
+
     def __init__(self, grace: float) -> None:
         self.grace = grace
         self.reason: str | None = None
@@ -69,7 +71,7 @@ class Drain:
         return None
 
     def next_phase(self, now: float, running: bool) -> str | None:
-        """"TERM" or "KILL" when the children are due that signal, each phase once."""
+        """The signal ("TERM" or "KILL") the children are due now, each phase once; else None."""
         if self.reason is None or not running:
             return None
         if self.since is None:
