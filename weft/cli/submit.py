@@ -38,8 +38,10 @@ def submit_cmd(source: str, shell: bool, batch: int, as_json: bool, **opts: Any)
     line is checked before anything is queued: a bad line is reported by its
     number and nothing is queued. The tasks are then queued in batches (one
     broker transaction each, thousands of tasks a second) and their TIDs
-    printed, one per line, in input order, as each batch is committed. A
-    manager is started if none is running. The options apply to every task.
+    printed, one per line, in input order, as each batch is committed. Should
+    the broker fail part-way, the batches already committed stay queued and
+    their TIDs are printed (with --json too) before the error. A manager is
+    started if none is running. The options apply to every task.
 
     \b
       seq 1000 | sed 's/^/sleep 0./' | weft submit -
@@ -53,7 +55,15 @@ def submit_cmd(source: str, shell: bool, batch: int, as_json: bool, **opts: Any)
     c = client(create=True)
     batches = c.submit_lines(lines, shell=shell, batch=batch, **fields)
     if as_json:
-        tids = [tid for part in batches for tid in part]
+        from weft.client.bulk import BulkError
+
+        tids: list[str] = []
+        try:
+            for part in batches:
+                tids.extend(part)
+        except BulkError:  # the batches before it stay queued: say which, then fail
+            echo_json({"count": len(tids), "tids": tids})
+            raise
         echo_json({"count": len(tids), "tids": tids})
         return
     out = sys.stdout
