@@ -465,7 +465,8 @@ class Broker:
 
 
 class MessageTooLarge(BrokerError):
-    """A message over the broker's size limit (``BROKER_MAX_MESSAGE_SIZE``, 10 MiB)."""
+    """A message over the broker's size limit (simplebroker's 10 MiB; weft resolves the
+    broker's configuration itself, so ``BROKER_MAX_MESSAGE_SIZE`` does not change it)."""
 
     def __init__(self, size: int, limit: int) -> None:
         super().__init__(f"message of {size} bytes exceeds the broker's limit of {limit} bytes")
