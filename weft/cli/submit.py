@@ -55,7 +55,7 @@ def submit_cmd(source: str, shell: bool, batch: int, as_json: bool, **opts: Any)
     c = client(create=True)
     batches = c.submit_lines(lines, shell=shell, batch=batch, **fields)
     if as_json:
-        from weft.client.bulk import BulkError
+        from weft.errors import BulkError
 
         tids: list[str] = []
         try:
