@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from conftest import cli_json, wait_for
 
 from weft.names import SPAWN_REQUESTS
@@ -81,3 +83,21 @@ def test_many_lines_in_several_batches_all_run(project, cli_manager, client):
     assert last.status == "completed"
     submitted = [e["tid"] for e in project.events() if e.get("event") == "task_submitted"]
     assert submitted == tids
+
+
+def test_a_broker_failure_part_way_keeps_and_prints_the_batches_queued(project):
+    """The second batch is refused by the broker (a message over its 10 MiB limit, a
+    real refusal inside the transaction): the first stays queued, and its TID is
+    printed, with --json too, before the one-line error."""
+    text = "echo first\n: " + "x" * (10 << 20) + "\n"  # --shell: no word splitting of 10 MiB
+    printed: list[str] = []
+    for json_flag in ((), ("--json",)):
+        proc = project.cli("submit", "--shell", "--batch", "1", *json_flag, "-", input=text)
+        assert proc.returncode == 3, proc.stderr
+        error = proc.stderr.splitlines()[-1]  # (after the 'created project' line the first time)
+        assert error.startswith("weft: error: ") and "1 task(s) were queued" in error
+        tids = json.loads(proc.stdout)["tids"] if json_flag else proc.stdout.split()
+        assert len(tids) == 1
+        printed += tids
+    submitted = [e["tid"] for e in project.events() if e.get("event") == "task_submitted"]
+    assert submitted == printed  # the refused batch left nothing behind

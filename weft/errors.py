@@ -10,6 +10,8 @@ exit code the CLI uses for it, so the CLI needs exactly one handler::
     ├── BrokerError              exit 3   broker file locked, corrupt or unreachable
     │   └── BlobError            exit 3   a blob is missing or its bytes fail their sha256
     │   └── BrokerUnavailable    exit 3   the broker's server cannot be reached (yet)
+    ├── BulkError                exit 3   the broker failed part-way through a bulk
+    │                                     submission; ``queued`` tasks were queued
     ├── NotFound                 exit 4   no such task / manager / queue
     │   └── AmbiguousTid         exit 2   short TID matches several tasks
     ├── WaitTimeout              exit 5   a deadline passed while waiting
@@ -32,6 +34,7 @@ __all__ = [
     "BlobError",
     "BrokerError",
     "BrokerUnavailable",
+    "BulkError",
     "ContextError",
     "InvalidSpec",
     "JobFailed",
@@ -117,6 +120,18 @@ class TaskFailed(WeftError):
         self.error = getattr(result, "error", None)
         self.traceback = getattr(result, "traceback", None)
         self.status = getattr(result, "status", None)
+
+
+class BulkError(WeftError):
+    """The broker failed part-way (``weft submit``, :mod:`weft.client.bulk`): ``queued``
+    tasks (whole batches) are queued, the rest not. Not a BrokerError: the
+    batches already committed must not be retried as if nothing had happened."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, queued: int) -> None:
+        super().__init__(message)
+        self.queued = queued
 
 
 class JobFailed(WeftError):

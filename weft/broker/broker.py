@@ -236,9 +236,9 @@ class Broker:
     def write_many(self, records: list[tuple[str, str]]) -> list[int]:
         """Write several messages, in order, holding the connection lock once.
 
-        One transaction per message: simplebroker's id generator commits a
-        compare-and-swap per id, so a multi-row insert with pre-generated ids
-        costs *more* commits than plain writes (measured: docs/performance.md).
+        One transaction per message (each may survive a crash alone). weft's
+        own paths write a step in one transaction instead (:meth:`commit`);
+        this fills queues in tests and benchmarks.
         """
         if not records:
             return []
@@ -307,14 +307,11 @@ class Broker:
     def insert_atomic(self, records: list[tuple[str, str, int]]) -> None:
         """Insert (queue, body, id) rows in ONE transaction, ids from :meth:`generate_id`.
 
-        For a group whose parts name each other's ids (a job's child request
-        and the record of it): all of them or none survive a crash.
+        For rows that must keep an id they already have (``weft task edit``
+        puts a request back under its TID): all of them or none survive a crash.
         """
         if records:
             self._call(lambda: self._core.insert_messages(records), "write")
-
-    def insert(self, queue: str, body: str, message_id: int) -> None:
-        self._call(lambda: self._core.insert_messages([(queue, body, message_id)]), "write")
 
     def insert_drawn(self, count: int, build: Callable[[list[int]], Sequence[tuple[str, str, int]]]
                      ) -> list[tuple[str, str, int]]:
@@ -468,7 +465,8 @@ class Broker:
 
 
 class MessageTooLarge(BrokerError):
-    """A message over the broker's size limit (``BROKER_MAX_MESSAGE_SIZE``, 10 MiB)."""
+    """A message over the broker's size limit (simplebroker's 10 MiB; weft resolves the
+    broker's configuration itself, so ``BROKER_MAX_MESSAGE_SIZE`` does not change it)."""
 
     def __init__(self, size: int, limit: int) -> None:
         super().__init__(f"message of {size} bytes exceeds the broker's limit of {limit} bytes")

@@ -3,9 +3,10 @@
 Every :class:`~weft.broker.broker.Broker` call is timed (one ``perf_counter``
 pair and a few list increments, inside the connection lock the call already
 holds), by kind of operation: ``write``, ``read`` (peeks, searches, counts),
-``claim`` (a read that removes), ``move``, ``settle`` (the fenced
-transaction of :meth:`~weft.broker.broker.Broker.settle_claim`), ``delete``,
-``id``, ``poll`` (the change counter) and ``vacuum``.
+``claim`` (a read that removes), ``move``, ``settle`` (a transaction that
+settles a claim: :meth:`~weft.broker.broker.Broker.commit` with a fence,
+so a manager step that settles a task counts once, as ``settle``),
+``delete``, ``id``, ``poll`` (the change counter) and ``vacuum``.
 
 Lock waits: SQLite first waits inside its busy handler (``WEFT_BUSY_TIMEOUT``,
 5 s by default; that time shows only as operation latency); when it gives up

@@ -94,7 +94,7 @@ def run_cmd(ctx: click.Context, command: tuple[str, ...], function: str | None,
         raise UsageError("give exactly one of COMMAND, --function or --spec")
     if (fn_args or fn_kwargs) and not function:
         raise UsageError("--arg/--kwarg need --function")
-    fields = _spec_fields(opts)
+    fields = spec_fields(opts)
     if shell:
         if len(command) != 1:
             raise UsageError("--shell takes the command as one string: weft run --shell 'a | b'")
@@ -197,7 +197,8 @@ class StdinPump:
             click.echo(f"weft: could not send stdin to the task: {self.error}", err=True)
 
 
-def _spec_fields(opts: dict[str, Any]) -> dict[str, Any]:
+def spec_fields(opts: dict[str, Any]) -> dict[str, Any]:
+    """TaskSpec fields from the task options ``weft run`` and ``weft submit`` share."""
     fields: dict[str, Any] = {}
     for key in ("name", "cwd", "timeout", "priority", "group"):
         if opts.get(key) is not None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from weft.cli.run import _spec_fields
+from weft.cli.run import spec_fields
 
 
 @click.command("submit")
@@ -38,8 +38,10 @@ def submit_cmd(source: str, shell: bool, batch: int, as_json: bool, **opts: Any)
     line is checked before anything is queued: a bad line is reported by its
     number and nothing is queued. The tasks are then queued in batches (one
     broker transaction each, thousands of tasks a second) and their TIDs
-    printed, one per line, in input order, as each batch is committed. A
-    manager is started if none is running. The options apply to every task.
+    printed, one per line, in input order, as each batch is committed. Should
+    the broker fail part-way, the batches already committed stay queued and
+    their TIDs are printed (with --json too) before the error. A manager is
+    started if none is running. The options apply to every task.
 
     \b
       seq 1000 | sed 's/^/sleep 0./' | weft submit -
@@ -48,12 +50,20 @@ def submit_cmd(source: str, shell: bool, batch: int, as_json: bool, **opts: Any)
     """
     from weft.cli.common import client, echo_json
 
-    fields = _spec_fields(opts)
+    fields = spec_fields(opts)
     lines = _read(source)
     c = client(create=True)
     batches = c.submit_lines(lines, shell=shell, batch=batch, **fields)
     if as_json:
-        tids = [tid for part in batches for tid in part]
+        from weft.errors import BulkError
+
+        tids: list[str] = []
+        try:
+            for part in batches:
+                tids.extend(part)
+        except BulkError:  # the batches before it stay queued: say which, then fail
+            echo_json({"count": len(tids), "tids": tids})
+            raise
         echo_json({"count": len(tids), "tids": tids})
         return
     out = sys.stdout

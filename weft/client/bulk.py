@@ -18,23 +18,13 @@ import shlex
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from weft.errors import InvalidSpec, WeftError
+from weft.errors import BulkError, InvalidSpec, WeftError
 from weft.names import SPAWN_REQUESTS, TASKS_LOG
 
 if TYPE_CHECKING:
     from weft.client.client import WeftClient
 
 BATCH = 500  # tasks per transaction: the write lock is held about 50 ms
-
-
-class BulkError(WeftError):
-    """The broker failed part-way: ``queued`` tasks (whole batches) are queued, the rest not."""
-
-    exit_code = 3
-
-    def __init__(self, message: str, queued: int) -> None:
-        super().__init__(message)
-        self.queued = queued
 
 
 def submit_lines(client: WeftClient, lines: Iterable[str], *, shell: bool = False,

@@ -48,20 +48,17 @@ def record(broker: Broker, job_tid: str, kind: Kind, **fields: Any) -> None:
 
 
 def submit_child(broker: Broker, job_tid: str, step: str, item: int, request: str, *,
-                 fence: int | None = None) -> str | None:
+                 fence: int) -> str | None:
     """Queue one child and its record atomically; return the child's TID.
 
-    With ``fence`` (the id of the job's open record on ``weft.jobs.control``)
+    ``fence`` is the id of the job's open record on ``weft.jobs.control``:
     the write happens only while that record exists, checked in the same
-    transaction: None when the job was stopped (weft/jobs/stopping.py).
+    transaction; None when the job was stopped (weft/jobs/stopping.py).
     """
     child = broker.generate_id()
     record_id = broker.generate_id()
     tid = str(child).zfill(19)
     body = _body(job_tid, "child", step=step, item=item, tid=tid)
-    if fence is None:
-        broker.insert_atomic([(SPAWN_REQUESTS, request, child), (JOBS_PROGRESS, body, record_id)])
-        return tid
     done = broker.settle_claim(JOBS_CONTROL, fence, keep=True, ids=[child, record_id],
                                writes=[(SPAWN_REQUESTS, request), (JOBS_PROGRESS, body)])
     return tid if done else None

@@ -190,6 +190,9 @@ class JobRun:
         return (texts[0], values[0]) if results else ("", None)
 
     def _submit(self, step: Step, index: int, item: Any) -> str | None:
+        """Queue one child, fenced on the job's open record; None once the job is stopped."""
+        if self.fence is None:  # stopped before it started: nothing is queued
+            return None
         names = {**self.job.vars}
         text, value = item if not step.fan_out else (_item_text(item), item)
         if step.fan_out:

@@ -13,8 +13,9 @@ Encoding returns JSON-ready data; where it travels (inside the message, or
 in a blob the message refers to) is the transport's choice, not this
 module's. A transport that stores bytes has :func:`dump`, which pickles
 into any writable sink (no base64, no copy of a large buffer), and hands a
-pickle it read back as :class:`RawPickle`. No I/O of its own, no broker: ``weft.runtime.child`` imports this in the task
-process, ``weft.client`` in the caller's.
+pickle it read back as :class:`RawPickle`. No I/O of its own, no broker:
+``weft.runtime.child`` imports this in the task process, ``weft.client`` in
+the caller's.
 
 Trust: unpickling runs code. Whoever can write a project's broker can
 already run code through function targets, so pickle adds no new boundary;

@@ -3,10 +3,11 @@
 :mod:`weft.runtime.child` runs a function target; when its spec says
 ``pickle`` it asks this module to decode the arguments and to encode the
 exception, all through :mod:`weft.models.values` (the one codec the client
-uses too; the result goes through :mod:`weft.runtime.result_blob`). It also holds the two targets the executor
-submits for callables that have no import path (bound methods, partials,
-lambdas): :func:`apply` calls a pickled callable, :func:`apply_batch` runs a
-chunk of ``map`` calls in one task.
+uses too; the result goes through :mod:`weft.runtime.result_blob`). It also
+holds the two targets the executor submits for callables that have no
+import path (bound methods, partials, lambdas): :func:`apply` calls a
+pickled callable, :func:`apply_batch` runs a chunk of ``map`` calls in one
+task.
 """
 
 from __future__ import annotations

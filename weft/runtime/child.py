@@ -1,7 +1,8 @@
 """What runs inside a task's own process (the Consumer process).
 
 The launcher forks this process from a pre-loaded interpreter that never
-opened a broker connection, after putting the task's environment in place. It becomes the leader of a new process group
+opened a broker connection (:mod:`weft.runtime.forking` sets up the fork and
+the task's environment). It becomes the leader of a new process group
 (so a signal to the group reaches the whole task tree), runs the target and
 writes exactly one JSON line, its outcome, to the result pipe. Output goes
 to stdout/stderr pipes that the launcher streams. Everything else (queues,

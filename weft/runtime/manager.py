@@ -32,6 +32,7 @@ from weft.runtime.admission_hook import Policy, make_policy
 from weft.runtime.basetask import BaseTask
 from weft.runtime.consumer import Consumer
 from weft.runtime.dependencies import Resolver
+from weft.runtime.draining import STOP_GRACE, Drain
 from weft.runtime.gate import Gate
 from weft.runtime.heartbeat import Heartbeat
 from weft.runtime.holding import HoldingBatch, replay_spills, spill_path
@@ -49,8 +50,6 @@ from weft.runtime.wakeup import Backoff, ChangeSignal
 log = logging.getLogger("weft.manager")
 
 CHILD_CONTROL_EVERY = 0.05
-STOP_GRACE = 5.0  # between TERM and KILL when the drain grace runs out
-log = logging.getLogger("weft.manager")
 
 
 class Manager(BaseTask):
@@ -64,7 +63,7 @@ class Manager(BaseTask):
         self.options = options
         self.pid = os.getpid()
         self.idle_timeout = float(options.get("idle_timeout", ctx.settings.manager_idle_timeout))
-        self.grace = float(options.get("grace", 30.0))
+        self.drain = Drain(grace=float(options.get("grace", 30.0)))  # how and why it stops
         self.consumers: dict[str, Consumer] = {}
         self.intake = Intake(self.broker, self.batch, manager_tid=tid,
                              gate=Gate.for_manager(ctx, options))
@@ -76,11 +75,6 @@ class Manager(BaseTask):
         self.outage = Outage(tid, root=ctx.root, max_outage=options.get("max_broker_outage"),
                              lease=ctx.settings.heartbeat_interval * LEASE_FACTOR + LEASE_SLACK)
         self.backoff = Backoff(signal=ChangeSignal.for_broker(self.broker, untimed=True))  # commits wake us
-        self.stop_reason: str | None = None
-        self.kill_now = False
-        self.draining_since: float | None = None
-        self._drain_phase: str | None = None
-        self._drained: dict[str, str] = {}  # how each task ended while draining
         self.last_activity = time.monotonic()
         self._data_version: int | None = None
         self._next_child_control = 0.0
@@ -127,25 +121,20 @@ class Manager(BaseTask):
         now = time.monotonic()
         self.last_activity = now  # an outage is not idleness
         self._enforce_stop(now)
-        if self.outage.expired(now) and self.stop_reason is None:
+        if self.outage.expired(now) and not self.drain.stopping:
             log.error("broker unreachable for longer than --max-broker-outage: stopping")
-            self.stop_reason, self.draining_since = "broker outage", now
-        if not self.outage.due(now):
-            return
-        held = self.holding.held
-        try:
-            self._flush()  # and the go-aheads of tasks whose start it records
-            self.heartbeat.beat(status="active")
-            # A step the outage cut short may have claimed a request it never launched.
-            settle_claims(self.broker, self.batch, owner_tid=self.tid, my_tid=self.tid,
-                          running=frozenset(self.consumers))
-            self.batch.flush()
-        except BrokerError:
-            self.holding.bound()
-            self.outage.failed(now)
-            return
-        self.outage.end(time.monotonic(), flushed=held)
-        self._data_version = None
+            self.drain.stop_unless_stopping("broker outage", now)
+        if self.outage.due(now) and self.outage.try_end(now, self.holding, self._back_online):
+            self._data_version = None
+
+    def _back_online(self) -> None:
+        """The first writes after an outage; a BrokerError means it goes on."""
+        self._flush()  # and the go-aheads of tasks whose start it records
+        self.heartbeat.beat(status="active")
+        # A step the outage cut short may have claimed a request it never launched.
+        settle_claims(self.broker, self.batch, owner_tid=self.tid, my_tid=self.tid,
+                      running=frozenset(self.consumers))
+        self.batch.flush()
 
     def step(self) -> None:
         self._wait(self.backoff.timeout(idle=not self.consumers))
@@ -160,7 +149,7 @@ class Manager(BaseTask):
         due |= self.policy.retry_due(now)  # deferred on live readings: look again
         wake = changed or due or active
         if wake:
-            active |= self._serve_control()
+            active |= self.serve_control(self.broker)
         # Children's control queues are read at most every CHILD_CONTROL_EVERY;
         # a change seen in between is remembered, not lost.
         self._child_control_due |= wake
@@ -168,7 +157,7 @@ class Manager(BaseTask):
             self._child_control_due = False
             self._next_child_control = now + CHILD_CONTROL_EVERY
             active |= self._serve_child_control()
-        if wake and self.stop_reason is None and self.state == TaskState.RUNNING:
+        if wake and not self.drain.stopping and self.state == TaskState.RUNNING:
             if self._dispatch():
                 active = True
                 self._flush_link()  # the launcher forks while this step commits
@@ -214,36 +203,22 @@ class Manager(BaseTask):
         self.backoff.woke()
 
     def _finished(self) -> bool:
-        if self.kill_now and not self.consumers:
-            return True
-        if self.stop_reason is not None:
-            return not self.consumers
+        done = self.drain.done(running=bool(self.consumers))
+        if done is not None:
+            return done
         if self.idle_timeout > 0 and not self.consumers and self.intake.next_due is None:
             if time.monotonic() - self.last_activity >= self.idle_timeout:
-                self.stop_reason = "idle_timeout"
+                self.drain.reason = "idle_timeout"
                 return True
         return False
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
-        if self.stop_reason is None:
-            self.stop_reason = f"signal {signal.Signals(signum).name}"
-            self.draining_since = time.monotonic()
-        elif signum == signal.SIGINT:
-            self.kill_now = True
+        self.drain.on_signal(signum, time.monotonic())
 
     def _enforce_stop(self, now: float) -> None:
         """Draining: let children finish within the grace, then STOP, then KILL."""
-        if self.stop_reason is None or not self.consumers:
-            return
-        if self.draining_since is None:
-            self.draining_since = now
-        waited = now - self.draining_since
-        phase = ("KILL" if self.kill_now or waited >= self.grace + STOP_GRACE
-                 else "TERM" if waited >= self.grace else None)
-        if phase is None or phase == self._drain_phase:
-            return  # each phase signals once; the launcher escalates TERM to KILL itself
-        self._drain_phase = phase
-        for tid in list(self.consumers):
+        phase = self.drain.next_phase(now, running=bool(self.consumers))
+        for tid in list(self.consumers) if phase else ():
             if phase == "KILL":
                 self._signal_quietly(tid, "KILL", "kill")
             else:
@@ -252,22 +227,22 @@ class Manager(BaseTask):
     def _stop_if_broker_lost(self, now: float) -> None:
         """Our broker file was deleted or replaced: nobody can reach us; stop everything now."""
         why = self.presence.lost()
-        if why is not None and self.stop_reason is None:
+        if why is not None and not self.drain.stopping:
             log.error("%s: stopping this manager and its tasks", why)
-            self.stop_reason, self.grace, self.draining_since = f"broker lost: {why}", 0.0, now
+            self.drain.stop_unless_stopping(f"broker lost: {why}", now, grace=0.0)
 
     def _shutdown(self) -> None:
-        reason = self.stop_reason or "exit"
+        reason = self.drain.reason or "exit"
         try:
             self.launcher.shutdown()
         except Exception:  # noqa: BLE001 - keep going: we must still write 'stopped'
             self.launcher.reap()
         for tid in list(self.consumers):
             self._finish_lost(tid, "manager exited before the task reported")
-            self._drained[tid] = "failed"
+            self.drain.ended[tid] = "failed"
         self.state = TaskState.COMPLETED
         self.batch.event("manager_stopped", self.tid, "stopped", pid=self.pid, reason=reason,
-                         details={"drained": self._drained} if self._drained else None)
+                         details={"drained": self.drain.ended} if self.drain.ended else None)
         try:
             self.batch.flush()
             self.heartbeat.beat(status="stopped", stop_reason=reason)
@@ -362,8 +337,7 @@ class Manager(BaseTask):
             consumer.started(frame["pid"], frame["t"])
         elif kind == "exit":
             outcome = consumer.exited(frame)
-            if self.stop_reason is not None:
-                self._drained[consumer.tid] = consumer.state.value
+            self.drain.ended_while_draining(consumer.tid, consumer.state.value)
             self.policy.release(consumer.tid)
             del self.consumers[consumer.tid]
             self.policy.observe(consumer, outcome)
@@ -417,37 +391,19 @@ class Manager(BaseTask):
         return self.tid
 
     # -- control ----------------------------------------------------------
-    def _take_control(self, queue: str) -> str | None:
-        """The next control message, if any. Peek first: an empty claim costs 3x a peek."""
-        head = self.broker.peek_one(queue)
-        if head is None:
-            return None
-        msg = self.broker.read_one(queue, message_id=head[1])
-        return None if msg is None else msg[0]
-
-    def _serve_control(self) -> bool:
-        served = False
-        while (body := self._take_control(self.queues["ctrl_in"])) is not None:
-            self.send_reply(self.handle_control(body))
-            served = True
-        return served
-
     def _serve_child_control(self) -> bool:
+        """Children's control, answered on their behalf (they are plain processes)."""
         served = False
         for consumer in list(self.consumers.values()):
-            while (body := self._take_control(consumer.queues["ctrl_in"])) is not None:
-                consumer.send_reply(consumer.handle_control(body))
-                served = True
+            served |= consumer.serve_control(self.broker)
         return served
 
     def on_stop(self, reason: str | None) -> str:
-        self.stop_reason = reason or "stop requested"
-        self.draining_since = time.monotonic()
+        self.drain.stop(reason or "stop requested", time.monotonic())
         return f"draining {len(self.consumers)} running task(s)"
 
     def on_kill(self, reason: str | None) -> str:
-        self.stop_reason = reason or "kill requested"
-        self.kill_now = True
+        self.drain.kill(reason or "kill requested")
         return f"killing {len(self.consumers)} running task(s)"
 
     def on_pause(self, reason: str | None) -> str:
@@ -467,7 +423,7 @@ class Manager(BaseTask):
             "role": self.role, "name": self.name, "host": self.heartbeat.host,
             "started_at": self.heartbeat.started_at,
             "running": sorted(self.consumers), "launcher_pid": self.launcher.pid,
-            "draining": self.stop_reason is not None, "queues": self.queues,
+            "draining": self.drain.stopping, "queues": self.queues,
             "load": self.policy.load_record(),
         }
 

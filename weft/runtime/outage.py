@@ -26,12 +26,13 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from weft.errors import WeftError
+from weft.errors import BrokerError, WeftError
 from weft.pathsafety import open_private, private_dir
-from weft.runtime.holding import spill_dir
+from weft.runtime.holding import HoldingBatch, spill_dir
 
 log = logging.getLogger("weft.manager")
 
@@ -77,6 +78,18 @@ class Outage:
     def failed(self, now: float) -> None:
         self._delay = min(MAX_RETRY, self._delay * 2)
         self._next_try = now + self._delay
+
+    def try_end(self, now: float, holding: HoldingBatch, write: Callable[[], None]) -> bool:
+        """Retry the broker by ``write`` (the held records first); it ended if that worked."""
+        held = holding.held
+        try:
+            write()
+        except BrokerError:
+            holding.bound()
+            self.failed(now)
+            return False
+        self.end(time.monotonic(), flushed=held)
+        return True
 
     def end(self, now: float, *, flushed: int) -> None:
         began = self._began if self._began is not None else now

@@ -12,10 +12,11 @@ blocks on it (with the launcher's pipe, in a manager) instead of looking
 20 times a second, and wakes within a fraction of a millisecond of any
 process's commit. The write lands a moment before the commit is visible
 (SQLite updates its WAL index just after), so a signal that finds nothing
-new is followed by the short burst again. Where there is no inotify (not
-Linux, a PostgreSQL broker, the per-user instance limit reached) waiting
-falls back to the looks alone; with a signal the looks are only a safety
-net, at :data:`SIGNAL_CAP`.
+new is followed by the short burst again. On PostgreSQL the signal is the
+broker's LISTEN socket (:class:`FeedSignal`), readable when a NOTIFY
+arrives. Where there is neither (not Linux, the per-user inotify instance
+limit reached, the LISTEN connection away) waiting falls back to the looks
+alone; with a signal the looks are only a safety net, at :data:`SIGNAL_CAP`.
 """
 
 from __future__ import annotations
@@ -98,9 +99,7 @@ class ChangeSignal:
             try:
                 if not os.read(self.fd, 65536):
                     return seen
-            except (BlockingIOError, InterruptedError):
-                return seen
-            except OSError:
+            except OSError:  # EAGAIN: nothing more pending
                 return seen
             seen = True
 
