@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 
 from conftest import cli_json, wait_for
 
@@ -86,18 +87,37 @@ def test_many_lines_in_several_batches_all_run(project, cli_manager, client):
 
 
 def test_a_broker_failure_part_way_keeps_and_prints_the_batches_queued(project):
-    """The second batch is refused by the broker (a message over its 10 MiB limit, a
-    real refusal inside the transaction): the first stays queued, and its TID is
+    """The second batch is refused inside its transaction by the database itself (a
+    trigger aborts the insert of its request): the first stays queued, and its TID is
     printed, with --json too, before the one-line error."""
-    text = "echo first\n: " + "x" * (10 << 20) + "\n"  # --shell: no word splitting of 10 MiB
-    printed: list[str] = []
-    for json_flag in ((), ("--json",)):
-        proc = project.cli("submit", "--shell", "--batch", "1", *json_flag, "-", input=text)
-        assert proc.returncode == 3, proc.stderr
-        error = proc.stderr.splitlines()[-1]  # (after the 'created project' line the first time)
-        assert error.startswith("weft: error: ") and "1 task(s) were queued" in error
-        tids = json.loads(proc.stdout)["tids"] if json_flag else proc.stdout.split()
-        assert len(tids) == 1
-        printed += tids
+    assert project.cli("init").returncode == 0
+    db = sqlite3.connect(project.root / ".weft" / "broker.db")
+    try:
+        db.execute("CREATE TRIGGER refuse_marked BEFORE INSERT ON messages "
+                   "WHEN NEW.body LIKE '%refuse-me%' BEGIN SELECT RAISE(ABORT, 'disk says no'); END")
+        db.commit()
+        printed: list[str] = []
+        for json_flag in ((), ("--json",)):
+            proc = project.cli("submit", "--batch", "1", *json_flag, "-",
+                               input="echo first\necho refuse-me\n")
+            assert proc.returncode == 3, proc.stderr
+            error = proc.stderr.splitlines()[-1]
+            assert error.startswith("weft: error: ") and "1 task(s) were queued" in error
+            tids = json.loads(proc.stdout)["tids"] if json_flag else proc.stdout.split()
+            assert len(tids) == 1
+            printed += tids
+    finally:
+        db.execute("DROP TRIGGER IF EXISTS refuse_marked")
+        db.commit()
+        db.close()
     submitted = [e["tid"] for e in project.events() if e.get("event") == "task_submitted"]
     assert submitted == printed  # the refused batch left nothing behind
+
+
+def test_a_line_over_the_message_limit_is_refused_before_anything_is_queued(project):
+    text = "echo first\n: " + "x" * (10 << 20) + "\n"  # --shell: no word splitting of 10 MiB
+    proc = project.cli("submit", "--shell", "-", input=text)
+    assert proc.returncode == 2, proc.stderr
+    error = proc.stderr.splitlines()[-1]
+    assert error.startswith("weft: error: line 2: the task is ") and "message limit" in error
+    assert not [e for e in project.events() if e.get("event") == "task_submitted"]

@@ -37,7 +37,8 @@ def submit_lines(client: WeftClient, lines: Iterable[str], *, shell: bool = Fals
     A manager is started after the first batch, as :meth:`WeftClient.submit` does.
     """
     tasks = check_all(parse_lines(lines, shell=shell), {**common, "shell": shell or None},
-                      backend=client.context.backend)
+                      backend=client.context.backend,
+                      max_size=client.broker.max_message_size)
     return _queue_and_start(client, tasks, batch)
 
 
@@ -80,8 +81,14 @@ def parse_lines(lines: Iterable[str], *, shell: bool) -> list[tuple[int, list[st
 
 
 def check_all(commands: list[tuple[int, list[str]]], common: Mapping[str, Any], *,
-              backend: str) -> list[dict[str, Any]]:
-    """Every line's task fields, checked; InvalidSpec names the first bad line."""
+              backend: str, max_size: int | None = None) -> list[dict[str, Any]]:
+    """Every line's task fields, checked; InvalidSpec names the first bad line.
+
+    With ``max_size`` (the broker's message limit) a line whose messages would
+    be refused is a bad line too, so nothing is queued before it fails. Only
+    the first line and lines long enough to come near the limit are encoded
+    to measure them: JSON at most multiplies a character by 12.
+    """
     from weft.client.fields import checked_fields
     from weft.client.submit_checks import check_submit
 
@@ -94,8 +101,22 @@ def check_all(commands: list[tuple[int, list[str]]], common: Mapping[str, Any], 
             check_submit(fields, backend=backend)
         except WeftError as exc:
             raise InvalidSpec(f"line {number}: {_strip(str(exc))}") from None
+        if max_size is not None and (not checked or sum(map(len, argv)) * 12 > max_size // 2):
+            _check_size(number, fields, max_size)
         checked.append(fields)
     return checked
+
+
+def _check_size(number: int, fields: dict[str, Any], max_size: int) -> None:
+    """InvalidSpec when line ``number``'s request or submit record exceeds ``max_size``."""
+    from weft.client.submitted import record_body, record_fields
+
+    request = _request(fields)
+    record = record_body(0, record_fields(request, queue=SPAWN_REQUESTS))
+    size = max(len(_dumps(request).encode()), len(record.encode()))
+    if size > max_size:
+        raise InvalidSpec(f"line {number}: the task is {size:,} bytes, over the broker's "
+                          f"{max_size:,}-byte message limit")
 
 
 def queue_all(client: WeftClient, tasks: list[dict[str, Any]], *,
