@@ -7,24 +7,13 @@ from typing import Any
 
 import click
 
-from weft.cli.run import spec_fields
+from weft.cli.task_options import spec_fields, task_options
 
 
 @click.command("submit")
 @click.argument("source", required=False, default="-", metavar="[FILE|-]")
 @click.option("--shell", is_flag=True, help="Run each line through /bin/sh -c (pipes, redirections, variables).")
-@click.option("--name", help="A name for every task.")
-@click.option("--env", "env", multiple=True, metavar="K=V", help="Set an environment variable in every task; repeatable.")
-@click.option("--secret", "secrets", multiple=True, metavar="NAME", help="Pass environment variable NAME, read by the manager (see 'weft run --secret'); repeatable.")
-@click.option("--cwd", type=click.Path(file_okay=False), help="Working directory (default: here).")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Kill a task after S seconds (exit 124).")
-@click.option("--cpus", type=click.FloatRange(min=0), help="CPUs to reserve per task.")
-@click.option("--memory", "memory_mb", type=click.IntRange(min=0), help="Memory to reserve per task, MB.")
-@click.option("--gpus", type=click.IntRange(min=0), help="GPUs to reserve per task.")
-@click.option("--priority", type=click.IntRange(-1000, 1000), help="Higher runs first (default 0).")
-@click.option("--retries", type=click.IntRange(0, 100), help="Retry a failed attempt up to N times.")
-@click.option("--label", "labels", multiple=True, metavar="K=V", help="Attach a label to every task; repeatable.")
-@click.option("--group", help="Put every task in this group (see 'weft group').")
+@task_options(each=True)
 @click.option("--batch", type=click.IntRange(1, 10000), default=500, show_default=True,
               help="Tasks queued per broker transaction.")
 @click.option("--json", "as_json", is_flag=True,
