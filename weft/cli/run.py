@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from weft.cli.common import parse_pairs, parse_value, write_stream
+from weft.cli.common import client, parse_pairs, parse_value, write_stream
 from weft.cli.dependencies import after_fields, after_options
 from weft.cli.task_options import spec_fields, task_options
 
@@ -77,6 +77,36 @@ def run_cmd(ctx: click.Context, command: tuple[str, ...], function: str | None,
       weft run --function mypkg.jobs:square --arg 7
       weft run --spec task.json --no-wait
     """
+    fields = _target_fields(command, function, fn_args, fn_kwargs, spec_file, shell, opts)
+    source = _stdin_source(stdin_file, no_stdin, whole_only=no_wait or hold)
+    fields.update(after_fields(opts, lambda: client(create=True)))
+    pieces: dict[str, Any] = dict(
+        command=list(command) if command else None,
+        function=function,
+        args=[parse_value(a) for a in fn_args],
+        kwargs=parse_pairs(fn_kwargs, "--kwarg", json_values=True),
+        request_id=opts.get("request_id"),
+        **fields,
+    )
+    task = _submit(pieces, spec_file, delay=opts.get("delay"),
+                   stdin_stream=source is not None, hold=hold)
+    if no_wait or hold:
+        if source is not None:
+            task.client.send_stdin(task, source)
+        click.echo(task.tid)
+        return
+    pump = StdinPump(task, source) if source is not None else None
+    code = follow(task, as_json=as_json)
+    if pump is not None:
+        pump.finish()
+    ctx.exit(code)
+
+
+def _target_fields(command: tuple[str, ...], function: str | None, fn_args: tuple[str, ...],
+                   fn_kwargs: tuple[str, ...], spec_file: str | None, shell: bool,
+                   opts: dict[str, Any]) -> dict[str, Any]:
+    """The TaskSpec fields of the task options, once the target (exactly one of
+    COMMAND, --function, --spec) and the flags that go with it are checked."""
     from weft.errors import UsageError
 
     targets = sum(bool(x) for x in (command, function, spec_file))
@@ -89,43 +119,25 @@ def run_cmd(ctx: click.Context, command: tuple[str, ...], function: str | None,
         if len(command) != 1:
             raise UsageError("--shell takes the command as one string: weft run --shell 'a | b'")
         fields["shell"] = True
-    from weft.cli.common import client
+    return fields
 
-    source = _stdin_source(stdin_file, no_stdin, whole_only=no_wait or hold)
-    fields.update(after_fields(opts, lambda: client(create=True)))
-    pieces: dict[str, Any] = dict(
-        command=list(command) if command else None,
-        function=function,
-        args=[parse_value(a) for a in fn_args],
-        kwargs=parse_pairs(fn_kwargs, "--kwarg", json_values=True),
-        request_id=opts.get("request_id"),
-        **fields,
-    )
+
+def _submit(pieces: dict[str, Any], spec_file: str | None, *, delay: float | None,
+            stdin_stream: bool, hold: bool) -> Any:
+    """Queue the task: from the spec file with ``pieces`` over it, else from ``pieces``."""
     if spec_file:
         # A spec file may hold anything: validate it in full before queuing.
         from weft.client.specs import build_spec
 
         spec = build_spec(spec=_load_spec_file(spec_file), **pieces)
-        task = client(create=True).submit_spec(spec, delay=opts.get("delay"),
-                                               stdin_stream=source is not None, hold=hold)
-    else:
-        # Flags are typed by click; the rest of the TaskSpec rules are checked
-        # without pydantic, which would double this command's start-up time.
-        from weft.client.fields import checked_fields
+        return client(create=True).submit_spec(spec, delay=delay, stdin_stream=stdin_stream,
+                                               hold=hold)
+    # Flags are typed by click; the rest of the TaskSpec rules are checked
+    # without pydantic, which would double this command's start-up time.
+    from weft.client.fields import checked_fields
 
-        task = client(create=True).submit_fields(checked_fields(**pieces),
-                                                 delay=opts.get("delay"),
-                                                 stdin_stream=source is not None, hold=hold)
-    if no_wait or hold:
-        if source is not None:
-            task.client.send_stdin(task, source)
-        click.echo(task.tid)
-        return
-    pump = StdinPump(task, source) if source is not None else None
-    code = follow(task, as_json=as_json)
-    if pump is not None:
-        pump.finish()
-    ctx.exit(code)
+    return client(create=True).submit_fields(checked_fields(**pieces), delay=delay,
+                                             stdin_stream=stdin_stream, hold=hold)
 
 
 def _stdin_source(path: str | None, no_stdin: bool, *, whole_only: bool) -> Any:
