@@ -25,7 +25,7 @@ def submit_cmd(source: str, shell: bool, batch: int, as_json: bool, **opts: Any)
     backslashes) but not expanded: use --shell for pipes, redirections and
     variables. Blank lines and lines starting with '#' are skipped. Every
     line is checked before anything is queued: a bad line is reported by its
-    number and nothing is queued. The tasks are then queued in batches (one
+    number and nothing is queued (nor a project created). The tasks are then queued in batches (one
     broker transaction each, thousands of tasks a second) and their TIDs
     printed, one per line, in input order, as each batch is committed. Should
     the broker fail part-way, the batches already committed stay queued and
@@ -38,11 +38,11 @@ def submit_cmd(source: str, shell: bool, batch: int, as_json: bool, **opts: Any)
       weft submit --json --group nightly < commands.txt
     """
     from weft.cli.common import client, echo_json
+    from weft.client.bulk import check_lines, queue_checked
 
     fields = spec_fields(opts)
-    lines = _read(source)
-    c = client(create=True)
-    batches = c.submit_lines(lines, shell=shell, batch=batch, **fields)
+    tasks = check_lines(_read(source), shell=shell, **fields)  # before a project is created
+    batches = queue_checked(client(create=True), tasks, batch)
     if as_json:
         from weft.errors import BulkError
 
