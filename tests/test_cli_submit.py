@@ -121,3 +121,16 @@ def test_a_line_over_the_message_limit_is_refused_before_anything_is_queued(proj
     error = proc.stderr.splitlines()[-1]
     assert error.startswith("weft: error: line 2: the task is ") and "message limit" in error
     assert not [e for e in project.events() if e.get("event") == "task_submitted"]
+
+
+def test_refused_input_creates_no_project(project, tmp_path):
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    env = {"WEFT_CONTEXT": str(fresh)}
+    bad = project.cli("submit", "-", input="echo fine\necho 'unclosed\n", cwd=fresh, env=env)
+    assert bad.returncode == 2
+    assert bad.stderr.splitlines()[-1] == "weft: error: line 2: No closing quotation"
+    big = project.cli("submit", "--shell", "-", input=": " + "x" * (10 << 20) + "\n",
+                      cwd=fresh, env=env)
+    assert big.returncode == 2 and "message limit" in big.stderr
+    assert not (fresh / ".weft").exists()

@@ -464,6 +464,12 @@ class Broker:
         self.close()
 
 
+def message_limit() -> int:
+    """The largest message a weft broker takes, known without opening one: both
+    backends resolve their configuration with no environment (see :meth:`Broker.open`)."""
+    return int(resolve_config("WEFT", env={})["MAX_MESSAGE_SIZE"])
+
+
 class MessageTooLarge(BrokerError):
     """A message over the broker's size limit (simplebroker's 10 MiB; weft resolves the
     broker's configuration itself, so ``BROKER_MAX_MESSAGE_SIZE`` does not change it)."""

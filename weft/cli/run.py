@@ -9,8 +9,9 @@ from typing import Any
 
 import click
 
-from weft.cli.common import parse_pairs, parse_value, write_stream
+from weft.cli.common import client, parse_pairs, parse_value, write_stream
 from weft.cli.dependencies import after_fields, after_options
+from weft.cli.task_options import spec_fields, task_options
 
 
 def _load_spec_file(path: str) -> dict[str, Any]:
@@ -36,28 +37,17 @@ def _load_spec_file(path: str) -> dict[str, Any]:
 @click.option("--kwarg", "fn_kwargs", multiple=True, metavar="K=V", help="Keyword argument for --function (value JSON or string); repeatable.")
 @click.option("--spec", "spec_file", type=click.Path(dir_okay=False), help="Read the TaskSpec from a JSON file.")
 @click.option("--shell", is_flag=True, help="Run COMMAND (one string) through /bin/sh -c.")
-@click.option("--name", help="A name for the task (shown in lists and process titles).")
-@click.option("--env", "env", multiple=True, metavar="K=V", help="Set an environment variable; repeatable. Stored in clear in the broker: use --secret for secrets.")
-@click.option("--secret", "secrets", multiple=True, metavar="NAME", help="Pass environment variable NAME, its value read by the manager from .weft/secrets or its own environment, never stored in the broker; repeatable.")
-@click.option("--cwd", type=click.Path(file_okay=False), help="Working directory (default: here).")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Kill the task after S seconds (exit 124).")
-@click.option("--cpus", type=click.FloatRange(min=0), help="CPUs to reserve.")
-@click.option("--memory", "memory_mb", type=click.IntRange(min=0), help="Memory to reserve, MB (also the enforced limit).")
-@click.option("--gpus", type=click.IntRange(min=0), help="GPUs to reserve.")
+@task_options(each=False)
 @click.option("--vram", "vram_mb", type=click.IntRange(min=0), help="VRAM per GPU to reserve, MB.")
-@click.option("--priority", type=click.IntRange(-1000, 1000), help="Higher runs first (default 0).")
-@click.option("--retries", type=click.IntRange(0, 100), help="Retry a failed attempt up to N times.")
 @click.option("--retry-delay", type=click.FloatRange(min=0), help="Seconds before the first retry.")
 @click.option("--retry-backoff", type=click.FloatRange(min=1), help="Multiply the delay by F each retry.")
 @click.option("--retry-on", help="Comma list of failed,timeout,consumer_lost,killed.")
 @click.option("--delay", type=click.FloatRange(min=0), help="Do not start before S seconds from now.")
 @click.option("--request-id", help="Correlation id carried by every event (default: new UUID).")
-@click.option("--label", "labels", multiple=True, metavar="K=V", help="Attach a label; repeatable.")
 @click.option("--stdin", "stdin_file", type=click.Path(dir_okay=False, allow_dash=False),
               help="Give the task this file as its stdin (streamed in chunks).")
 @click.option("--no-stdin", is_flag=True,
               help="Do not pass our stdin on, even when it is a pipe or a file.")
-@click.option("--group", help="Put the task in this group (see 'weft group'); default: 'default'.")
 @click.option("--hold", is_flag=True, help="Queue it held: it starts only after 'weft task release TID'. Prints the TID.")
 @after_options
 @click.option("--no-wait", is_flag=True, help="Print the TID and return at once.")
@@ -87,6 +77,36 @@ def run_cmd(ctx: click.Context, command: tuple[str, ...], function: str | None,
       weft run --function mypkg.jobs:square --arg 7
       weft run --spec task.json --no-wait
     """
+    fields = _target_fields(command, function, fn_args, fn_kwargs, spec_file, shell, opts)
+    source = _stdin_source(stdin_file, no_stdin, whole_only=no_wait or hold)
+    fields.update(after_fields(opts, lambda: client(create=True)))
+    pieces: dict[str, Any] = dict(
+        command=list(command) if command else None,
+        function=function,
+        args=[parse_value(a) for a in fn_args],
+        kwargs=parse_pairs(fn_kwargs, "--kwarg", json_values=True),
+        request_id=opts.get("request_id"),
+        **fields,
+    )
+    task = _submit(pieces, spec_file, delay=opts.get("delay"),
+                   stdin_stream=source is not None, hold=hold)
+    if no_wait or hold:
+        if source is not None:
+            task.client.send_stdin(task, source)
+        click.echo(task.tid)
+        return
+    pump = StdinPump(task, source) if source is not None else None
+    code = follow(task, as_json=as_json)
+    if pump is not None:
+        pump.finish()
+    ctx.exit(code)
+
+
+def _target_fields(command: tuple[str, ...], function: str | None, fn_args: tuple[str, ...],
+                   fn_kwargs: tuple[str, ...], spec_file: str | None, shell: bool,
+                   opts: dict[str, Any]) -> dict[str, Any]:
+    """The TaskSpec fields of the task options, once the target (exactly one of
+    COMMAND, --function, --spec) and the flags that go with it are checked."""
     from weft.errors import UsageError
 
     targets = sum(bool(x) for x in (command, function, spec_file))
@@ -99,43 +119,25 @@ def run_cmd(ctx: click.Context, command: tuple[str, ...], function: str | None,
         if len(command) != 1:
             raise UsageError("--shell takes the command as one string: weft run --shell 'a | b'")
         fields["shell"] = True
-    from weft.cli.common import client
+    return fields
 
-    source = _stdin_source(stdin_file, no_stdin, whole_only=no_wait or hold)
-    fields.update(after_fields(opts, lambda: client(create=True)))
-    pieces: dict[str, Any] = dict(
-        command=list(command) if command else None,
-        function=function,
-        args=[parse_value(a) for a in fn_args],
-        kwargs=parse_pairs(fn_kwargs, "--kwarg", json_values=True),
-        request_id=opts.get("request_id"),
-        **fields,
-    )
+
+def _submit(pieces: dict[str, Any], spec_file: str | None, *, delay: float | None,
+            stdin_stream: bool, hold: bool) -> Any:
+    """Queue the task: from the spec file with ``pieces`` over it, else from ``pieces``."""
     if spec_file:
         # A spec file may hold anything: validate it in full before queuing.
         from weft.client.specs import build_spec
 
         spec = build_spec(spec=_load_spec_file(spec_file), **pieces)
-        task = client(create=True).submit_spec(spec, delay=opts.get("delay"),
-                                               stdin_stream=source is not None, hold=hold)
-    else:
-        # Flags are typed by click; the rest of the TaskSpec rules are checked
-        # without pydantic, which would double this command's start-up time.
-        from weft.client.fields import checked_fields
+        return client(create=True).submit_spec(spec, delay=delay, stdin_stream=stdin_stream,
+                                               hold=hold)
+    # Flags are typed by click; the rest of the TaskSpec rules are checked
+    # without pydantic, which would double this command's start-up time.
+    from weft.client.fields import checked_fields
 
-        task = client(create=True).submit_fields(checked_fields(**pieces),
-                                                 delay=opts.get("delay"),
-                                                 stdin_stream=source is not None, hold=hold)
-    if no_wait or hold:
-        if source is not None:
-            task.client.send_stdin(task, source)
-        click.echo(task.tid)
-        return
-    pump = StdinPump(task, source) if source is not None else None
-    code = follow(task, as_json=as_json)
-    if pump is not None:
-        pump.finish()
-    ctx.exit(code)
+    return client(create=True).submit_fields(checked_fields(**pieces), delay=delay,
+                                             stdin_stream=stdin_stream, hold=hold)
 
 
 def _stdin_source(path: str | None, no_stdin: bool, *, whole_only: bool) -> Any:
@@ -195,35 +197,6 @@ class StdinPump:
         self.ended.set()
         if self.error is not None:
             click.echo(f"weft: could not send stdin to the task: {self.error}", err=True)
-
-
-def spec_fields(opts: dict[str, Any]) -> dict[str, Any]:
-    """TaskSpec fields from the task options ``weft run`` and ``weft submit`` share."""
-    fields: dict[str, Any] = {}
-    for key in ("name", "cwd", "timeout", "priority", "group"):
-        if opts.get(key) is not None:
-            fields[key] = opts[key]
-    if opts.get("env"):
-        fields["env"] = parse_pairs(opts["env"], "--env", json_values=False)
-    if opts.get("secrets"):
-        fields["secrets"] = list(dict.fromkeys(opts["secrets"]))
-    if opts.get("labels"):
-        fields["labels"] = parse_pairs(opts["labels"], "--label", json_values=False)
-    resources = {k: opts[k] for k in ("cpus", "memory_mb", "gpus", "vram_mb") if opts.get(k) is not None}
-    if resources:
-        fields["resources"] = resources
-    retry: dict[str, Any] = {}
-    if opts.get("retries") is not None:
-        retry["retries"] = opts["retries"]
-    if opts.get("retry_delay") is not None:
-        retry["delay"] = opts["retry_delay"]
-    if opts.get("retry_backoff") is not None:
-        retry["backoff"] = opts["retry_backoff"]
-    if opts.get("retry_on"):
-        retry["retry_on"] = [w.strip() for w in opts["retry_on"].split(",") if w.strip()]
-    if retry:
-        fields["retry"] = retry
-    return fields
 
 
 def follow(task: Any, *, as_json: bool) -> int:

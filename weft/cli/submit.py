@@ -7,24 +7,13 @@ from typing import Any
 
 import click
 
-from weft.cli.run import spec_fields
+from weft.cli.task_options import spec_fields, task_options
 
 
 @click.command("submit")
 @click.argument("source", required=False, default="-", metavar="[FILE|-]")
 @click.option("--shell", is_flag=True, help="Run each line through /bin/sh -c (pipes, redirections, variables).")
-@click.option("--name", help="A name for every task.")
-@click.option("--env", "env", multiple=True, metavar="K=V", help="Set an environment variable in every task; repeatable.")
-@click.option("--secret", "secrets", multiple=True, metavar="NAME", help="Pass environment variable NAME, read by the manager (see 'weft run --secret'); repeatable.")
-@click.option("--cwd", type=click.Path(file_okay=False), help="Working directory (default: here).")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Kill a task after S seconds (exit 124).")
-@click.option("--cpus", type=click.FloatRange(min=0), help="CPUs to reserve per task.")
-@click.option("--memory", "memory_mb", type=click.IntRange(min=0), help="Memory to reserve per task, MB.")
-@click.option("--gpus", type=click.IntRange(min=0), help="GPUs to reserve per task.")
-@click.option("--priority", type=click.IntRange(-1000, 1000), help="Higher runs first (default 0).")
-@click.option("--retries", type=click.IntRange(0, 100), help="Retry a failed attempt up to N times.")
-@click.option("--label", "labels", multiple=True, metavar="K=V", help="Attach a label to every task; repeatable.")
-@click.option("--group", help="Put every task in this group (see 'weft group').")
+@task_options(each=True)
 @click.option("--batch", type=click.IntRange(1, 10000), default=500, show_default=True,
               help="Tasks queued per broker transaction.")
 @click.option("--json", "as_json", is_flag=True,
@@ -36,7 +25,7 @@ def submit_cmd(source: str, shell: bool, batch: int, as_json: bool, **opts: Any)
     backslashes) but not expanded: use --shell for pipes, redirections and
     variables. Blank lines and lines starting with '#' are skipped. Every
     line is checked before anything is queued: a bad line is reported by its
-    number and nothing is queued. The tasks are then queued in batches (one
+    number and nothing is queued (nor a project created). The tasks are then queued in batches (one
     broker transaction each, thousands of tasks a second) and their TIDs
     printed, one per line, in input order, as each batch is committed. Should
     the broker fail part-way, the batches already committed stay queued and
@@ -49,11 +38,11 @@ def submit_cmd(source: str, shell: bool, batch: int, as_json: bool, **opts: Any)
       weft submit --json --group nightly < commands.txt
     """
     from weft.cli.common import client, echo_json
+    from weft.client.bulk import check_lines, queue_checked
 
     fields = spec_fields(opts)
-    lines = _read(source)
-    c = client(create=True)
-    batches = c.submit_lines(lines, shell=shell, batch=batch, **fields)
+    tasks = check_lines(_read(source), shell=shell, **fields)  # before a project is created
+    batches = queue_checked(client(create=True), tasks, batch)
     if as_json:
         from weft.errors import BulkError
 

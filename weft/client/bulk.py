@@ -36,14 +36,43 @@ def submit_lines(client: WeftClient, lines: Iterable[str], *, shell: bool = Fals
     name, env, cwd, timeout, resources, priority, retries, labels, group...).
     A manager is started after the first batch, as :meth:`WeftClient.submit` does.
     """
-    tasks = check_all(parse_lines(lines, shell=shell), {**common, "shell": shell or None},
-                      backend=client.context.backend,
-                      max_size=client.broker.max_message_size)
-    return _queue_and_start(client, tasks, batch)
+    tasks = check_lines(lines, shell=shell, backend=client.context.backend,
+                        max_size=client.broker.max_message_size, **common)
+    return queue_checked(client, tasks, batch)
 
 
-def _queue_and_start(client: WeftClient, tasks: list[dict[str, Any]],
-                     batch: int) -> Iterator[list[str]]:
+def check_lines(lines: Iterable[str], *, shell: bool = False, backend: str | None = None,
+                max_size: int | None = None, **common: Any) -> list[dict[str, Any]]:
+    """Every line's task fields, checked (InvalidSpec names the first bad line).
+
+    Without ``backend`` and ``max_size``: those of the project found from here,
+    or of the one a submit would create, so no project is created for input
+    that is refused (``weft submit``).
+    """
+    if backend is None or max_size is None:
+        backend, max_size = _limits_here()
+    return check_all(parse_lines(lines, shell=shell), {**common, "shell": shell or None},
+                     backend=backend, max_size=max_size)
+
+
+def _limits_here() -> tuple[str, int]:
+    """The backend and message limit of the project found from here, without creating one."""
+    from weft import context
+    from weft.broker.broker import message_limit
+    from weft.errors import ContextError
+    from weft.settings import Settings
+
+    try:
+        backend = context.resolve(create=False).backend
+    except ContextError:  # none yet: a new project takes its settings from the environment
+        backend = Settings.from_env().broker_backend
+    return backend, message_limit()
+
+
+def queue_checked(client: WeftClient, tasks: list[dict[str, Any]],
+                  batch: int = BATCH) -> Iterator[list[str]]:
+    """Queue :func:`check_lines`' tasks in batches, yielding each batch's TIDs; start
+    a manager after the first batch."""
     started = False
     for tids in queue_all(client, tasks, batch=batch):
         if not started and client.auto_start:

@@ -120,10 +120,6 @@ class TaskOutput:
     def read(self, stream: str) -> bytes:
         return b"".join(piece for _, piece in self.pieces(stream))
 
-    def write_to(self, stream: str, out: IO[bytes]) -> None:
-        for _, piece in self.pieces(stream):
-            out.write(piece)
-
 
 def write_json_string(pieces: Iterator[bytes], again: Iterator[bytes], out: IO[str]) -> str:
     """Write a JSON string holding the bytes ``pieces`` yield; return its encoding.

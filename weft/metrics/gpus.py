@@ -12,6 +12,7 @@ utilisation has no utilisation series.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
@@ -22,26 +23,17 @@ LABELS = ["manager", "gpu"]
 
 def gpu_families(managers: list[dict[str, Any]]) -> list[Any]:
     """What each card offers and what running tasks hold on it, then its live readings."""
-    total = GaugeMetricFamily("weft_gpu_memory_bytes", "VRAM of a GPU a manager offers.",
-                              labels=LABELS)
-    reserved = GaugeMetricFamily("weft_gpu_reserved_vram_bytes",
-                                 "VRAM reserved on a GPU by running tasks.", labels=LABELS)
-    tasks = GaugeMetricFamily("weft_gpu_tasks", "Running tasks assigned to a GPU.",
-                              labels=LABELS)
-    whole = GaugeMetricFamily("weft_gpu_exclusive", "1 while a task holds the whole GPU.",
-                              labels=LABELS)
+    total = _gauge("weft_gpu_memory_bytes", "VRAM of a GPU a manager offers.")
+    reserved = _gauge("weft_gpu_reserved_vram_bytes", "VRAM reserved on a GPU by running tasks.")
+    tasks = _gauge("weft_gpu_tasks", "Running tasks assigned to a GPU.")
+    whole = _gauge("weft_gpu_exclusive", "1 while a task holds the whole GPU.")
     for record in managers:
-        tid = str(record.get("tid"))
-        devices = (record.get("capabilities") or {}).get("gpus")
         held = (record.get("load") or {}).get("reserved") or {}
         by_gpu = held.get("vram_mb_by_gpu") or {}
         on_gpu = held.get("tasks_by_gpu") or {}
         exclusive = set(held.get("exclusive_gpus") or ())
-        for dev in devices if isinstance(devices, list) else ():
-            index = dev.get("index") if isinstance(dev, dict) else None
-            if index is None:
-                continue
-            key = [tid, str(index)]
+        for key, dev in _cards(record, (record.get("capabilities") or {}).get("gpus")):
+            index = dev["index"]
             total.add_metric(key, float(dev.get("memory_mb") or 0) * MIB)
             reserved.add_metric(key, float(by_gpu.get(str(index), 0)) * MIB)
             tasks.add_metric(key, float(on_gpu.get(str(index), 0)))
@@ -52,18 +44,25 @@ def gpu_families(managers: list[dict[str, Any]]) -> list[Any]:
 def gpu_live_families(managers: list[dict[str, Any]]) -> list[Any]:
     """The driver's readings each manager published (NVML, or simulated cards):
     VRAM in use by any process, and utilisation when the driver gives it."""
-    used = GaugeMetricFamily("weft_gpu_memory_used_bytes", "VRAM in use on a GPU (any process).",
-                             labels=LABELS)
-    util = GaugeMetricFamily("weft_gpu_utilization_ratio", "GPU utilisation, 0 to 1.",
-                             labels=LABELS)
+    used = _gauge("weft_gpu_memory_used_bytes", "VRAM in use on a GPU (any process).")
+    util = _gauge("weft_gpu_utilization_ratio", "GPU utilisation, 0 to 1.")
     for record in managers:
-        tid = str(record.get("tid"))
-        for dev in (record.get("load") or {}).get("gpus_live") or ():
-            if not isinstance(dev, dict) or dev.get("index") is None:
-                continue
-            key = [tid, str(dev["index"])]
+        for key, dev in _cards(record, (record.get("load") or {}).get("gpus_live")):
             if dev.get("memory_used_mb") is not None:
                 used.add_metric(key, float(dev["memory_used_mb"]) * MIB)
             if dev.get("utilization_pct") is not None:
                 util.add_metric(key, float(dev["utilization_pct"]) / 100.0)
     return [used, util]
+
+
+def _gauge(name: str, documentation: str) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, labels=LABELS)
+
+
+def _cards(record: dict[str, Any], devices: Any) -> Iterator[tuple[list[str], dict[str, Any]]]:
+    """Each card a record lists in ``devices`` with its labels (manager TID, card
+    index); anything that is not a list of cards with an index is passed over."""
+    tid = str(record.get("tid"))
+    for dev in devices if isinstance(devices, list) else ():
+        if isinstance(dev, dict) and dev.get("index") is not None:
+            yield [tid, str(dev["index"])], dev

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
 import time
 from collections import defaultdict
@@ -179,7 +178,3 @@ class Batch:
             log.warning("dropped a message for %s: %s", queue, exc)
             return False
         return True
-
-
-def my_pid() -> int:
-    return os.getpid()

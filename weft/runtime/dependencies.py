@@ -26,7 +26,6 @@ cursor in between. Terminal states never change, so they are cached.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -266,13 +265,3 @@ class Resolver:
             (task_queue(tid, "outbox"), result.model_dump_json(exclude_none=True)),
             (TASKS_LOG, event.model_dump_json(exclude_none=True)),
         ])
-
-
-def describe_waiting(body: str) -> str | None:
-    """``waiting for TID, TID`` for a waiting request (what status shows), else None."""
-    try:
-        spec = json.loads(body).get("taskspec") or {}
-    except (ValueError, AttributeError):
-        return None
-    after = spec.get("after") or []
-    return f"waiting for {', '.join(after)}" if after else None

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from weft.runtime import child
+from weft.runtime.proctitle import set_title
 
 _CHILD_DEFAULTS = tuple(int(s) for s in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM,
                                            signal.SIGPIPE))
@@ -142,15 +143,6 @@ def command_env(op: dict[str, Any]) -> dict[bytes, bytes] | None:
     for key in unset:
         env.pop(os.fsencode(key), None)
     return env
-
-
-def set_title(title: str) -> None:
-    try:
-        import setproctitle
-
-        setproctitle.setproctitle(title)
-    except Exception:  # noqa: BLE001 - a title is cosmetic
-        pass
 
 
 def _close(*fds: int) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,10 +127,6 @@ def gate(broker: Broker, cands: Sequence[Any], *, manager_tid: str | None = None
                 taken[name] = taken.get(name, 0) + 1
                 allowed.append(cand)
     return allowed, held
-
-
-def names_in(rows: Iterable[dict[str, Any]]) -> set[str]:
-    return {row.get("group") or DEFAULT for row in rows}
 
 
 class GroupGate:

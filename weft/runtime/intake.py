@@ -12,7 +12,6 @@ crashes the reader, whatever the body holds.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,7 +158,3 @@ class Intake:
         ids = attempt.salvage_ids(body[0]) if body is not None else {}
         attempt.dead_letter(self.broker, claim, problem=problem, manager_tid=self.manager_tid,
                             reason=reason, ids=ids)
-
-
-def seconds_until(when: float | None) -> float | None:
-    return None if when is None else max(0.0, when - time.time())

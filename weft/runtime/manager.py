@@ -41,6 +41,7 @@ from weft.runtime.launcher import Launcher, LauncherLost
 from weft.runtime.outage import Outage, sweep_stale
 from weft.runtime.outcome import lost
 from weft.runtime.presence import BrokerPresence
+from weft.runtime.proctitle import set_title
 from weft.runtime.recovery import recover_dead_managers, settle_claims
 from weft.runtime.registry import LEASE_FACTOR, LEASE_SLACK
 from weft.runtime.stdin_feed import StdinFeed
@@ -428,12 +429,7 @@ class Manager(BaseTask):
         }
 
     def update_title(self) -> None:
-        try:
-            import setproctitle
-
-            setproctitle.setproctitle(self.title())
-        except Exception:  # noqa: BLE001 - cosmetic
-            pass
+        set_title(self.title())
 
     # -- dispatch -----------------------------------------------------------
     def _dispatch(self) -> bool:

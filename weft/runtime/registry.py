@@ -90,16 +90,3 @@ def recoverable(record: dict[str, Any], now: float) -> bool:
     from weft.resources.pids import pid_alive
 
     return not pid_alive(launcher, record.get("launcher_create_time"))
-
-
-def dead_on_this_host(record: dict[str, Any]) -> bool:
-    """True when we can prove at once that this host's manager is gone."""
-    if record.get("status") != "active" or record.get("host") != HOST:
-        return False
-    from weft.resources.pids import pid_alive
-
-    return not pid_alive(int(record.get("pid") or 0), record.get("pid_create_time"))
-
-
-def live_managers(broker: Broker, now: float) -> list[dict[str, Any]]:
-    return [e.record for e in read_all(broker).values() if liveness(e.record, now) == "active"]

@@ -27,10 +27,11 @@ import time
 from typing import Any
 
 from weft.runtime.containment import Containment
-from weft.runtime.forking import Pipes, fork_all, set_title
+from weft.runtime.forking import Pipes, fork_all
 from weft.runtime.frames import FrameSocket, PeerClosed
 from weft.runtime.launch_memory import LaunchMemory
 from weft.runtime.launched import Proc, now_or_never
+from weft.runtime.proctitle import set_title
 from weft.runtime.result_pipe import ResultPipe
 from weft.runtime.stdin_pipe import StdinPipe
 
