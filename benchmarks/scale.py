@@ -21,7 +21,12 @@ when all have ended.
 CPU is user + system of the weft processes only (managers, launchers, task
 processes: the launchers' reaped children), not this client, whose waiting
 is not what grows with depth. It holds still under load; tasks/s does not,
-so the 1-minute load average is printed beside it.
+so the 1-minute load average is printed beside it. On PostgreSQL the
+server's CPU (postmaster and backends, found through ``$WEFT_CI_PG_CTL``'s
+data directory, as ``source .ci/postgres`` sets it) is the ``server`` column,
+not part of CPU/task. ``managers`` also prints the managers' broker
+operations per task (weft.broker.opstats, read from their heartbeats): a
+``move`` above 1 per task is claims lost to a peer.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -47,7 +53,7 @@ import psutil  # noqa: E402
 class Weft:
     """A fresh project (SQLite, or a new PostgreSQL schema) and the managers started in it."""
 
-    def __init__(self, postgres: str | None) -> None:
+    def __init__(self, postgres: str | None, server: psutil.Process | None = None) -> None:
         from weft import WeftClient, context
 
         self.root = Path(tempfile.mkdtemp(prefix="weft-scale-"))
@@ -60,6 +66,7 @@ class Weft:
                                              "broker_schema": self.schema})
         self.client = WeftClient(self.root, auto_start=False)
         self.procs: list[tuple[psutil.Process, psutil.Process]] = []
+        self.server = server
         self.tids: list[str] = []
 
     def start_manager(self) -> None:
@@ -76,6 +83,22 @@ class Weft:
             out["manager"] += m.user + m.system
             out["launcher"] += lt.user + lt.system
             out["task"] += lt.children_user + lt.children_system
+        if self.server is not None:
+            out["server"] = _tree_cpu(self.server)
+        return out
+
+    def broker_ops(self) -> dict[str, float]:
+        """The managers' broker operations so far (weft.broker.opstats, published with each
+        heartbeat: waits for the next one), summed: counts by kind, lock retries and waits."""
+        time.sleep(float(self.client.workers.status(self.tids[0]).record
+                         .get("heartbeat_interval") or 5) + 0.5)
+        out: dict[str, float] = {}
+        for tid in self.tids:
+            stats = self.client.workers.status(tid).record.get("broker") or {}
+            for op, row in (stats.get("ops") or {}).items():
+                out[op] = out.get(op, 0) + sum(row["n"])
+            for key in ("lock_retries", "lock_wait_s"):
+                out[key] = out.get(key, 0) + float(stats.get(key) or 0)
         return out
 
     def rss_mb(self) -> float:
@@ -103,15 +126,40 @@ class Weft:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
+def _tree_cpu(proc: psutil.Process) -> float:
+    """A PostgreSQL server's CPU: the postmaster, its live backends, and those it reaped."""
+    t = proc.cpu_times()
+    total = t.user + t.system + t.children_user + t.children_system
+    for child in proc.children():
+        try:
+            c = child.cpu_times()
+            total += c.user + c.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def postgres_server() -> psutil.Process | None:
+    """The private server of ``source .ci/postgres`` (its data directory from $WEFT_CI_PG_CTL)."""
+    match = re.search(r"-D (\S+)", os.environ.get("WEFT_CI_PG_CTL", ""))
+    if match is None:
+        return None
+    try:
+        return psutil.Process(int((Path(match[1]) / "postmaster.pid").read_text().split()[0]))
+    except (OSError, ValueError, psutil.Error):
+        return None
+
+
 def _figures(n: int, wall: float, before: dict[str, float], after: dict[str, float]
              ) -> dict[str, Any]:
     per = {k: round((after[k] - before[k]) * 1000 / n, 3) for k in before}
-    return {"tasks_per_s": round(n / wall, 1), "cpu_ms": round(sum(per.values()), 3),
+    weft = sum(v for k, v in per.items() if k != "server")
+    return {"tasks_per_s": round(n / wall, 1), "cpu_ms": round(weft, 3),
             **{f"{k}_ms": v for k, v in per.items()}, "load": round(os.getloadavg()[0], 2)}
 
 
 def measure_depth(depth: int, tasks: int, postgres: str | None) -> dict[str, Any]:
-    weft = Weft(postgres)
+    weft = Weft(postgres, postgres_server() if postgres else None)
     try:
         weft.start_manager()
         weft.client.run(command=["true"], wait_timeout=60)
@@ -133,26 +181,29 @@ def measure_depth(depth: int, tasks: int, postgres: str | None) -> dict[str, Any
 
 
 def measure_managers(count: int, tasks: int, postgres: str | None) -> dict[str, Any]:
-    weft = Weft(postgres)
+    weft = Weft(postgres, postgres_server() if postgres else None)
     try:
         for _ in range(count):
             weft.start_manager()
         weft.client.run(command=["true"], wait_timeout=60)
         time.sleep(1.0)
-        before, t0 = weft.cpu(), time.perf_counter()
+        ops0, before, t0 = weft.broker_ops(), weft.cpu(), time.perf_counter()
         weft.wait_all(weft.queue(tasks))
         row = _figures(tasks, time.perf_counter() - t0, before, weft.cpu())
-        return {"managers": count, "backend": "postgres" if postgres else "sqlite", **row}
+        ops = {k: round((v - ops0.get(k, 0)) / tasks, 3) for k, v in weft.broker_ops().items()}
+        return {"managers": count, "backend": "postgres" if postgres else "sqlite", **row,
+                "per_task": ops}
     finally:
         weft.close()
 
 
 def _print(rows: list[dict[str, Any]], key: str) -> None:
     print(f"{key:>9}{'tasks/s':>9}{'load':>6}{'CPU/task':>10}{'manager':>9}{'launcher':>10}"
-          f"{'task':>7}")
+          f"{'task':>7}{'server':>8}")
     for r in rows:
         print(f"{r[key]:>9}{r['tasks_per_s']:>9}{r['load']:>6}{r['cpu_ms']:>10}"
-              f"{r['manager_ms']:>9}{r['launcher_ms']:>10}{r['task_ms']:>7}")
+              f"{r['manager_ms']:>9}{r['launcher_ms']:>10}{r['task_ms']:>7}"
+              f"{r.get('server_ms', '-'):>8}")
     print(json.dumps(rows))
 
 
