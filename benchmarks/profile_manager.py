@@ -3,6 +3,7 @@
     python benchmarks/profile_manager.py [--tasks 1000] [--kind command|function] [--top 25]
     python benchmarks/profile_manager.py --tasks 1 --idle 30    # what an idle manager does
     python benchmarks/profile_manager.py --postgres DSN         # on a fresh PostgreSQL schema
+    python benchmarks/profile_manager.py --peers 2              # one of three managers
 
 Starts a manager in a fresh project under cProfile (in its own process, the
 way ``weft worker start`` would, but not detached), submits ``--tasks``
@@ -47,6 +48,8 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--idle", type=float, default=0.0,
                         help="then leave the manager idle this many seconds (idle cost)")
+    parser.add_argument("--peers", type=int, default=0,
+                        help="also start this many unprofiled managers on the same broker")
     parser.add_argument("--postgres", metavar="DSN", help="profile on a fresh schema of this database")
     parser.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "weft-manager.prof"))
     args = parser.parse_args()
@@ -72,6 +75,8 @@ def main() -> None:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit("the profiled manager did not start")
             time.sleep(0.05)  # before any submit: run() would start a second manager
+        for _ in range(args.peers):
+            client.workers.start()
         client.run(command=["true"], wait_timeout=60)  # warm
         start = time.perf_counter()
         if args.kind == "command":
