@@ -1,6 +1,7 @@
 """Does a task cost more when the queue is deep, or when several managers share a broker?
 
     python benchmarks/scale.py depth [--depths 100,5000,50000] [--tasks 1000]
+    python benchmarks/scale.py depth --cold     # a manager started with the queue already deep
     python benchmarks/scale.py managers [--managers 1,3] [--tasks 2000] [--postgres DSN]
 
 Issue 13's scale targets: "cost flat from 100 to 50,000 queued (±10 %)" and
@@ -158,6 +159,24 @@ def _figures(n: int, wall: float, before: dict[str, float], after: dict[str, flo
             **{f"{k}_ms": v for k, v in per.items()}, "load": round(os.getloadavg()[0], 2)}
 
 
+def measure_cold(depth: int, tasks: int, postgres: str | None) -> dict[str, Any]:
+    """A manager started with the queue already deep: its start-up and its first task."""
+    weft = Weft(postgres, postgres_server() if postgres else None)
+    try:
+        measured = weft.queue(tasks)
+        weft.queue(depth)
+        t0 = time.perf_counter()
+        weft.start_manager()
+        started = time.perf_counter() - t0
+        weft.client.task(measured[0]).wait(timeout=900)
+        first = time.perf_counter() - t0
+        return {"depth": depth, "start_s": round(started, 3), "first_task_s": round(first, 3),
+                "weft_cpu_s": round(sum(weft.cpu().values()), 3),
+                "load": round(os.getloadavg()[0], 2)}
+    finally:
+        weft.close()
+
+
 def measure_depth(depth: int, tasks: int, postgres: str | None) -> dict[str, Any]:
     weft = Weft(postgres, postgres_server() if postgres else None)
     try:
@@ -215,13 +234,17 @@ def main() -> None:
     parser.add_argument("--managers", default="1,3")
     parser.add_argument("--tasks", type=int, default=None,
                         help="measured tasks per row (default 1000 for depth, 2000 for managers)")
+    parser.add_argument("--cold", action="store_true",
+                        help="depth: start the manager after queueing; print its start-up "
+                             "time, its first task's end and the CPU used until then")
     parser.add_argument("--repeats", type=int, default=1, help="interleaved repeats of every row")
     parser.add_argument("--postgres", metavar="DSN", help="run on a fresh schema of this database")
     args = parser.parse_args()
     os.chdir(tempfile.gettempdir())
     if args.mode == "depth":
         values, key = [int(v) for v in args.depths.split(",")], "depth"
-        run: Callable[[int], dict[str, Any]] = lambda n: measure_depth(  # noqa: E731
+        measure = measure_cold if args.cold else measure_depth
+        run: Callable[[int], dict[str, Any]] = lambda n: measure(  # noqa: E731
             n, args.tasks or 1000, args.postgres)
     else:
         values, key = [int(v) for v in args.managers.split(",")], "managers"
@@ -231,7 +254,8 @@ def main() -> None:
         for value in values:
             rows.append(run(value))
             print(json.dumps(rows[-1]), flush=True)
-    _print(rows, key)
+    if not args.cold:
+        _print(rows, key)
 
 
 if __name__ == "__main__":
