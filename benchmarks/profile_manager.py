@@ -2,6 +2,8 @@
 
     python benchmarks/profile_manager.py [--tasks 1000] [--kind command|function] [--top 25]
     python benchmarks/profile_manager.py --tasks 1 --idle 30    # what an idle manager does
+    python benchmarks/profile_manager.py --postgres DSN         # on a fresh PostgreSQL schema
+    python benchmarks/profile_manager.py --peers 2              # one of three managers
 
 Starts a manager in a fresh project under cProfile (in its own process, the
 way ``weft worker start`` would, but not detached), submits ``--tasks``
@@ -46,13 +48,22 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--idle", type=float, default=0.0,
                         help="then leave the manager idle this many seconds (idle cost)")
+    parser.add_argument("--peers", type=int, default=0,
+                        help="also start this many unprofiled managers on the same broker")
+    parser.add_argument("--postgres", metavar="DSN", help="profile on a fresh schema of this database")
     parser.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "weft-manager.prof"))
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="weft-prof-"))
     (root / "bench_noop.py").write_text("def noop(*a, **k):\n    return None\n")
     os.chdir(root)
     sys.path.insert(0, str(root))
-    from weft import WeftClient
+    from weft import WeftClient, context
+
+    schema = f"prof_{os.getpid()}" if args.postgres else None
+    if args.postgres:
+        context.init(root)
+        context.write_config(root, {"broker_backend": "postgres", "broker_target": args.postgres,
+                                    "broker_schema": schema})
 
     client = WeftClient(root)
     tid = str(client.broker.generate_id())
@@ -64,6 +75,8 @@ def main() -> None:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit("the profiled manager did not start")
             time.sleep(0.05)  # before any submit: run() would start a second manager
+        for _ in range(args.peers):
+            client.workers.start()
         client.run(command=["true"], wait_timeout=60)  # warm
         start = time.perf_counter()
         if args.kind == "command":
@@ -79,6 +92,10 @@ def main() -> None:
         client.workers.stop(all=True, timeout=60)
         proc.wait(timeout=60)
         client.close()
+        if args.postgres and schema:
+            from weft.broker.postgres import drop_schema
+
+            drop_schema(args.postgres, schema)
         shutil.rmtree(root, ignore_errors=True)
     stats = pstats.Stats(args.out)
     stats.sort_stats("cumulative").print_stats(args.top)

@@ -80,6 +80,10 @@ def target(dsn: str | None, schema: str) -> tuple[Any, Any]:
     conn = connect(dsn)
     from simplebroker import BrokerTarget
 
+    from weft.broker import pg_sql_cache
+
+    pg_sql_cache.install()  # the same statements, rewritten once (weft/broker/pg_sql_cache.py)
+
     return BrokerTarget(backend_name="postgres", target=dsn,
                         backend_options={"schema": schema}), conn
 
