@@ -169,14 +169,17 @@ def test_insert_drawn_is_one_transaction_with_ids_drawn_inside(broker: Broker) -
     assert broker.insert_drawn(1, lambda ids: [("c", "works", ids[0])])[0][1] == "works"
 
 
-def test_move_one_has_exactly_one_winner_across_processes(backend: Backend,
-                                                          broker: Broker) -> None:
-    ids = [broker.write("src", f"job{i}") for i in range(40)]
+def _race(backend: Backend, script: str, names: list[str], ids: list[int]) -> list[list[int]]:
+    """Run ``script`` in one process per name, released together; each one's winning ids.
+
+    Every racer says "ready" once its broker is open and waits for "go", so
+    they really contend; all are reaped, even when one fails.
+    """
     env = {**backend.project.env, "PYTHONPATH": str(ROOT)}
-    racers = [subprocess.Popen([sys.executable, "-c", RACER, str(backend.project.root),
-                                f"dst{n}", json.dumps(ids)], env=env, text=True,
+    racers = [subprocess.Popen([sys.executable, "-c", script, str(backend.project.root),
+                                name, json.dumps(ids)], env=env, text=True,
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-              for n in range(3)]
+              for name in names]
     try:
         for proc in racers:
             assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
@@ -184,12 +187,18 @@ def test_move_one_has_exactly_one_winner_across_processes(backend: Backend,
             assert proc.stdin is not None
             proc.stdin.write("go\n")
             proc.stdin.flush()
-        wins = [json.loads(proc.communicate(timeout=60)[0]) for proc in racers]
+        return [json.loads(proc.communicate(timeout=60)[0]) for proc in racers]
     finally:
         for proc in racers:
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate()
+
+
+def test_move_one_has_exactly_one_winner_across_processes(backend: Backend,
+                                                          broker: Broker) -> None:
+    ids = [broker.write("src", f"job{i}") for i in range(40)]
+    wins = _race(backend, RACER, [f"dst{n}" for n in range(3)], ids)
     claimed = [mid for won in wins for mid in won]
     assert sorted(claimed) == ids, "every message moved exactly once"
     for n, won in enumerate(wins):
@@ -311,24 +320,7 @@ SETTLER = textwrap.dedent("""
 def test_settle_claim_has_exactly_one_winner_across_processes(backend: Backend,
                                                               broker: Broker) -> None:
     ids = [broker.write("claims", f"job{i}") for i in range(30)]
-    env = {**backend.project.env, "PYTHONPATH": str(ROOT)}
-    racers = [subprocess.Popen([sys.executable, "-c", SETTLER, str(backend.project.root),
-                                str(n), json.dumps(ids)], env=env, text=True,
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-              for n in range(3)]
-    try:
-        for proc in racers:
-            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        for proc in racers:
-            assert proc.stdin is not None
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-        wins = [json.loads(proc.communicate(timeout=60)[0]) for proc in racers]
-    finally:
-        for proc in racers:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
+    wins = _race(backend, SETTLER, [str(n) for n in range(3)], ids)
     assert sorted(mid for won in wins for mid in won) == ids, "every claim settled exactly once"
     results = [body for body, _ in broker.peek_all("results")]
     assert sorted(results) == sorted(f"{mid}:{n}" for n, won in enumerate(wins) for mid in won)
