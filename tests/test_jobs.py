@@ -83,14 +83,10 @@ def api(project: Project) -> Any:
 
 
 @pytest.fixture
-def backend_api(backend: Backend, project: Project) -> Any:  # noqa: F811
-    """:func:`api` on each backend (PostgreSQL when WEFT_TEST_PG_DSN is set)."""
-    c = WeftClient(project.root)
-    try:
-        project.track(c.workers.start().pid)
-        yield c
-    finally:
-        c.close()
+def backend_api(backend: Backend, api: Any) -> Any:  # noqa: F811
+    """:func:`api` on each backend (PostgreSQL when WEFT_TEST_PG_DSN is set): ``backend``
+    comes first, so the project is on that backend before the client opens it."""
+    return api
 
 
 # -- definitions ---------------------------------------------------------------------
